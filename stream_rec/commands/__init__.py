@@ -1,0 +1,1 @@
+"""One module per `stream-rec` subcommand; each exposes ``register(subparsers)``."""

@@ -1,0 +1,116 @@
+"""All of stream-rec's settings, in one place.
+
+Every setting has a default, an environment variable (``STREAM_REC_<NAME>``) and a one-line
+description. CLI flags override the environment: commands call ``load_settings(**overrides)``.
+``docs/operations.md`` lists them; a test keeps that table in step with this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "STREAM_REC_"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _setting(default: Any, doc: str) -> Any:
+    return field(default=default, metadata={"doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed, immutable settings. Units are in the names (``_ms``, ``_mb``, ``_bytes``)."""
+
+    # --- Kafka connection -------------------------------------------------------------------
+    broker: str = _setting("127.0.0.1:9092", "Kafka bootstrap servers, host:port[,host:port].")
+    security_protocol: str = _setting(
+        "PLAINTEXT", "Kafka security protocol: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
+    )
+    sasl_mechanism: str = _setting("", "SASL mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512).")
+    sasl_username: str = _setting("", "SASL user name.")
+    sasl_password: str = _setting("", "SASL password (never logged).")
+    ssl_cafile: str = _setting("", "CA bundle for SSL connections to Kafka.")
+
+    # --- Local broker (tests, benchmarks, demo) ---------------------------------------------
+    kafka_version: str = _setting("4.4.0", "Apache Kafka release run by `stream-rec kafka`.")
+    kafka_port: int = _setting(9092, "Port of the local broker's client listener (127.0.0.1).")
+    kafka_controller_port: int = _setting(
+        0, "Port of the local KRaft controller listener; 0 means kafka_port + 1."
+    )
+    kafka_heap_mb: int = _setting(512, "Java heap of the local broker, in MB.")
+    kafka_home: str = _setting(
+        "~/.cache/stream-rec", "Cache folder for the broker's jars (kafka-<version>/ inside)."
+    )
+    kafka_data_dir: str = _setting(
+        "~/.local/share/stream-rec/kafka", "KRaft log and metadata folder of the local broker."
+    )
+
+    # --- Topics -----------------------------------------------------------------------------
+    events_topic: str = _setting("storefront.events", "Shopper events in (key = user_id).")
+    dlq_topic: str = _setting("storefront.events.dlq", "Rejected input, with the reason.")
+    items_topic: str = _setting("storefront.items", "Catalog, compacted (key = item_id).")
+    recommendations_topic: str = _setting("recommendations", "Lists out (key = user_id).")
+    model_updates_topic: str = _setting("model-updates", "Model version announcements.")
+    partitions: int = _setting(4, "Partitions of the events and recommendations topics.")
+    replication_factor: int = _setting(1, "Replication factor of topics stream-rec creates.")
+
+    # --- Worker -----------------------------------------------------------------------------
+    app_id: str = _setting("stream-rec", "Faust app id: consumer group and changelog prefix.")
+    state_dir: str = _setting("./var/state", "Where the worker keeps its RocksDB tables.")
+    registry_dir: str = _setting("./registry", "File-system model registry.")
+    web_host: str = _setting("127.0.0.1", "Bind address of the worker's HTTP server.")
+    web_port: int = _setting(6066, "Port of the worker's HTTP server.")
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        """Return a copy with the non-None overrides applied (CLI flags use this)."""
+        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    @property
+    def controller_port(self) -> int:
+        return self.kafka_controller_port or self.kafka_port + 1
+
+    @property
+    def kafka_jars_dir(self) -> Path:
+        return Path(self.kafka_home).expanduser() / f"kafka-{self.kafka_version}"
+
+
+def env_name(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def _parse(raw: str, kind: type) -> Any:
+    if kind is bool:
+        if raw.strip().lower() in {"1", "true", "yes", "on"}:
+            return True
+        if raw.strip().lower() in {"0", "false", "no", "off", ""}:
+            return False
+        raise ValueError(f"not a boolean: {raw!r}")
+    return kind(raw)
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Defaults, then ``STREAM_REC_*`` variables, then explicit overrides (CLI flags)."""
+    env = os.environ if environ is None else environ
+    types = {"str": str, "int": int, "float": float, "bool": bool}
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(Settings):
+        raw = env.get(env_name(f.name))
+        if raw is None:
+            continue
+        kind = types[f.type if isinstance(f.type, str) else f.type.__name__]
+        try:
+            values[f.name] = _parse(raw, kind)
+        except ValueError as exc:
+            raise ValueError(f"{env_name(f.name)}={raw!r}: expected {kind.__name__}") from exc
+    return Settings(**values).with_overrides(**overrides)
+
+
+def settings_reference() -> Iterator[tuple[str, str, Any, str]]:
+    """(name, environment variable, default, description) for every setting, in order."""
+    for f in dataclasses.fields(Settings):
+        yield f.name, env_name(f.name), f.default, f.metadata["doc"]
