@@ -1,0 +1,271 @@
+"""Fast greedy MAP inference for a determinantal point process (Chen, Zhang & Zhou, 2018).
+
+The list Y is grown one item at a time, each step taking the candidate with the largest gain
+
+    (1 - theta) * relevance_i + theta * log d_i^2,
+
+where d_i^2 is the part of item i's similarity-space vector not explained by the items already
+chosen (the Schur complement S_ii - S_iY S_YY^-1 S_Yi, dimensionless, in [0, 1]). Summed over
+the list this is ``(1 - theta) * sum(relevance) + theta * log det(S_Y)``: theta times the
+log-determinant of Chen et al.'s kernel ``L = Diag(q) S Diag(q)``, ``q = exp(alpha *
+relevance)``, ``alpha = (1 - theta) / (2 theta)`` (see :mod:`stream_rec.rerank.policy`).
+
+Working with S and log d^2 rather than with L and q keeps every number in [0, 1] however large
+alpha gets: nothing overflows, and theta -> 0 tends smoothly to the relevance order.
+
+d^2 is kept up to date with Chen et al.'s incremental Cholesky step: one new row of the factor
+per pick, O(M (D + K)) per step, O(K M (D + K)) per list, as vector operations over the M
+candidates. When the best candidate's d^2 falls below ``eps`` (the chosen items already span
+it), the DPP stops and the rest of the list is filled in relevance order, so the output still
+has min(k, eligible) items.
+
+The sliding-window variant (Chen et al., Algorithm 2) lets only the last ``window - 1`` chosen
+items count when choosing the next, so any ``window`` consecutive items are diverse together;
+the oldest item leaves the Cholesky factor through Givens rotations, O(window M) per step.
+
+Candidates come in the canonical order set by :mod:`stream_rec.rerank.batch` (relevance
+descending, then item key), so ``argmax`` taking the first of equal gains breaks ties
+deterministically, and "first allowed position" is "most relevant left".
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.typing import NDArray
+
+from stream_rec.rerank.rules import CategoryCap
+from stream_rec.rerank.similarity import SimilarityKernel
+
+#: Smallest d^2 (a squared sine, dimensionless) at which the DPP keeps choosing.
+DEFAULT_EPS = 1e-9
+#: Up to this many lists, a per-list loop beats the lock-step loop over the batch.
+LOOP_MAX_LISTS = 1
+_TINY = 1e-300
+#: Largest exponent magnitude for which exp() of relevance gaps stays a normal float64.
+_EXP_SAFE = 600.0
+
+
+def dpp_greedy(
+    kernel: SimilarityKernel,
+    relevance: NDArray[np.float64],
+    allowed: NDArray[np.bool_],
+    k: int,
+    theta: float,
+    *,
+    cap: CategoryCap | None = None,
+    window: int | None = None,
+    eps: float = DEFAULT_EPS,
+) -> NDArray[np.int64]:
+    """Pick up to ``k`` positions per list, (B, k) int64, -1 where a list ran out.
+
+    ``relevance`` (B, M) is standardised; ``allowed`` (B, M) is the eligibility mask (not
+    modified); ``cap`` enforces a per-category limit during selection.
+    """
+    n_b, n_m = relevance.shape
+    cap = cap or CategoryCap(None, None)
+    if k <= 0 or n_m == 0:
+        return np.full((n_b, max(k, 0)), -1, dtype=np.int64)
+    work = kernel.workspace(_cond_width(k, window)[0])
+    if n_b <= LOOP_MAX_LISTS:
+        return np.stack(
+            [
+                _dpp_one(kernel, work[b], b, relevance[b], allowed[b], k, theta, cap, window, eps)
+                for b in range(n_b)
+            ]
+        )
+    return _dpp_many(kernel, work, relevance, allowed, k, theta, cap, window, eps)
+
+
+def _cond_width(k: int, window: int | None) -> tuple[int, bool]:
+    """How many chosen items condition a pick, and whether old ones must leave the factor."""
+    width = k - 1 if window is None else min(window - 1, k - 1)
+    return max(width, 0), window is not None and width < k - 1
+
+
+def _dpp_one(
+    kernel: SimilarityKernel,
+    work: NDArray[np.float64],
+    b: int,
+    relevance: NDArray[np.float64],
+    allowed: NDArray[np.bool_],
+    k: int,
+    theta: float,
+    cap: CategoryCap,
+    window: int | None,
+    eps: float,
+) -> NDArray[np.int64]:
+    """One list, with preallocated buffers and one matrix-vector product per pick.
+
+    ``work`` (M, F + width) holds [F | C^T]: each candidate's feature row, then its Cholesky
+    coordinates (scratch until written), so the new factor row S_j. - C^T c_j is one product
+    ``work @ [F_j, -c_j]``.
+    """
+    n_m, dim = kernel.feats.shape[1:]
+    fix = kernel.fix[b]
+    out = np.full(k, -1, dtype=np.int64)
+    width, windowed = _cond_width(k, window)
+    fill = theta == 0.0 or width == 0
+    coords_t = work[:, dim:]  # (M, width) view: column r = r-th coordinate of every candidate
+    sign = np.concatenate([np.ones(dim), -np.ones(width)])
+    chol_v = np.zeros((width, width)) if windowed else None
+    open_ = allowed.copy()
+    # The gain is compared as exp(gain / theta) = q^2 * d^2, one multiply per step, unless
+    # q^2 = exp((1 - theta) / theta * (relevance - max)) would underflow (theta near 0).
+    use_log = fill or not allowed.any()
+    if not use_log:
+        use_log = (1.0 - theta) / theta * float(np.ptp(relevance[allowed])) > _EXP_SAFE
+    if use_log:
+        base = np.where(allowed, (1.0 - theta) * relevance, -np.inf)
+    else:
+        top = float(relevance[allowed].max())
+        base = np.where(allowed, np.exp((1.0 - theta) / theta * (relevance - top)), -1.0)
+    gain = base.copy()
+    d2 = np.ones(n_m)
+    new = np.empty(n_m)
+    tmp = np.empty(n_m)
+    probe = np.empty(dim + width)
+    blocked = -np.inf if use_log else -1.0
+    used = 0
+    for step in range(k):
+        if not fill:
+            j = int(gain.argmax())
+            if not open_[j] or d2[j] < eps:  # all left are spanned (or none left): fill
+                fill = True
+        if fill:
+            j = int(open_.argmax())
+            if not open_[j]:
+                break
+        out[step] = j
+        open_[j] = False
+        base[j] = blocked
+        if cap.active:
+            full = cap.filled_by(b, j)
+            if full is not None:
+                open_ &= ~full
+                base[full] = blocked
+        if fill or step == k - 1:
+            continue
+        if chol_v is not None and used == width:
+            _drop_oldest(coords_t.T[None], chol_v[None], d2[None])
+            used -= 1
+        d_j = math.sqrt(d2[j])
+        n_live = dim + used
+        live = probe[:n_live]
+        np.multiply(work[j, :n_live], sign[:n_live], out=live)
+        live *= 1.0 / d_j
+        np.dot(work[:, :n_live], live, out=new)  # (S_j. - C^T c_j) / d_j, but for fix[j]
+        new[j] += fix[j] / d_j
+        if chol_v is not None:
+            chol_v[used, :used] = coords_t[j, :used]
+            chol_v[used, used] = d_j
+        coords_t[:, used] = new
+        used += 1
+        np.multiply(new, new, out=tmp)
+        d2 -= tmp
+        if use_log:
+            np.maximum(d2, _TINY, out=tmp)
+            np.log(tmp, out=tmp)
+            tmp *= theta
+            np.add(base, tmp, out=gain)
+        else:
+            np.maximum(d2, 0.0, out=d2)  # rounding can leave -1e-17; a blocked -1 must stay <= 0
+            np.multiply(base, d2, out=gain)
+    return out
+
+
+def _dpp_many(
+    kernel: SimilarityKernel,
+    work: NDArray[np.float64],
+    relevance: NDArray[np.float64],
+    allowed: NDArray[np.bool_],
+    k: int,
+    theta: float,
+    cap: CategoryCap,
+    window: int | None,
+    eps: float,
+) -> NDArray[np.int64]:
+    """All B lists in lock-step: each step is a handful of (B, M) array operations."""
+    n_b, n_m, dim = kernel.feats.shape
+    fix = kernel.fix
+    out = np.full((n_b, k), -1, dtype=np.int64)
+    allowed = allowed.copy()
+    rows_b = np.arange(n_b)
+    width, windowed = _cond_width(k, window)
+    coords_t = work[:, :, dim:]
+    coords_t[...] = 0.0  # so every product can span all columns (contiguous, no copies)
+    sign = np.concatenate([np.ones(dim), -np.ones(width)])
+    chol_v = np.zeros((n_b, width, width)) if windowed else None
+    d2 = np.ones((n_b, n_m))
+    base = (1.0 - theta) * relevance
+    gain = base.copy()
+    fill = np.full(n_b, theta == 0.0 or width == 0)
+    used = 0
+    for step in range(k):
+        jd = np.where(allowed, gain, -np.inf).argmax(axis=1)
+        jf = allowed.argmax(axis=1)
+        alive = allowed[rows_b, jf]
+        if not alive.any():
+            break
+        fill |= d2[rows_b, jd] < eps
+        pick = np.where(fill, jf, jd)
+        out[:, step] = np.where(alive, pick, -1)
+        allowed[rows_b, pick] = False
+        cap.after_pick(out[:, step], allowed)
+        if step == k - 1 or bool(fill.all()):
+            continue
+        if chol_v is not None and used == width:
+            _drop_oldest(np.swapaxes(coords_t, 1, 2), chol_v, d2)
+            used -= 1
+        d_pick = np.sqrt(np.maximum(d2[rows_b, pick], _TINY))
+        inv = np.where(fill | ~alive, 0.0, 1.0 / d_pick)  # finished lists: a zero update
+        probe = work[rows_b, pick] * sign * inv[:, None]
+        new = np.matmul(work, probe[:, :, None])[:, :, 0]
+        new[rows_b, pick] += fix[rows_b, pick] * inv
+        if chol_v is not None:
+            chol_v[:, used, :used] = coords_t[rows_b, pick, :used]
+            chol_v[:, used, used] = np.where(inv > 0, d_pick, 0.0)
+        coords_t[:, :, used] = new
+        used += 1
+        d2 -= new * new
+        gain = base + theta * np.log(np.maximum(d2, _TINY))
+    return out
+
+
+def _drop_oldest(
+    chol_c: NDArray[np.float64], chol_v: NDArray[np.float64], d2: NDArray[np.float64]
+) -> None:
+    """Remove the oldest chosen item from a full window, in place, for B lists at once.
+
+    ``chol_c`` (B, W, M) (may be a transposed view) holds every candidate's coordinates,
+    ``chol_v`` (B, W, W) the chosen items' Cholesky factor V. With A = [V[1:, 1:] | V[1:, 0]],
+    Givens rotations of the last column into the others make A lower-triangular again (the
+    new factor); the same rotations applied to every candidate's coordinates leave one
+    coordinate over, whose square returns to the candidate's d^2.
+    """
+    width = chol_v.shape[1]
+    fac = chol_v[:, 1:, 1:].copy()
+    spare = chol_v[:, 1:, 0].copy()
+    coords = chol_c[:, 1:width].copy()
+    left = chol_c[:, 0].copy()
+    for r in range(width - 1):
+        a = fac[:, r, r]
+        b = spare[:, r]
+        radius = np.hypot(a, b)
+        ok = radius > 0
+        safe = np.where(ok, radius, 1.0)
+        cos = np.where(ok, a / safe, 1.0)[:, None]
+        sin = np.where(ok, b / safe, 0.0)[:, None]
+        col = fac[:, :, r].copy()
+        fac[:, :, r] = cos * col + sin * spare
+        spare = cos * spare - sin * col
+        z = coords[:, r].copy()
+        coords[:, r] = cos * z + sin * left
+        left = cos * left - sin * z
+    d2 += left * left
+    chol_c[:, : width - 1] = coords
+    chol_c[:, width - 1 :] = 0.0
+    chol_v[:, : width - 1, : width - 1] = fac
+    chol_v[:, width - 1] = 0.0
+    chol_v[:, :, width - 1] = 0.0

@@ -1,0 +1,114 @@
+"""Maximal marginal relevance (Carbonell & Goldstein, 1998).
+
+Each step takes the candidate with the largest
+
+    lambda * relevance_i - (1 - lambda) * max_{j chosen} S_ij,
+
+with relevance standardised per list and S the same blended similarity the DPP uses
+(:mod:`stream_rec.rerank.similarity`), so the two methods differ only in how they count
+redundancy: MMR looks at the single most similar chosen item, the DPP at the volume the whole
+list spans. lambda = 1 is the relevance order. O(K M D) per list as vector operations over the
+M candidates; ties go to the earlier position of the canonical order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from stream_rec.rerank.dpp import LOOP_MAX_LISTS
+from stream_rec.rerank.rules import CategoryCap
+from stream_rec.rerank.similarity import SimilarityKernel
+
+
+def mmr_greedy(
+    kernel: SimilarityKernel,
+    relevance: NDArray[np.float64],
+    allowed: NDArray[np.bool_],
+    k: int,
+    lam: float,
+    *,
+    cap: CategoryCap | None = None,
+) -> NDArray[np.int64]:
+    """Pick up to ``k`` positions per list, (B, k) int64, -1 where a list ran out.
+
+    Arguments as for :func:`stream_rec.rerank.dpp.dpp_greedy`; ``lam`` is lambda in [0, 1].
+    """
+    n_b, n_m = relevance.shape
+    cap = cap or CategoryCap(None, None)
+    if k <= 0 or n_m == 0:
+        return np.full((n_b, max(k, 0)), -1, dtype=np.int64)
+    if n_b <= LOOP_MAX_LISTS:
+        return np.stack(
+            [_mmr_one(kernel, b, relevance[b], allowed[b], k, lam, cap) for b in range(n_b)]
+        )
+    return _mmr_many(kernel, relevance, allowed, k, lam, cap)
+
+
+def _mmr_one(
+    kernel: SimilarityKernel,
+    b: int,
+    relevance: NDArray[np.float64],
+    allowed: NDArray[np.bool_],
+    k: int,
+    lam: float,
+    cap: CategoryCap,
+) -> NDArray[np.int64]:
+    """One list, with preallocated buffers."""
+    out = np.full(k, -1, dtype=np.int64)
+    base = np.where(allowed, lam * relevance, -np.inf)
+    score = np.where(allowed, relevance, -np.inf)  # nothing chosen yet: no redundancy term
+    feats, fix = kernel.feats[b], kernel.fix[b]
+    row = np.empty(relevance.shape[0])
+    max_sim = np.full(relevance.shape[0], -np.inf)
+    for step in range(k):
+        j = int(score.argmax())
+        if score[j] == -np.inf:
+            break
+        out[step] = j
+        base[j] = -np.inf
+        full = cap.filled_by(b, j)
+        if full is not None:
+            base[full] = -np.inf
+        if step == k - 1:
+            break
+        np.dot(feats, feats[j], out=row)
+        row[j] += fix[j]
+        np.maximum(max_sim, row, out=max_sim)
+        np.multiply(max_sim, lam - 1.0, out=score)
+        score += base
+    return out
+
+
+def _mmr_many(
+    kernel: SimilarityKernel,
+    relevance: NDArray[np.float64],
+    allowed: NDArray[np.bool_],
+    k: int,
+    lam: float,
+    cap: CategoryCap,
+) -> NDArray[np.int64]:
+    """All B lists in lock-step."""
+    n_b, n_m = relevance.shape
+    feats, fix = kernel.feats, kernel.fix
+    out = np.full((n_b, k), -1, dtype=np.int64)
+    allowed = allowed.copy()
+    rows_b = np.arange(n_b)
+    base = lam * relevance
+    score = relevance.copy()
+    max_sim = np.full((n_b, n_m), -np.inf)
+    for step in range(k):
+        pick = np.where(allowed, score, -np.inf).argmax(axis=1)
+        alive = allowed[rows_b, pick]
+        if not alive.any():
+            break
+        out[:, step] = np.where(alive, pick, -1)
+        allowed[rows_b, pick] = False
+        cap.after_pick(out[:, step], allowed)
+        if step == k - 1:
+            break
+        row = np.matmul(feats, feats[rows_b, pick][:, :, None])[:, :, 0]
+        row[rows_b, pick] += fix[rows_b, pick]
+        np.maximum(max_sim, row, out=max_sim)
+        score = base - (1.0 - lam) * max_sim
+    return out
