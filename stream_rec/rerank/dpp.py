@@ -111,22 +111,14 @@ def _dpp_one(
     sign = np.concatenate([np.ones(dim), -np.ones(width)])
     chol_v = np.zeros((width, width)) if windowed else None
     open_ = allowed.copy()
-    # The gain is compared as exp(gain / theta) = q^2 * d^2, one multiply per step, unless
-    # q^2 = exp((1 - theta) / theta * (relevance - max)) would underflow (theta near 0).
-    use_log = fill or not allowed.any()
-    if not use_log:
-        use_log = (1.0 - theta) / theta * float(np.ptp(relevance[allowed])) > _EXP_SAFE
-    if use_log:
-        base = np.where(allowed, (1.0 - theta) * relevance, -np.inf)
-    else:
-        top = float(relevance[allowed].max())
-        base = np.where(allowed, np.exp((1.0 - theta) / theta * (relevance - top)), -1.0)
+    base_2d, use_log = _gain_base(relevance[None], allowed[None], theta)
+    blocked = -np.inf if use_log else -1.0
+    base = np.where(allowed, base_2d[0], blocked)
     gain = base.copy()
     d2 = np.ones(n_m)
     new = np.empty(n_m)
     tmp = np.empty(n_m)
     probe = np.empty(dim + width)
-    blocked = -np.inf if use_log else -1.0
     used = 0
     for step in range(k):
         if not fill:
@@ -198,7 +190,7 @@ def _dpp_many(
     sign = np.concatenate([np.ones(dim), -np.ones(width)])
     chol_v = np.zeros((n_b, width, width)) if windowed else None
     d2 = np.ones((n_b, n_m))
-    base = (1.0 - theta) * relevance
+    base, use_log = _gain_base(relevance, allowed, theta)
     gain = base.copy()
     fill = np.full(n_b, theta == 0.0 or width == 0)
     used = 0
@@ -229,8 +221,36 @@ def _dpp_many(
         coords_t[:, :, used] = new
         used += 1
         d2 -= new * new
-        gain = base + theta * np.log(np.maximum(d2, _TINY))
+        if use_log:
+            gain = base + theta * np.log(np.maximum(d2, _TINY))
+        else:
+            gain = base * np.maximum(d2, 0.0)
     return out
+
+
+def _gain_base(
+    relevance: NDArray[np.float64], allowed: NDArray[np.bool_], theta: float
+) -> tuple[NDArray[np.float64], bool]:
+    """Per-candidate part of the gain (B, M), and whether it is in log form.
+
+    The greedy compares gains as exp(gain / theta) = q^2 * d^2 with
+    q^2 = exp((1 - theta) / theta * (relevance - list max)): one multiply per step and the
+    same argmax. When theta is so small that q^2 would underflow, it keeps the log form,
+    (1 - theta) * relevance + theta * log d^2.
+    """
+    if theta == 0.0:
+        return (1.0 - theta) * relevance, True
+    some = allowed.any(axis=1, keepdims=True)
+    top = np.where(
+        some, np.max(relevance, axis=1, where=allowed, initial=-np.inf, keepdims=True), 0.0
+    )
+    low = np.where(
+        some, np.min(relevance, axis=1, where=allowed, initial=np.inf, keepdims=True), 0.0
+    )
+    scale = (1.0 - theta) / theta
+    if float(np.max(scale * (top - low))) > _EXP_SAFE:
+        return (1.0 - theta) * relevance, True
+    return np.exp(scale * np.minimum(relevance - top, 0.0)), False
 
 
 def _drop_oldest(

@@ -1,0 +1,38 @@
+"""The stream-rec Faust app.
+
+``app`` is what `stream-rec worker` and `faust -A stream_rec.app worker` run. It is built by
+``create_app`` from ``stream_rec.config`` so that tests and benchmarks can build the same app
+against their own broker, state folder and consumer group. Agents, tables and topics live in
+their own modules and register on this app.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import faust
+
+from stream_rec.config import Settings, load_settings
+from stream_rec.connection import faust_credentials
+
+
+def create_app(settings: Settings, *, discover: Sequence[str] = ()) -> faust.App:
+    """A Faust app whose tables live in RocksDB (through rocksdict) with Kafka changelogs."""
+    return faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.broker.replace(',', ';')}",
+        broker_credentials=faust_credentials(settings),
+        store="rocksdb://",
+        datadir=str(Path(settings.state_dir).expanduser()),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        autodiscover=list(discover) if discover else False,
+        origin="stream_rec",
+    )
+
+
+app = create_app(load_settings())

@@ -1,0 +1,72 @@
+"""Shared fixtures: a real Kafka broker and per-test topic names.
+
+The broker named by ``STREAM_REC_BROKER`` is used when set; otherwise the project's own local
+broker (stream_rec.broker) is started on a free port in a temporary folder for the test session
+and stopped at its end.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from stream_rec.broker import LocalBroker
+from stream_rec.config import load_settings
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(os.environ.get("STREAM_REC_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
+
+
+def _free_port_pair() -> int:
+    """A port p such that p and p + 1 (the controller) are both free on 127.0.0.1."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return int(port)
+    raise RuntimeError("no two adjacent free ports on 127.0.0.1")
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Bootstrap address ("host:port") of a real Kafka broker."""
+    external = os.environ.get("STREAM_REC_BROKER")
+    if external:
+        yield external
+        return
+    settings = load_settings(kafka_port=_free_port_pair(), kafka_controller_port=0)
+    local = LocalBroker(settings, data_dir=tmp_path_factory.mktemp("kafka"))
+    local.start(timeout_s=180)
+    try:
+        yield local.bootstrap
+    finally:
+        local.stop()
+
+
+@pytest.fixture
+def new_topic(request: pytest.FixtureRequest) -> Callable[[str], str]:
+    """``new_topic(prefix)`` gives a topic name no other test uses."""
+    test = request.node.name.replace("[", "-").replace("]", "")[:40]
+
+    def make(prefix: str) -> str:
+        return f"{prefix}.{test}.{uuid.uuid4().hex[:8]}"
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The shared real datasets; tests that need them skip when the folder is absent."""
+    if not DATA_DIR.is_dir():
+        pytest.skip(f"real datasets not found at {DATA_DIR}")
+    return DATA_DIR

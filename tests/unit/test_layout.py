@@ -1,0 +1,87 @@
+"""Architecture rules that a reviewer would otherwise check by hand."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PURE_PACKAGES = ["stream_rec/core", "stream_rec/rerank"]
+FORBIDDEN_IN_CORE = {"faust", "aiokafka", "kafka", "onnxruntime", "tensorflow", "keras",
+                     "rocksdict"}
+FORBIDDEN_CALLS = {"eval", "exec"}
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_pure_core_imports_no_io_frameworks() -> None:
+    for package in PURE_PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            bad = _imports(path) & FORBIDDEN_IN_CORE
+            assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+def test_serving_package_never_imports_tensorflow_at_import_time() -> None:
+    code = ("import sys, importlib, pkgutil, stream_rec, stream_rec.app, stream_rec.cli\n"
+            "stream_rec.cli.build_parser()\n"
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, "
+            "sorted(m for m in sys.modules if m.startswith(('tensorflow', 'keras')))")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_no_pickle_or_eval_on_anything() -> None:
+    for path in list((ROOT / "stream_rec").rglob("*.py")) + list((ROOT / "training").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        assert "pickle" not in _imports(path), f"{path} imports pickle"
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                name = node.func.id
+                assert name not in FORBIDDEN_CALLS, f"{path}:{node.lineno} calls {name}"
+
+
+def test_cli_lists_its_commands() -> None:
+    out = subprocess.run([sys.executable, "-m", "stream_rec.cli", "--help"], check=True,
+                         capture_output=True, text=True, cwd=ROOT).stdout
+    for command in ("kafka", "demo"):
+        assert command in out
+
+
+def test_compose_file_has_kafka_worker_and_trainer() -> None:
+    yaml = pytest.importorskip("yaml")
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert services["kafka"]["image"].startswith("apache/kafka:")
+    assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    for name, dockerfile in (("worker", "deploy/Dockerfile.worker"),
+                             ("trainer", "deploy/Dockerfile.trainer")):
+        assert services[name]["build"]["dockerfile"] == dockerfile
+        assert (ROOT / dockerfile).exists()
+    worker_runs = [line for line in (ROOT / "deploy/Dockerfile.worker").read_text().splitlines()
+                   if "pip install" in line]
+    assert worker_runs and not any("train" in line for line in worker_runs)
+    assert '".[train]"' in (ROOT / "deploy/Dockerfile.trainer").read_text()
+
+
+def test_docker_compose_accepts_the_compose_file() -> None:
+    docker = shutil.which("docker")
+    if docker is None:
+        pytest.skip("docker CLI not installed")
+    probe = subprocess.run([docker, "compose", "version"], capture_output=True, check=False)
+    if probe.returncode != 0:
+        pytest.skip("docker CLI has no compose plugin")
+    subprocess.run([docker, "compose", "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
+                   check=True, cwd=ROOT)
