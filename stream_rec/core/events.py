@@ -1,0 +1,180 @@
+"""The storefront event contract and its validator.
+
+An event is JSON with ``event_id``, ``user_id``, ``item_id``, ``type`` and ``ts`` (ISO 8601 or
+epoch milliseconds), and optionally ``session_id``, ``price``, ``quantity`` and ``context``.
+Anything else is rejected with a reason that ends up in the dead-letter topic; nothing in here
+raises anything but ``InvalidEvent``. Unknown extra fields are ignored (forward compatible).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+EVENT_TYPES: tuple[str, ...] = ("view", "click", "add_to_cart", "purchase")
+TYPE_CODE: dict[str, int] = {name: code for code, name in enumerate(EVENT_TYPES)}
+MAX_ID_CHARS = 256
+MAX_CONTEXT_CHARS = 4096
+# 2000-01-01 .. 2100-01-01 in epoch ms: anything outside is a unit mistake or garbage.
+MIN_TS_MS = 946_684_800_000
+MAX_TS_MS = 4_102_444_800_000
+MAX_QUANTITY = 1_000_000
+MAX_PRICE = 1e12
+
+
+class InvalidEvent(ValueError):
+    """The message breaks the event contract; ``reason`` says how, in one line."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One valid shopper action. Ids are strings; ``ts_ms`` is epoch milliseconds (UTC)."""
+
+    event_id: str
+    user_id: str
+    item_id: str
+    type: str
+    ts_ms: int
+    session_id: str | None = None
+    price: float | None = None
+    quantity: int | None = None
+
+    @property
+    def type_code(self) -> int:
+        return TYPE_CODE[self.type]
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"event_id": self.event_id, "user_id": self.user_id,
+                               "item_id": self.item_id, "type": self.type, "ts": self.ts_ms}
+        for key in ("session_id", "price", "quantity"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        return out
+
+
+def parse_event(raw: bytes | bytearray | memoryview | str | None, max_bytes: int) -> Event:
+    """Decode and validate one message value; raise ``InvalidEvent`` with the reason."""
+    if raw is None:
+        raise InvalidEvent("empty message")
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogatepass")
+    if len(raw) > max_bytes:
+        raise InvalidEvent(f"payload of {len(raw)} bytes exceeds the {max_bytes}-byte limit")
+    try:
+        text = bytes(raw).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidEvent(f"payload is not UTF-8 (byte {exc.start})") from None
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise InvalidEvent("JSON nested too deeply") from None
+    except ValueError as exc:
+        raise InvalidEvent(f"bad JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidEvent(f"expected a JSON object, got {type(data).__name__}")
+    return event_from_dict(data)
+
+
+def event_from_dict(data: dict[str, Any]) -> Event:
+    """Validate an already-decoded JSON object against the contract."""
+    event_type = data.get("type")
+    if event_type not in TYPE_CODE:
+        if "type" not in data:
+            raise InvalidEvent("missing field 'type'")
+        raise InvalidEvent(f"unknown event type {_preview(event_type)}; "
+                           f"expected one of {', '.join(EVENT_TYPES)}")
+    _check_context(data.get("context"))
+    session_id = data.get("session_id")
+    return Event(
+        event_id=_id(data, "event_id"),
+        user_id=_id(data, "user_id"),
+        item_id=_id(data, "item_id"),
+        type=event_type,
+        ts_ms=parse_timestamp(data.get("ts"), present="ts" in data),
+        session_id=None if session_id is None else _id(data, "session_id"),
+        price=_price(data.get("price")),
+        quantity=_quantity(data.get("quantity")),
+    )
+
+
+def parse_timestamp(value: Any, present: bool = True) -> int:
+    """Epoch milliseconds from an int/float (ms) or an ISO 8601 string (naive means UTC)."""
+    if not present or value is None:
+        raise InvalidEvent("missing field 'ts'")
+    if isinstance(value, bool):
+        raise InvalidEvent("field 'ts' must be epoch milliseconds or an ISO 8601 string")
+    if isinstance(value, int | float):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidEvent("field 'ts' is not a finite number")
+        ts = int(value)
+    elif isinstance(value, str):
+        if len(value) > 64:
+            raise InvalidEvent("field 'ts' is too long for a timestamp")
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidEvent(f"field 'ts' is not ISO 8601: {_preview(value)}") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        ts = int(parsed.timestamp() * 1000)
+    else:
+        raise InvalidEvent("field 'ts' must be epoch milliseconds or an ISO 8601 string")
+    if not MIN_TS_MS <= ts < MAX_TS_MS:
+        raise InvalidEvent(f"field 'ts' = {ts} is outside 2000-01-01..2100-01-01 in epoch ms")
+    return ts
+
+
+def _id(data: dict[str, Any], key: str) -> str:
+    if key not in data or data[key] is None:
+        raise InvalidEvent(f"missing field {key!r}")
+    value = data[key]
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise InvalidEvent(f"field {key!r} must be a string, got {type(value).__name__}")
+    text = str(value)
+    if not text or len(text) > MAX_ID_CHARS:
+        raise InvalidEvent(f"field {key!r} must have 1..{MAX_ID_CHARS} characters")
+    if not text.isprintable():
+        raise InvalidEvent(f"field {key!r} contains control characters")
+    return text
+
+
+def _price(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidEvent("field 'price' must be a number")
+    if not math.isfinite(value) or not 0 <= value <= MAX_PRICE:
+        raise InvalidEvent(f"field 'price' must be in 0..{MAX_PRICE:g}")
+    return float(value)
+
+
+def _quantity(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidEvent("field 'quantity' must be an integer")
+    if not 1 <= value <= MAX_QUANTITY:
+        raise InvalidEvent(f"field 'quantity' must be in 1..{MAX_QUANTITY}")
+    return value
+
+
+def _check_context(value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        raise InvalidEvent("field 'context' must be a JSON object")
+    if len(json.dumps(value)) > MAX_CONTEXT_CHARS:
+        raise InvalidEvent(f"field 'context' exceeds {MAX_CONTEXT_CHARS} characters")
+
+
+def _preview(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -1,0 +1,143 @@
+"""A shopper's live state and the pure transitions that evolve it.
+
+State holds raw item ids (never a model's vocabulary indices) so it survives model changes.
+Every collection is bounded, so a shopper's state has a bounded size however long they shop.
+Transitions return a new ``UserState``; a replay of the same events from the same starting
+state gives the same state, which is what crash recovery relies on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from stream_rec.core.events import TYPE_CODE, Event
+
+
+@dataclass(frozen=True, slots=True)
+class StateLimits:
+    """Bounds on one shopper's state (counts of entries)."""
+
+    history: int = 50
+    purchased: int = 200
+    shown: int = 200
+    categories: int = 32
+    dedup_window: int = 64
+    category_decay: float = 0.9  # per event: older interests fade, recent ones dominate
+    profile_decay: float = 0.95
+
+
+# How strongly each event type says "I like this": a purchase is not a view.
+TYPE_WEIGHT: tuple[float, ...] = (1.0, 1.0, 3.0, 5.0)  # view, click, add_to_cart, purchase
+PURCHASE = TYPE_CODE["purchase"]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    item_id: str
+    type_code: int
+    ts_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class UserState:
+    """Everything stream-rec remembers about one shopper."""
+
+    history: tuple[HistoryEntry, ...] = ()
+    category_affinity: tuple[tuple[str, float], ...] = ()  # strongest first
+    purchased: tuple[str, ...] = ()  # oldest first
+    shown: tuple[tuple[str, int], ...] = ()  # item -> times shown since the shopper's last click
+    seen_events: tuple[str, ...] = ()  # short digests of recent event ids, oldest first
+    profile: tuple[float, ...] = ()  # long-term taste in the model's item-embedding space
+    profile_model: str = ""  # model version the profile vector belongs to
+    n_events: int = 0
+    last_ts_ms: int = 0
+
+    @property
+    def history_items(self) -> list[str]:
+        return [h.item_id for h in self.history]
+
+    @property
+    def history_types(self) -> list[int]:
+        return [h.type_code for h in self.history]
+
+    def shown_count(self, item_id: str) -> int:
+        return dict(self.shown).get(item_id, 0)
+
+
+DIGEST_CHARS = 12
+
+
+def event_digest(event_id: str) -> str:
+    """A short, stable digest of an event id for the de-duplication window."""
+    return hashlib.blake2b(event_id.encode(), digest_size=DIGEST_CHARS // 2).hexdigest()
+
+
+def is_duplicate(state: UserState, event_id: str) -> bool:
+    """True when this event id was already applied to this shopper's state."""
+    return event_digest(event_id) in state.seen_events
+
+
+def apply_event(state: UserState, event: Event, category: str | None,
+                limits: StateLimits = StateLimits()) -> UserState:
+    """The state after ``event``; ``category`` is the item's catalog category, if known.
+
+    The caller checks ``is_duplicate`` first: applying an event twice counts it twice.
+    """
+    code = event.type_code
+    weight = TYPE_WEIGHT[code]
+    history = (*state.history, HistoryEntry(event.item_id, code, event.ts_ms))[-limits.history:]
+    affinity = _decay_and_add(state.category_affinity, category, weight, limits)
+    purchased = state.purchased
+    if code == PURCHASE and event.item_id not in purchased:
+        purchased = (*purchased, event.item_id)[-limits.purchased:]
+    # Interacting with an item means showing it was not wasted: reset its "shown" count.
+    shown = tuple((item, n) for item, n in state.shown if item != event.item_id)
+    seen = (*state.seen_events, event_digest(event.event_id))[-limits.dedup_window:]
+    return replace(state, history=history, category_affinity=affinity, purchased=purchased,
+                   shown=shown, seen_events=seen, n_events=state.n_events + 1,
+                   last_ts_ms=max(state.last_ts_ms, event.ts_ms))
+
+
+def record_shown(state: UserState, item_ids: Iterable[str],
+                 limits: StateLimits = StateLimits()) -> UserState:
+    """Count one more showing of each item in a list just sent to the shopper."""
+    counts = dict(state.shown)
+    for item in item_ids:
+        counts[item] = counts.pop(item, 0) + 1  # re-inserting keeps the newest last
+    shown = tuple(counts.items())[-limits.shown:]
+    return replace(state, shown=shown)
+
+
+def update_profile(state: UserState, item_vector: Sequence[float] | None, type_code: int,
+                   model_version: str, limits: StateLimits = StateLimits()) -> UserState:
+    """Blend the item's embedding into the long-term profile (an exponential moving average).
+
+    A profile built under another model version lives in another space and starts afresh.
+    """
+    if item_vector is None:
+        return state
+    old = state.profile if state.profile_model == model_version else ()
+    weight = min(1.0, (1.0 - limits.profile_decay) * TYPE_WEIGHT[type_code])
+    new = np.asarray(item_vector, dtype=np.float64)
+    if len(old) == len(new):
+        new = (1.0 - weight) * np.asarray(old) + weight * new
+    # Stored as float16: rounding here keeps live and restored state bit-identical.
+    profile = tuple(new.astype(np.float16).astype(np.float64).tolist())
+    return replace(state, profile=profile, profile_model=model_version)
+
+
+def top_categories(state: UserState, n: int) -> list[str]:
+    return [c for c, _ in state.category_affinity[:n]]
+
+
+def _decay_and_add(affinity: tuple[tuple[str, float], ...], category: str | None,
+                   weight: float, limits: StateLimits) -> tuple[tuple[str, float], ...]:
+    scores = {c: s * limits.category_decay for c, s in affinity}
+    if category:
+        scores[category] = scores.get(category, 0.0) + weight
+    ranked = sorted(scores.items(), key=lambda cs: (-cs[1], cs[0]))[: limits.categories]
+    return tuple((c, round(s, 6)) for c, s in ranked)

@@ -1,0 +1,107 @@
+"""User-state transitions: bounded, deterministic, and restored bit-identically."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stream_rec.core.events import EVENT_TYPES, Event
+from stream_rec.core.state import (
+    StateLimits,
+    UserState,
+    apply_event,
+    is_duplicate,
+    record_shown,
+    top_categories,
+    update_profile,
+)
+from stream_rec.core.state_codec import decode_state, encode_state
+
+LIMITS = StateLimits(history=5, purchased=3, shown=4, categories=3, dedup_window=6)
+
+
+def _event(n: int, item: str = "i1", kind: str = "click") -> Event:
+    return Event(f"e{n}", "u", item, kind, 1_700_000_000_000 + n)
+
+
+def test_history_is_bounded_and_keeps_the_newest() -> None:
+    state = UserState()
+    for n in range(8):
+        state = apply_event(state, _event(n, item=f"i{n}"), None, LIMITS)
+    assert state.history_items == ["i3", "i4", "i5", "i6", "i7"]
+    assert state.n_events == 8 and state.last_ts_ms == 1_700_000_000_007
+
+
+def test_purchases_are_remembered_once() -> None:
+    state = UserState()
+    for n, item in enumerate(["a", "a", "b"]):
+        state = apply_event(state, _event(n, item, "purchase"), None, LIMITS)
+    assert state.purchased == ("a", "b")
+
+
+def test_duplicates_are_detected_within_the_window() -> None:
+    state = apply_event(UserState(), _event(1), None, LIMITS)
+    assert is_duplicate(state, "e1") and not is_duplicate(state, "e2")
+
+
+def test_category_affinity_follows_recent_behaviour() -> None:
+    state = UserState()
+    for n in range(5):
+        state = apply_event(state, _event(n), "shoes", LIMITS)
+    for n in range(5, 8):
+        state = apply_event(state, _event(n, kind="purchase"), "bags", LIMITS)
+    assert top_categories(state, 1) == ["bags"]
+    assert len(state.category_affinity) <= LIMITS.categories
+
+
+def test_shown_counts_reset_when_the_shopper_interacts() -> None:
+    state = record_shown(record_shown(UserState(), ["a", "b"], LIMITS), ["a"], LIMITS)
+    assert state.shown_count("a") == 2 and state.shown_count("b") == 1
+    state = apply_event(state, _event(1, "a"), None, LIMITS)
+    assert state.shown_count("a") == 0 and state.shown_count("b") == 1
+
+
+def test_profile_moves_toward_items_and_restarts_for_a_new_model() -> None:
+    state = update_profile(UserState(), [1.0, 0.0], 1, "v1")
+    state = update_profile(state, [0.0, 1.0], 3, "v1")
+    assert 0 < state.profile[1] < state.profile[0] < 1.0
+    fresh = update_profile(state, [0.0, 1.0], 1, "v2")
+    assert fresh.profile == (0.0, 1.0) and fresh.profile_model == "v2"
+
+
+events = st.builds(
+    lambda n, item, kind, cat: (Event(f"e{n}", "u", item, kind, 1_700_000_000_000 + n), cat),
+    st.integers(0, 10_000), st.sampled_from(["a", "b", "c", "d", "e", "f", "g"]),
+    st.sampled_from(EVENT_TYPES), st.sampled_from([None, "x", "y", "z", "w"]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(events, max_size=40), st.lists(st.sampled_from("abcdefgh"), max_size=10))
+def test_state_stays_bounded_and_survives_encoding(stream, shown) -> None:  # type: ignore[no-untyped-def]
+    state = UserState()
+    for event, category in stream:
+        if is_duplicate(state, event.event_id):
+            continue
+        state = apply_event(state, event, category, LIMITS)
+        state = update_profile(state, [0.1 * len(event.item_id), 0.3], event.type_code, "m")
+        state = record_shown(state, shown, LIMITS)
+        # what a restarted worker reads back is exactly what it wrote
+        state = decode_state(encode_state(state))
+    assert len(state.history) <= LIMITS.history
+    assert len(state.purchased) <= LIMITS.purchased
+    assert len(state.shown) <= LIMITS.shown
+    assert len(state.seen_events) <= LIMITS.dedup_window
+    assert decode_state(encode_state(state)) == state
+
+
+def test_replaying_the_same_events_gives_the_same_state() -> None:
+    def run() -> UserState:
+        state = UserState()
+        for n in range(30):
+            state = apply_event(state, _event(n, f"i{n % 7}", EVENT_TYPES[n % 4]), f"c{n % 3}",
+                                LIMITS)
+            state = update_profile(state, [n / 30, 1 - n / 30], n % 4, "m")
+            state = decode_state(encode_state(state))
+        return state
+
+    assert encode_state(run()) == encode_state(run())
