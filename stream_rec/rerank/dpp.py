@@ -15,9 +15,10 @@ alpha gets: nothing overflows, and theta -> 0 tends smoothly to the relevance or
 
 d^2 is kept up to date with Chen et al.'s incremental Cholesky step: one new row of the factor
 per pick, O(M (D + K)) per step, O(K M (D + K)) per list, as vector operations over the M
-candidates. When the best candidate's d^2 falls below ``eps`` (the chosen items already span
-it), the DPP stops and the rest of the list is filled in relevance order, so the output still
-has min(k, eligible) items.
+candidates. A candidate whose d^2 falls below ``eps`` is spanned by the chosen items and
+counts as d^2 = 0 (so rounding noise cannot decide for it); when every candidate left is
+spanned, the DPP stops and the rest of the list is filled in relevance order, so the output
+still has min(k, eligible) items.
 
 The sliding-window variant (Chen et al., Algorithm 2) lets only the last ``window - 1`` chosen
 items count when choosing the next, so any ``window`` consecutive items are diverse together;
@@ -103,7 +104,6 @@ def _dpp_one(
     ``work @ [F_j, -c_j]``.
     """
     n_m, dim = kernel.feats.shape[1:]
-    fix = kernel.fix[b]
     out = np.full(k, -1, dtype=np.int64)
     width, windowed = _cond_width(k, window)
     fill = theta == 0.0 or width == 0
@@ -147,8 +147,8 @@ def _dpp_one(
         live = probe[:n_live]
         np.multiply(work[j, :n_live], sign[:n_live], out=live)
         live *= 1.0 / d_j
-        np.dot(work[:, :n_live], live, out=new)  # (S_j. - C^T c_j) / d_j, but for fix[j]
-        new[j] += fix[j] / d_j
+        # (S_j. - C^T c_j) / d_j; wrong only at j itself (S_jj lacks fix[j]), which is blocked
+        np.dot(work[:, :n_live], live, out=new)
         if chol_v is not None:
             chol_v[used, :used] = coords_t[j, :used]
             chol_v[used, used] = d_j
@@ -156,14 +156,16 @@ def _dpp_one(
         used += 1
         np.multiply(new, new, out=tmp)
         d2 -= tmp
+        spanned = d2 < eps
+        d2[spanned] = 0.0  # exactly 0, so rounding noise can never make a spanned item win
         if use_log:
             np.maximum(d2, _TINY, out=tmp)
             np.log(tmp, out=tmp)
             tmp *= theta
             np.add(base, tmp, out=gain)
+            gain[spanned] = -np.inf
         else:
-            np.maximum(d2, 0.0, out=d2)  # rounding can leave -1e-17; a blocked -1 must stay <= 0
-            np.multiply(base, d2, out=gain)
+            np.multiply(base, d2, out=gain)  # spanned: 0; blocked: -d2 <= 0; others > 0
     return out
 
 
@@ -180,7 +182,6 @@ def _dpp_many(
 ) -> NDArray[np.int64]:
     """All B lists in lock-step: each step is a handful of (B, M) array operations."""
     n_b, n_m, dim = kernel.feats.shape
-    fix = kernel.fix
     out = np.full((n_b, k), -1, dtype=np.int64)
     allowed = allowed.copy()
     rows_b = np.arange(n_b)
@@ -200,7 +201,7 @@ def _dpp_many(
         alive = allowed[rows_b, jf]
         if not alive.any():
             break
-        fill |= d2[rows_b, jd] < eps
+        fill |= (d2[rows_b, jd] < eps) | ~allowed[rows_b, jd]  # all left spanned: fill
         pick = np.where(fill, jf, jd)
         out[:, step] = np.where(alive, pick, -1)
         allowed[rows_b, pick] = False
@@ -213,18 +214,19 @@ def _dpp_many(
         d_pick = np.sqrt(np.maximum(d2[rows_b, pick], _TINY))
         inv = np.where(fill | ~alive, 0.0, 1.0 / d_pick)  # finished lists: a zero update
         probe = work[rows_b, pick] * sign * inv[:, None]
-        new = np.matmul(work, probe[:, :, None])[:, :, 0]
-        new[rows_b, pick] += fix[rows_b, pick] * inv
+        new = np.matmul(work, probe[:, :, None])[:, :, 0]  # as in _dpp_one
         if chol_v is not None:
             chol_v[:, used, :used] = coords_t[rows_b, pick, :used]
             chol_v[:, used, used] = np.where(inv > 0, d_pick, 0.0)
         coords_t[:, :, used] = new
         used += 1
         d2 -= new * new
+        spanned = d2 < eps
+        d2[spanned] = 0.0
         if use_log:
-            gain = base + theta * np.log(np.maximum(d2, _TINY))
+            gain = np.where(spanned, -np.inf, base + theta * np.log(np.maximum(d2, _TINY)))
         else:
-            gain = base * np.maximum(d2, 0.0)
+            gain = base * d2
     return out
 
 
@@ -247,10 +249,9 @@ def _gain_base(
     low = np.where(
         some, np.min(relevance, axis=1, where=allowed, initial=np.inf, keepdims=True), 0.0
     )
-    scale = (1.0 - theta) / theta
-    if float(np.max(scale * (top - low))) > _EXP_SAFE:
+    if float(np.max(top - low)) * (1.0 - theta) > _EXP_SAFE * theta:
         return (1.0 - theta) * relevance, True
-    return np.exp(scale * np.minimum(relevance - top, 0.0)), False
+    return np.exp((1.0 - theta) / theta * np.minimum(relevance - top, 0.0)), False
 
 
 def _drop_oldest(

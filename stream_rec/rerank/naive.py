@@ -14,8 +14,6 @@ from numpy.typing import NDArray
 from stream_rec.rerank.dpp import DEFAULT_EPS
 from stream_rec.rerank.rules import CategoryCap
 
-_LOG_TINY = float(np.log(1e-300))
-
 
 def naive_dpp_greedy(
     sim: NDArray[np.float64],
@@ -49,9 +47,10 @@ def naive_dpp_greedy(
             idx = np.concatenate([np.tile(ctx, (cand.size, 1)), cand[:, None]], axis=1)
             sign, logdet = np.linalg.slogdet(sim[idx[:, :, None], idx[:, None, :]])
             logd2 = np.where(sign > 0, logdet - logdet_ctx, -np.inf)
-            gains = (1.0 - theta) * relevance[cand] + theta * np.maximum(logd2, _LOG_TINY)
+            spanned = logd2 < np.log(eps)
+            gains = np.where(spanned, -np.inf, (1.0 - theta) * relevance[cand] + theta * logd2)
             best = int(np.argmax(gains))
-            fill = bool(logd2[best] < np.log(eps))
+            fill = bool(spanned[best])
         pick = int(cand[0]) if fill else int(cand[best])
         out[step] = pick
         chosen.append(pick)
