@@ -3,7 +3,7 @@
 ``app`` is what `stream-rec worker` and `faust -A stream_rec.app worker` run. It is built by
 ``create_app`` from ``stream_rec.config`` so that tests and benchmarks can build the same app
 against their own broker, state folder and consumer group. Agents, tables and topics live in
-their own modules and register on this app.
+``stream_rec/worker/`` and register on this app when the worker starts (autodiscovery).
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ def create_app(settings: Settings, *, discover: Sequence[str] = ()) -> faust.App
         datadir=str(Path(settings.state_dir).expanduser()),
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
+        table_standby_replicas=settings.standby_replicas,
+        processing_guarantee=settings.processing_guarantee,
         web_bind=settings.web_host,
         web_host=settings.web_host,
         web_port=settings.web_port,
@@ -35,4 +37,5 @@ def create_app(settings: Settings, *, discover: Sequence[str] = ()) -> faust.App
     )
 
 
-app = create_app(load_settings())
+settings = load_settings()
+app = create_app(settings, discover=["stream_rec.worker"])

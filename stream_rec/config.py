@@ -65,6 +65,18 @@ class Settings:
     registry_dir: str = _setting("./registry", "File-system model registry.")
     web_host: str = _setting("127.0.0.1", "Bind address of the worker's HTTP server.")
     web_port: int = _setting(6066, "Port of the worker's HTTP server.")
+    http_token: str = _setting("", "Bearer token the HTTP API requires; empty = open.")
+    max_event_bytes: int = _setting(65536, "Larger event payloads go to the DLQ, in bytes.")
+    batch_max_events: int = _setting(256, "Events scored together in one stream.take batch.")
+    batch_wait_ms: int = _setting(10, "Longest wait to fill a batch, in ms.")
+    standby_replicas: int = _setting(1, "Standby copies of each state partition on other workers.")
+    processing_guarantee: str = _setting(
+        "at_least_once", "Faust processing guarantee: at_least_once or exactly_once.")
+    onnx_threads: int = _setting(1, "onnxruntime intra-op threads per worker process.")
+    history_length: int = _setting(50, "Recent events kept per shopper.")
+    trending_half_life_s: float = _setting(3600.0, "Half-life of trending counts, in seconds.")
+    candidate_pool: int = _setting(200, "Candidates retrieved and scored per event.")
+    list_length: int = _setting(20, "Items per recommendation list.")
 
     def with_overrides(self, **overrides: Any) -> Settings:
         """Return a copy with the non-None overrides applied (CLI flags use this)."""

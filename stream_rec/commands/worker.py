@@ -1,0 +1,35 @@
+"""`stream-rec worker`: run the Faust worker (the same as `faust -A stream_rec.app worker`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from stream_rec.config import env_name
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("worker", help="run the streaming worker")
+    parser.add_argument("--broker", help="Kafka bootstrap servers")
+    parser.add_argument("--registry", dest="registry_dir", help="model registry folder")
+    parser.add_argument("--state-dir", help="RocksDB state folder")
+    parser.add_argument("--web-port", type=int, help="HTTP port")
+    parser.add_argument("--partitions", type=int, help="partitions of events/recommendations")
+    parser.add_argument("--app-id", help="consumer group / changelog prefix")
+    parser.add_argument("-l", "--loglevel", default="info", help="log level")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    # The app is configured from the environment when stream_rec.app is imported, so flags
+    # become STREAM_REC_* variables first (flags override the environment).
+    for name in ("broker", "registry_dir", "state_dir", "web_port", "partitions", "app_id"):
+        value = getattr(args, name)
+        if value is not None:
+            os.environ[env_name(name)] = str(value)
+    from stream_rec.app import app, settings
+
+    sys.argv = ["stream-rec", "worker", "--loglevel", args.loglevel,
+                "--web-port", str(settings.web_port), "--web-host", settings.web_host]
+    app.main()

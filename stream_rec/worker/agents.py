@@ -1,0 +1,146 @@
+"""The event agent: validate, update shopper state, recommend, publish; plus the feeds.
+
+Events arrive keyed by user_id, so one shopper's events stay on one partition, in order, and
+the ``user-state`` table (RocksDB, changelog-backed) is co-partitioned with them. A batch from
+``stream.take_events`` is scored together; the table is read and written with each event's own
+message as Faust's "current event", because Faust picks the RocksDB partition and the changelog
+partition of a table write from the current event (a batch mixes partitions).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from faust import Stream, StreamT
+from faust.types import EventT
+
+from stream_rec.app import app, settings
+from stream_rec.core.events import Event, InvalidEvent, parse_event
+from stream_rec.core.state import UserState, apply_event, is_duplicate, record_shown
+from stream_rec.core.state_codec import StateDecodeError, decode_state, encode_state
+from stream_rec.recommender import RecList, RecRequest
+from stream_rec.worker.faust_compat import acting_for
+from stream_rec.worker.feeds import tail_topic
+from stream_rec.worker.runtime import WorkerRuntime
+
+log = logging.getLogger(__name__)
+runtime = WorkerRuntime(settings)
+
+events_topic = app.topic(settings.events_topic, key_serializer="raw", value_serializer="raw",
+                         partitions=settings.partitions)
+recommendations_topic = app.topic(settings.recommendations_topic, key_serializer="raw",
+                                  value_serializer="raw", partitions=settings.partitions)
+dlq_topic = app.topic(settings.dlq_topic, key_serializer="raw", value_serializer="raw")
+
+user_state = app.Table("user-state", key_type=bytes, value_type=bytes,
+                       partitions=settings.partitions,
+                       help="Shopper state (UserState, see stream_rec.core.state_codec).")
+latest_recs = app.Table("latest-recs", key_type=bytes, value_type=bytes,
+                        partitions=settings.partitions,
+                        help="The last recommendation message per shopper (JSON).")
+
+
+def dead_letter(reason: str, message: Any) -> bytes:
+    """The DLQ record: why, the raw bytes (base64) and where the message came from."""
+    value = message.value
+    raw = value if isinstance(value, bytes | bytearray) else str(value).encode()
+    return json.dumps({
+        "reason": reason,
+        "raw_base64": base64.b64encode(raw).decode("ascii"),
+        "key_base64": None if message.key is None else
+        base64.b64encode(bytes(message.key)).decode("ascii"),
+        "topic": message.topic,
+        "partition": message.partition,
+        "offset": message.offset,
+        "timestamp_ms": message.timestamp * 1000 if message.timestamp else None,
+    }).encode()
+
+
+def _read_state(key: bytes) -> UserState:
+    try:
+        return decode_state(user_state.get(key))
+    except StateDecodeError as exc:
+        # A corrupt record must not stop the partition: start the shopper afresh, loudly.
+        log.error("user state for %r unreadable (%s); starting from empty", key[:80], exc)
+        return UserState()
+
+
+@app.agent(events_topic)
+async def process_events(stream: StreamT) -> None:
+    await runtime.catalog_ready.wait()  # never recommend before knowing what is delisted
+    assert isinstance(stream, Stream)  # take_events lives on the concrete class
+    async for batch in stream.take_events(settings.batch_max_events,
+                                          within=settings.batch_wait_ms / 1000.0):
+        await handle_batch(batch)
+
+
+async def handle_batch(batch: Sequence[EventT]) -> None:
+    metrics = runtime.metrics
+    taken_ms = time.time() * 1000
+    states: dict[bytes, UserState] = {}
+    owner: dict[bytes, EventT] = {}  # the last message of each shopper in this batch
+    requests: list[RecRequest] = []
+    fresh: list[bool] = []
+    catalog = runtime.recommender.catalog
+    for message_event in batch:
+        message = message_event.message
+        metrics.events_in += 1
+        try:
+            event: Event = parse_event(message.value, settings.max_event_bytes)
+        except InvalidEvent as exc:
+            metrics.dlq += 1
+            await dlq_topic.send(key=message.key, value=dead_letter(exc.reason, message))
+            continue
+        metrics.events_valid += 1
+        key = event.user_id.encode()
+        if key not in states:
+            with acting_for(message_event):
+                states[key] = _read_state(key)
+        state = states[key]
+        duplicate = is_duplicate(state, event.event_id)
+        if duplicate:
+            metrics.events_duplicate += 1
+        else:
+            state = apply_event(state, event, catalog.category(event.item_id), runtime.limits)
+            runtime.recommender.trending.add(event.item_id, event.ts_ms, event.type_code)
+        states[key], owner[key] = state, message_event
+        requests.append(RecRequest(event.user_id, event.event_id, state, taken_ms))
+        fresh.append(not duplicate)
+    if not requests:
+        return
+    lists = runtime.recommender.recommend(requests)
+    for rec, is_fresh in zip(lists, fresh, strict=True):
+        key = rec.user_id.encode()
+        if is_fresh:  # a re-delivered event gets its list again but changes no state
+            states[key] = record_shown(states[key], (i.item_id for i in rec.items),
+                                       runtime.limits)
+    for key, state in states.items():
+        with acting_for(owner[key]):
+            user_state[key] = encode_state(state)
+    for rec in lists:
+        await publish(owner[rec.user_id.encode()], rec)
+    metrics.batches += 1
+
+
+async def publish(message_event: EventT, rec: RecList) -> None:
+    value = json.dumps(rec.to_dict(), separators=(",", ":")).encode()
+    key = rec.user_id.encode()
+    with acting_for(message_event):
+        latest_recs[key] = value
+    await recommendations_topic.send(key=key, value=value)
+    metrics = runtime.metrics
+    metrics.recommendations_out += 1
+    metrics.fallback_lists += rec.fallback
+    metrics.latency_ms.observe(rec.latency_ms)
+
+
+@app.task
+async def follow_catalog() -> None:
+    """Keep this worker's copy of the catalog current (every worker reads all of it)."""
+    await tail_topic(settings, settings.items_topic, runtime.apply_catalog_record,
+                     from_beginning=True, caught_up=runtime.catalog_ready)

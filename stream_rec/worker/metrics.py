@@ -1,0 +1,88 @@
+"""The worker's counters and latency histogram, rendered as Prometheus text."""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+LATENCY_BUCKETS_MS: tuple[float, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+
+
+@dataclass
+class Histogram:
+    buckets: tuple[float, ...] = LATENCY_BUCKETS_MS
+    counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS_MS) + 1))
+    total: float = 0.0
+    n: int = 0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.buckets, value)] += 1
+        self.total += value
+        self.n += 1
+
+    def quantile(self, q: float) -> float:
+        """Upper bound of the bucket holding the q-quantile (0 when empty)."""
+        if not self.n:
+            return 0.0
+        target, seen = q * self.n, 0
+        for bound, count in zip((*self.buckets, float("inf")), self.counts, strict=True):
+            seen += count
+            if seen >= target:
+                return bound
+        return float("inf")
+
+
+@dataclass
+class WorkerMetrics:
+    events_in: int = 0
+    events_valid: int = 0
+    events_duplicate: int = 0
+    dlq: int = 0
+    recommendations_out: int = 0
+    fallback_lists: int = 0
+    catalog_rejected: int = 0
+    model_swaps: int = 0
+    model_rejected: int = 0
+    batches: int = 0
+    latency_ms: Histogram = field(default_factory=Histogram)
+    model_version: str = ""
+    consumer_lag: dict[str, int] = field(default_factory=dict)  # "topic:partition" -> messages
+
+    def render(self) -> str:
+        """Prometheus text exposition format (version 0.0.4)."""
+        lines: list[str] = []
+
+        def counter(name: str, value: float, help_text: str) -> None:
+            lines.extend([f"# HELP stream_rec_{name} {help_text}",
+                          f"# TYPE stream_rec_{name} counter", f"stream_rec_{name} {value}"])
+
+        counter("events_in_total", self.events_in, "Messages read from the events topic.")
+        counter("events_valid_total", self.events_valid, "Events that passed validation.")
+        counter("events_duplicate_total", self.events_duplicate,
+                "Events whose event_id was already applied (state left unchanged).")
+        counter("dlq_total", self.dlq, "Messages sent to the dead-letter topic.")
+        counter("recommendations_total", self.recommendations_out, "Lists published.")
+        counter("fallback_lists_total", self.fallback_lists, "Lists made without a model.")
+        counter("catalog_rejected_total", self.catalog_rejected, "Invalid catalog messages.")
+        counter("model_swaps_total", self.model_swaps, "Models loaded and swapped in.")
+        counter("model_rejected_total", self.model_rejected, "Model versions refused.")
+        counter("batches_total", self.batches, "Event batches processed.")
+        name = "stream_rec_recommendation_latency_ms"
+        lines += [f"# HELP {name} Time from taking an event off the topic to its list, in ms.",
+                  f"# TYPE {name} histogram"]
+        cumulative = 0
+        for bound, count in zip(self.latency_ms.buckets, self.latency_ms.counts, strict=False):
+            cumulative += count
+            lines.append(f'{name}_bucket{{le="{bound:g}"}} {cumulative}')
+        lines += [f'{name}_bucket{{le="+Inf"}} {self.latency_ms.n}',
+                  f"{name}_sum {self.latency_ms.total:.3f}", f"{name}_count {self.latency_ms.n}"]
+        lines += ["# HELP stream_rec_model_info The model version being served.",
+                  "# TYPE stream_rec_model_info gauge",
+                  f'stream_rec_model_info{{version="{self.model_version or "none"}"}} 1',
+                  "# HELP stream_rec_consumer_lag Messages not yet read, per partition.",
+                  "# TYPE stream_rec_consumer_lag gauge"]
+        for tp, lag in sorted(self.consumer_lag.items()):
+            topic, _, partition = tp.rpartition(":")
+            labels = f'topic="{topic}",partition="{partition}"'
+            lines.append(f"stream_rec_consumer_lag{{{labels}}} {lag}")
+        return "\n".join(lines) + "\n"

@@ -1,0 +1,59 @@
+"""Per-process state of a worker that is not in a table: the recommender, catalog, metrics.
+
+One ``WorkerRuntime`` lives in each worker process. The catalog and model feeds write into it,
+the event agent reads from it; all of them run on the one event loop, so no locks are needed
+(a model swap is one attribute assignment between two batches).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import ConsumerRecord
+
+from stream_rec.config import Settings
+from stream_rec.core.catalog import parse_catalog_item
+from stream_rec.core.events import InvalidEvent
+from stream_rec.core.state import StateLimits
+from stream_rec.core.trending import Trending
+from stream_rec.recommender import Recommender, RecommenderConfig
+from stream_rec.worker.metrics import WorkerMetrics
+
+log = logging.getLogger(__name__)
+
+
+class WorkerRuntime:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = WorkerMetrics()
+        self.limits = StateLimits(history=settings.history_length)
+        self.recommender = Recommender(
+            RecommenderConfig(k=settings.list_length, pool=settings.candidate_pool),
+            trending=Trending(half_life_ms=settings.trending_half_life_s * 1000.0))
+        self._catalog_ready: asyncio.Event | None = None
+
+    @property
+    def catalog_ready(self) -> asyncio.Event:
+        # Created on first use so that it binds to the worker's running loop.
+        if self._catalog_ready is None:
+            self._catalog_ready = asyncio.Event()
+        return self._catalog_ready
+
+    def apply_catalog_record(self, record: ConsumerRecord) -> None:
+        """One message of the compacted catalog topic: an item, or a tombstone that delists."""
+        catalog = self.recommender.catalog
+        if record.key is None:
+            self.metrics.catalog_rejected += 1
+            log.warning("catalog message at offset %s has no key (item_id); ignored",
+                        record.offset)
+            return
+        item_id = record.key.decode("utf-8", "replace")
+        if record.value is None:
+            catalog.delist(item_id)
+            return
+        try:
+            catalog.upsert(parse_catalog_item(item_id, record.value))
+        except InvalidEvent as exc:
+            self.metrics.catalog_rejected += 1
+            log.warning("catalog item %r rejected: %s", item_id[:80], exc.reason)

@@ -1,0 +1,60 @@
+"""Read-only HTTP API on Faust's web server.
+
+``GET /users/{user_id}/recommendations`` is routed to the worker that owns the shopper's
+partition; ``/health`` and ``/metrics`` answer locally. When ``http_token`` is set, every
+route but ``/health`` needs ``Authorization: Bearer <token>``.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from faust import web
+
+from stream_rec.app import app, settings
+from stream_rec.worker.agents import latest_recs, runtime
+
+
+def _authorized(request: web.Request) -> bool:
+    if not settings.http_token:
+        return True
+    header = request.headers.get("Authorization", "")
+    return hmac.compare_digest(header, f"Bearer {settings.http_token}")
+
+
+def _unauthorized(view: web.View) -> web.Response:
+    return view.json({"error": "missing or wrong bearer token"}, status=401,
+                     headers={"WWW-Authenticate": "Bearer"})
+
+
+@app.page("/users/{user_id}/recommendations/")
+class UserRecommendations(web.View):
+    @app.table_route(table=latest_recs, match_info="user_id")  # type: ignore[arg-type]
+    async def get(self, request: web.Request, user_id: str) -> web.Response:
+        if not _authorized(request):
+            return _unauthorized(self)
+        raw = latest_recs.get(user_id.encode())
+        if raw is None:
+            return self.json({"error": f"no recommendations for user {user_id!r} yet"},
+                             status=404)
+        return self.bytes(raw, content_type="application/json")
+
+
+@app.page("/health/")
+class Health(web.View):
+    async def get(self, request: web.Request) -> web.Response:
+        ready = runtime.catalog_ready.is_set()
+        body: dict[str, Any] = {"status": "ok" if ready else "starting",
+                                "model_version": runtime.metrics.model_version or None,
+                                "catalog_items": len(runtime.recommender.catalog.items)}
+        return self.json(body, status=200 if ready else 503)
+
+
+@app.page("/metrics/")
+class Metrics(web.View):
+    async def get(self, request: web.Request) -> web.Response:
+        if not _authorized(request):
+            return _unauthorized(self)
+        return self.text(runtime.metrics.render(),
+                         content_type="text/plain; version=0.0.4")
