@@ -13,7 +13,10 @@ from typing import Any
 from faust import web
 
 from stream_rec.app import app, settings
-from stream_rec.worker.agents import latest_recs, runtime
+from stream_rec.core.events import EVENT_TYPES
+from stream_rec.core.state import UserState
+from stream_rec.core.state_codec import decode_state
+from stream_rec.worker.agents import latest_recs, runtime, user_state
 
 
 def _authorized(request: web.Request) -> bool:
@@ -41,10 +44,25 @@ class UserRecommendations(web.View):
         return self.bytes(raw, content_type="application/json")
 
 
+@app.page("/users/{user_id}/state/")
+class UserStateView(web.View):
+    """What stream-rec remembers about a shopper (for support and privacy requests)."""
+
+    @app.table_route(table=user_state, match_info="user_id")  # type: ignore[arg-type]
+    async def get(self, request: web.Request, user_id: str) -> web.Response:
+        if not _authorized(request):
+            return _unauthorized(self)
+        raw = user_state.get(user_id.encode())
+        if raw is None:
+            return self.json({"error": f"no state for user {user_id!r}"}, status=404)
+        return self.json(state_summary(decode_state(raw)))
+
+
 @app.page("/health/")
 class Health(web.View):
     async def get(self, request: web.Request) -> web.Response:
-        ready = runtime.catalog_ready.is_set()
+        # Ready once the catalog is loaded and no table is being restored from its changelog.
+        ready = runtime.catalog_ready.is_set() and not app.in_recovery and not app.rebalancing
         body: dict[str, Any] = {"status": "ok" if ready else "starting",
                                 "model_version": runtime.metrics.model_version or None,
                                 "catalog_items": len(runtime.recommender.catalog.items)}
@@ -58,3 +76,16 @@ class Metrics(web.View):
             return _unauthorized(self)
         return self.text(runtime.metrics.render(),
                          content_type="text/plain; version=0.0.4")
+
+
+def state_summary(state: UserState) -> dict[str, Any]:
+    return {
+        "history": [{"item_id": h.item_id, "type": EVENT_TYPES[h.type_code], "ts": h.ts_ms}
+                    for h in state.history],
+        "purchased": list(state.purchased),
+        "category_affinity": dict(state.category_affinity),
+        "shown": dict(state.shown),
+        "n_events": state.n_events,
+        "last_ts": state.last_ts_ms,
+        "profile_model": state.profile_model or None,
+    }
