@@ -78,6 +78,22 @@ class Settings:
     candidate_pool: int = _setting(200, "Candidates retrieved and scored per event.")
     list_length: int = _setting(20, "Items per recommendation list.")
 
+    # --- Re-ranking -------------------------------------------------------------------------
+    # Pool size and list length are `candidate_pool` and `list_length` (Worker, above).
+    rerank_policy: str = _setting(
+        "dpp:0.5",
+        "Default re-ranking policy: none, dpp:THETA (THETA = weight of diversity, 0..1) or "
+        "mmr:LAMBDA (LAMBDA = weight of relevance, 0..1); a request may name its own.",
+    )
+    rerank_category_weight: float = _setting(
+        0.5, "Weight of same-category in item similarity, 0..1 (the rest: embedding cosine)."
+    )
+    rerank_max_per_category: int = _setting(0, "Most items of one category per list; 0 = no cap.")
+    rerank_exclude_purchased: bool = _setting(True, "Never recommend items already purchased.")
+    rerank_max_shows_without_click: int = _setting(
+        3, "Stop recommending an item shown this many times without a click; 0 = never stop."
+    )
+
     def with_overrides(self, **overrides: Any) -> Settings:
         """Return a copy with the non-None overrides applied (CLI flags use this)."""
         return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})

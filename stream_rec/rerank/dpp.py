@@ -15,8 +15,8 @@ alpha gets: nothing overflows, and theta -> 0 tends smoothly to the relevance or
 
 d^2 is kept up to date with Chen et al.'s incremental Cholesky step: one new row of the factor
 per pick, O(M (D + K)) per step, O(K M (D + K)) per list, as vector operations over the M
-candidates. A candidate whose d^2 falls below ``eps`` is spanned by the chosen items and
-counts as d^2 = 0 (so rounding noise cannot decide for it); when every candidate left is
+candidates. A candidate whose d^2 falls below ``eps`` is spanned by the chosen items and is
+not a DPP pick (so rounding noise cannot decide for it); when every candidate left is
 spanned, the DPP stops and the rest of the list is filled in relevance order, so the output
 still has min(k, eligible) items.
 
@@ -99,15 +99,16 @@ def _dpp_one(
 ) -> NDArray[np.int64]:
     """One list, with preallocated buffers and one matrix-vector product per pick.
 
-    ``work`` (M, F + width) holds [F | C^T]: each candidate's feature row, then its Cholesky
-    coordinates (scratch until written), so the new factor row S_j. - C^T c_j is one product
-    ``work @ [F_j, -c_j]``.
+    ``work`` (F + width, M) holds [F^T ; C]: every candidate's features, then its Cholesky
+    coordinates (one row per chosen item; scratch until written), so the new factor row
+    S_j. - C^T c_j is the single product ``work^T [F_j ; -c_j]``, written in place as the
+    next row of C.
     """
-    n_m, dim = kernel.feats.shape[1:]
+    dim, n_m = kernel.feats_t.shape[1:]
     out = np.full(k, -1, dtype=np.int64)
     width, windowed = _cond_width(k, window)
     fill = theta == 0.0 or width == 0
-    coords_t = work[:, dim:]  # (M, width) view: column r = r-th coordinate of every candidate
+    coords = work[dim:]  # (width, M): row r = every candidate's r-th coordinate
     sign = np.concatenate([np.ones(dim), -np.ones(width)])
     chol_v = np.zeros((width, width)) if windowed else None
     open_ = allowed.copy()
@@ -116,15 +117,15 @@ def _dpp_one(
     base = np.where(allowed, base_2d[0], blocked)
     gain = base.copy()
     d2 = np.ones(n_m)
-    new = np.empty(n_m)
     tmp = np.empty(n_m)
     probe = np.empty(dim + width)
     used = 0
     for step in range(k):
         if not fill:
             j = int(gain.argmax())
-            if not open_[j] or d2[j] < eps:  # all left are spanned (or none left): fill
-                fill = True
+            if not open_[j] or d2[j] < eps:  # rare: look again among the unspanned only
+                j = _best_unspanned(gain, open_, d2, eps)
+                fill = j < 0  # every candidate left is spanned: fill by relevance
         if fill:
             j = int(open_.argmax())
             if not open_[j]:
@@ -140,33 +141,38 @@ def _dpp_one(
         if fill or step == k - 1:
             continue
         if chol_v is not None and used == width:
-            _drop_oldest(coords_t.T[None], chol_v[None], d2[None])
+            _drop_oldest(coords[None], chol_v[None], d2[None])
             used -= 1
         d_j = math.sqrt(d2[j])
         n_live = dim + used
         live = probe[:n_live]
-        np.multiply(work[j, :n_live], sign[:n_live], out=live)
+        np.multiply(work[:n_live, j], sign[:n_live], out=live)
         live *= 1.0 / d_j
-        # (S_j. - C^T c_j) / d_j; wrong only at j itself (S_jj lacks fix[j]), which is blocked
-        np.dot(work[:, :n_live], live, out=new)
         if chol_v is not None:
-            chol_v[used, :used] = coords_t[j, :used]
+            chol_v[used, :used] = coords[:used, j]
             chol_v[used, used] = d_j
-        coords_t[:, used] = new
+        new = work[n_live]
+        # (S_j. - C^T c_j) / d_j, except at j itself (S_jj lacks fix[j]), which is blocked.
+        np.dot(work[:n_live].T, live, out=new)
         used += 1
         np.multiply(new, new, out=tmp)
         d2 -= tmp
-        spanned = d2 < eps
-        d2[spanned] = 0.0  # exactly 0, so rounding noise can never make a spanned item win
         if use_log:
             np.maximum(d2, _TINY, out=tmp)
             np.log(tmp, out=tmp)
             tmp *= theta
             np.add(base, tmp, out=gain)
-            gain[spanned] = -np.inf
         else:
-            np.multiply(base, d2, out=gain)  # spanned: 0; blocked: -d2 <= 0; others > 0
+            np.multiply(base, d2, out=gain)
     return out
+
+
+def _best_unspanned(
+    gain: NDArray[np.float64], open_: NDArray[np.bool_], d2: NDArray[np.float64], eps: float
+) -> int:
+    """Best open candidate with d^2 >= eps, or -1 when there is none."""
+    ok = open_ & (d2 >= eps)
+    return int(np.where(ok, gain, -np.inf).argmax()) if ok.any() else -1
 
 
 def _dpp_many(
@@ -181,13 +187,12 @@ def _dpp_many(
     eps: float,
 ) -> NDArray[np.int64]:
     """All B lists in lock-step: each step is a handful of (B, M) array operations."""
-    n_b, n_m, dim = kernel.feats.shape
+    n_b, dim, n_m = kernel.feats_t.shape
     out = np.full((n_b, k), -1, dtype=np.int64)
     allowed = allowed.copy()
     rows_b = np.arange(n_b)
     width, windowed = _cond_width(k, window)
-    coords_t = work[:, :, dim:]
-    coords_t[...] = 0.0  # so every product can span all columns (contiguous, no copies)
+    coords = work[:, dim:]
     sign = np.concatenate([np.ones(dim), -np.ones(width)])
     chol_v = np.zeros((n_b, width, width)) if windowed else None
     d2 = np.ones((n_b, n_m))
@@ -197,11 +202,15 @@ def _dpp_many(
     used = 0
     for step in range(k):
         jd = np.where(allowed, gain, -np.inf).argmax(axis=1)
+        recheck = (d2[rows_b, jd] < eps) | ~allowed[rows_b, jd]
+        if recheck.any():  # rare: look again among the unspanned only
+            ok = allowed & (d2 >= eps)
+            jd = np.where(recheck, np.where(ok, gain, -np.inf).argmax(axis=1), jd)
+            fill |= recheck & ~ok.any(axis=1)
         jf = allowed.argmax(axis=1)
         alive = allowed[rows_b, jf]
         if not alive.any():
             break
-        fill |= (d2[rows_b, jd] < eps) | ~allowed[rows_b, jd]  # all left spanned: fill
         pick = np.where(fill, jf, jd)
         out[:, step] = np.where(alive, pick, -1)
         allowed[rows_b, pick] = False
@@ -209,49 +218,21 @@ def _dpp_many(
         if step == k - 1 or bool(fill.all()):
             continue
         if chol_v is not None and used == width:
-            _drop_oldest(np.swapaxes(coords_t, 1, 2), chol_v, d2)
+            _drop_oldest(coords, chol_v, d2)
             used -= 1
+        n_live = dim + used
         d_pick = np.sqrt(np.maximum(d2[rows_b, pick], _TINY))
         inv = np.where(fill | ~alive, 0.0, 1.0 / d_pick)  # finished lists: a zero update
-        probe = work[rows_b, pick] * sign * inv[:, None]
-        new = np.matmul(work, probe[:, :, None])[:, :, 0]  # as in _dpp_one
+        probe = work[rows_b, :n_live, pick] * (sign[:n_live] * inv[:, None])
         if chol_v is not None:
-            chol_v[:, used, :used] = coords_t[rows_b, pick, :used]
+            chol_v[:, used, :used] = coords[rows_b, :used, pick]
             chol_v[:, used, used] = np.where(inv > 0, d_pick, 0.0)
-        coords_t[:, :, used] = new
+        new = np.matmul(probe[:, None, :], work[:, :n_live])[:, 0]  # as in _dpp_one
+        work[:, n_live] = new
         used += 1
         d2 -= new * new
-        spanned = d2 < eps
-        d2[spanned] = 0.0
-        if use_log:
-            gain = np.where(spanned, -np.inf, base + theta * np.log(np.maximum(d2, _TINY)))
-        else:
-            gain = base * d2
+        gain = base + theta * np.log(np.maximum(d2, _TINY)) if use_log else base * d2
     return out
-
-
-def _gain_base(
-    relevance: NDArray[np.float64], allowed: NDArray[np.bool_], theta: float
-) -> tuple[NDArray[np.float64], bool]:
-    """Per-candidate part of the gain (B, M), and whether it is in log form.
-
-    The greedy compares gains as exp(gain / theta) = q^2 * d^2 with
-    q^2 = exp((1 - theta) / theta * (relevance - list max)): one multiply per step and the
-    same argmax. When theta is so small that q^2 would underflow, it keeps the log form,
-    (1 - theta) * relevance + theta * log d^2.
-    """
-    if theta == 0.0:
-        return (1.0 - theta) * relevance, True
-    some = allowed.any(axis=1, keepdims=True)
-    top = np.where(
-        some, np.max(relevance, axis=1, where=allowed, initial=-np.inf, keepdims=True), 0.0
-    )
-    low = np.where(
-        some, np.min(relevance, axis=1, where=allowed, initial=np.inf, keepdims=True), 0.0
-    )
-    if float(np.max(top - low)) * (1.0 - theta) > _EXP_SAFE * theta:
-        return (1.0 - theta) * relevance, True
-    return np.exp((1.0 - theta) / theta * np.minimum(relevance - top, 0.0)), False
 
 
 def _drop_oldest(
@@ -259,11 +240,11 @@ def _drop_oldest(
 ) -> None:
     """Remove the oldest chosen item from a full window, in place, for B lists at once.
 
-    ``chol_c`` (B, W, M) (may be a transposed view) holds every candidate's coordinates,
-    ``chol_v`` (B, W, W) the chosen items' Cholesky factor V. With A = [V[1:, 1:] | V[1:, 0]],
-    Givens rotations of the last column into the others make A lower-triangular again (the
-    new factor); the same rotations applied to every candidate's coordinates leave one
-    coordinate over, whose square returns to the candidate's d^2.
+    ``chol_c`` (B, W, M) holds every candidate's coordinates, ``chol_v`` (B, W, W) the
+    chosen items' Cholesky factor V. With A = [V[1:, 1:] | V[1:, 0]], Givens rotations of
+    the last column into the others make A lower-triangular again (the new factor); the same
+    rotations applied to every candidate's coordinates leave one coordinate over, whose
+    square returns to the candidate's d^2.
     """
     width = chol_v.shape[1]
     fac = chol_v[:, 1:, 1:].copy()
@@ -290,3 +271,27 @@ def _drop_oldest(
     chol_v[:, : width - 1, : width - 1] = fac
     chol_v[:, width - 1] = 0.0
     chol_v[:, :, width - 1] = 0.0
+
+
+def _gain_base(
+    relevance: NDArray[np.float64], allowed: NDArray[np.bool_], theta: float
+) -> tuple[NDArray[np.float64], bool]:
+    """Per-candidate part of the gain (B, M), and whether it is in log form.
+
+    The greedy compares gains as exp(gain / theta) = q^2 * d^2 with
+    q^2 = exp((1 - theta) / theta * (relevance - list max)): one multiply per step and the
+    same argmax. When theta is so small that q^2 would underflow, it keeps the log form,
+    (1 - theta) * relevance + theta * log d^2.
+    """
+    if theta == 0.0:
+        return (1.0 - theta) * relevance, True
+    some = allowed.any(axis=1, keepdims=True)
+    top = np.where(
+        some, np.max(relevance, axis=1, where=allowed, initial=-np.inf, keepdims=True), 0.0
+    )
+    low = np.where(
+        some, np.min(relevance, axis=1, where=allowed, initial=np.inf, keepdims=True), 0.0
+    )
+    if float(np.max(top - low)) * (1.0 - theta) > _EXP_SAFE * theta:
+        return (1.0 - theta) * relevance, True
+    return np.exp((1.0 - theta) / theta * np.minimum(relevance - top, 0.0)), False

@@ -58,7 +58,7 @@ def _mmr_one(
     out = np.full(k, -1, dtype=np.int64)
     base = np.where(allowed, lam * relevance, -np.inf)
     score = np.where(allowed, relevance, -np.inf)  # nothing chosen yet: no redundancy term
-    feats, fix = kernel.feats[b], kernel.fix[b]
+    cols, fix = kernel.feats_t[b], kernel.fix[b]
     row = np.empty(relevance.shape[0])
     max_sim = np.full(relevance.shape[0], -np.inf)
     for step in range(k):
@@ -72,7 +72,7 @@ def _mmr_one(
             base[full] = -np.inf
         if step == k - 1:
             break
-        np.dot(feats, feats[j], out=row)
+        np.dot(cols.T, cols[:, j], out=row)
         row[j] += fix[j]
         np.maximum(max_sim, row, out=max_sim)
         np.multiply(max_sim, lam - 1.0, out=score)
@@ -90,7 +90,7 @@ def _mmr_many(
 ) -> NDArray[np.int64]:
     """All B lists in lock-step."""
     n_b, n_m = relevance.shape
-    feats, fix = kernel.feats, kernel.fix
+    cols, fix = kernel.feats_t, kernel.fix
     out = np.full((n_b, k), -1, dtype=np.int64)
     allowed = allowed.copy()
     rows_b = np.arange(n_b)
@@ -107,7 +107,7 @@ def _mmr_many(
         cap.after_pick(out[:, step], allowed)
         if step == k - 1:
             break
-        row = np.matmul(feats, feats[rows_b, pick][:, :, None])[:, :, 0]
+        row = np.matmul(cols[rows_b, :, pick][:, None, :], cols)[:, 0]
         row[rows_b, pick] += fix[rows_b, pick]
         np.maximum(max_sim, row, out=max_sim)
         score = base - (1.0 - lam) * max_sim

@@ -35,41 +35,48 @@ I64 = NDArray[np.int64]
 class SimilarityKernel:
     """S for B lists of M candidates as a Gram matrix: S = F F^T + Diag(fix).
 
-    ``feats`` (B, M, D + C): the unit item vector scaled by sqrt(1 - w), then a one-hot of
-    the item's category (C = most distinct known categories in one list) scaled by sqrt(w);
+    Feature rows F_i (length D + C): the unit item vector scaled by sqrt(1 - w), then a
+    one-hot of the item's category (C = most distinct known categories in one list) scaled by
+    sqrt(w). They are stored transposed, ``feats_t`` (B, D + C, M), so that a greedy step gets
+    a row of S from one matrix-vector product and writes its results as contiguous rows.
     ``fix`` (B, M) >= 0 tops the diagonal up to exactly 1 (unknown category: w; no vector:
-    1 - w). The Gram form keeps S PSD by construction and lets a greedy step get a row of S
-    from one matrix-vector product.
+    1 - w). The Gram form keeps S PSD by construction.
     """
 
-    feats: F64
+    feats_t: F64
     fix: F64
-    #: Feature rows plus zero or more spare columns: scratch the DPP may write past ``feats``.
+    #: ``feats_t`` plus zero or more spare rows: scratch the DPP may write past the features.
     buffer: F64 | None = None
 
-    def workspace(self, extra: int) -> F64:
-        """(B, M, F + extra) array starting with ``feats``; columns past F are scratch space.
+    @property
+    def feats(self) -> F64:
+        """Feature rows, (B, M, D + C) (a transposed view)."""
+        return np.swapaxes(self.feats_t, 1, 2)
 
-        Uses the spare columns reserved by :func:`similarity_kernel` when there are enough,
-        so that the DPP's per-list working matrix costs no second copy of the features.
+    def workspace(self, extra: int) -> F64:
+        """(B, F + extra, M) array starting with ``feats_t``; rows past F are scratch space.
+
+        Uses the spare rows reserved by :func:`similarity_kernel` when there are enough, so
+        the DPP's working matrix costs no second copy of the features.
         """
-        n_f = self.feats.shape[2]
-        if self.buffer is not None and self.buffer.shape[2] >= n_f + extra:
-            return self.buffer[:, :, : n_f + extra]
-        work = np.empty(self.feats.shape[:2] + (n_f + extra,))
-        work[:, :, :n_f] = self.feats
+        n_b, n_f, n_m = self.feats_t.shape
+        if self.buffer is not None and self.buffer.shape[1] >= n_f + extra:
+            return self.buffer[:, : n_f + extra]
+        work = np.empty((n_b, n_f + extra, n_m))
+        work[:, :n_f] = self.feats_t
         return work
 
     def row(self, b: int, j: int) -> F64:
         """Row j of list b's S, shape (M,) (a fresh array)."""
-        out = self.feats[b] @ self.feats[b, j]
+        cols = self.feats_t[b]
+        out = cols.T @ cols[:, j]
         out[j] += self.fix[b, j]
         return out
 
     def matrix(self) -> F64:
         """The full (B, M, M) similarity (tests and the naive greedy)."""
-        sim = np.matmul(self.feats, np.swapaxes(self.feats, 1, 2))
-        idx = np.arange(self.feats.shape[1])
+        sim = np.matmul(self.feats, self.feats_t)
+        idx = np.arange(self.feats_t.shape[2])
         sim[:, idx, idx] += self.fix
         return sim
 
@@ -85,7 +92,7 @@ def similarity_kernel(
 
     Vectors are re-normalised to unit length here; zero vectors stay zero. Without
     categories the weight is ignored and S is the plain cosine. ``spare`` reserves that many
-    scratch columns after the features (see :meth:`SimilarityKernel.workspace`).
+    scratch rows after the features (see :meth:`SimilarityKernel.workspace`).
     """
     if not 0.0 <= category_weight <= 1.0:
         raise ValueError(f"category_weight must be in [0, 1], got {category_weight}")
@@ -97,22 +104,21 @@ def similarity_kernel(
         dense, width = _dense_codes(cats)
     else:
         dense, width = np.full((n_b, n_m), -1, dtype=np.int64), 0
-    # np.empty, not zeros: zeroing a ~200 KB buffer per list costs more than the greedy steps.
-    buffer = np.empty((n_b, n_m, dim + width + spare))
-    unit = buffer[:, :, :dim]
-    unit[...] = vecs
-    norms = np.sqrt(np.matmul(unit[:, :, None, :], unit[:, :, :, None])[:, :, 0, 0])
+    # np.empty, not zeros: zeroing a ~200 KB buffer per list costs more than a greedy step.
+    buffer = np.empty((n_b, dim + width + spare, n_m))
+    unit = buffer[:, :dim]
+    unit[...] = np.swapaxes(vecs, 1, 2)
+    norms = np.sqrt(np.square(unit).sum(axis=1))
     has_vec = norms > 1e-12
-    unit *= (np.sqrt(1.0 - weight) / np.where(has_vec, norms, np.inf))[:, :, None]
+    unit *= (np.sqrt(1.0 - weight) / np.where(has_vec, norms, np.inf))[:, None, :]
     fix = (1.0 - weight) * ~has_vec
     if width:
-        onehot = buffer[:, :, dim : dim + width]
+        onehot = buffer[:, dim : dim + width]
         onehot[...] = 0.0
         bi, mi = np.nonzero(dense >= 0)
-        onehot[bi, mi, dense[bi, mi]] = np.sqrt(weight)
+        onehot[bi, dense[bi, mi], mi] = np.sqrt(weight)
         fix = fix + weight * (dense < 0)
-    feats = buffer[:, :, : dim + width]
-    return SimilarityKernel(feats, fix, buffer if spare else None)
+    return SimilarityKernel(buffer[:, : dim + width], fix, buffer if spare else None)
 
 
 def _dense_codes(cats: I64) -> tuple[I64, int]:

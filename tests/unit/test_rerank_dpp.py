@@ -35,7 +35,7 @@ def random_kernel(rng: np.random.Generator, n_b: int, m: int, rank: int) -> Simi
         feats[:, 1] = feats[:, 0]  # an exact duplicate
     lengths = rng.choice([1.0, 1.0, 0.7, 0.0], size=(n_b, m))
     feats *= lengths[:, :, None]
-    return SimilarityKernel(feats, 1.0 - lengths**2)
+    return SimilarityKernel(np.swapaxes(feats, 1, 2).copy(), 1.0 - lengths**2)
 
 
 def logd2(sim: NDArray[np.float64], ctx: list[int], i: int) -> float:
@@ -141,7 +141,7 @@ def test_sliding_window_picks_what_the_naive_window_greedy_picks(
         naive = naive_dpp_greedy(sims[b], rel[b], allowed[b], k, theta, window=window)
         assert_same_greedy(fast[b], naive, sims[b], rel[b], theta, window)
         one = dpp_greedy(
-            SimilarityKernel(kernel.feats[b : b + 1], kernel.fix[b : b + 1]),
+            SimilarityKernel(kernel.feats_t[b : b + 1], kernel.fix[b : b + 1]),
             rel[b : b + 1], allowed[b : b + 1], k, theta, window=window,
         )  # fmt: skip
         assert_same_greedy(one[0], naive, sims[b], rel[b], theta, window)
@@ -158,7 +158,7 @@ def test_lockstep_batch_equals_one_list_at_a_time(seed: int, m: int, k: int) -> 
     batched = dpp_greedy(kernel, rel, allowed, k, theta)
     for b in range(5):
         one = dpp_greedy(
-            SimilarityKernel(kernel.feats[b : b + 1], kernel.fix[b : b + 1]),
+            SimilarityKernel(kernel.feats_t[b : b + 1], kernel.fix[b : b + 1]),
             rel[b : b + 1], allowed[b : b + 1], k, theta,
         )  # fmt: skip
         assert_same_greedy(one[0], batched[b], kernel.matrix()[b], rel[b], theta, None)
