@@ -94,6 +94,34 @@ class Settings:
         3, "Stop recommending an item shown this many times without a click; 0 = never stop."
     )
 
+    # --- Training and evaluation ---
+    data_dir: str = _setting(
+        "../shared/data", "Where dataset folders named in a data spec are looked up.")
+    train_epochs: int = _setting(12, "Training epochs (passes over every prefix -> next pair).")
+    train_batch_size: int = _setting(1024, "Training pairs per step.")
+    train_negatives: int = _setting(
+        4096, "Items sampled per step for the softmax (0 = full softmax over the catalog).")
+    learning_rate: float = _setting(0.002, "Adam's peak learning rate (cosine decay to 0).")
+    embedding_dim: int = _setting(100, "Width of item, attribute and shopper vectors.")
+    max_history: int = _setting(50, "Most recent history events the model reads.")
+    score_scale: float = _setting(16.0, "Scale of the cosine scores (inverse temperature).")
+    dropout: float = _setting(0.1, "Dropout on history item vectors while training.")
+    cold_item_rate: float = _setting(
+        0.1, "Share of items treated as unknown per step, so attributes learn to score them.")
+    price_buckets: int = _setting(10, "Quantile buckets for a numeric price attribute.")
+    min_item_count: int = _setting(
+        1, "Items seen fewer times in training stay out of the vocabulary.")
+    train_window_ms: int = _setting(
+        7 * 24 * 3_600_000, "History a kafka: data spec reads, in ms (before now).")
+    holdout_fraction: float = _setting(
+        0.1, "Most recent share of events held out to evaluate (kafka: data, trainer).")
+    eval_k: int = _setting(20, "List length K of the offline metrics (P@K, MRR@K, ...).")
+    eval_batch_size: int = _setting(256, "Test cases scored per onnxruntime call in evaluate.")
+    promotion_metric: str = _setting("MRR@20", "Metric the trainer's promotion gate compares.")
+    promotion_tolerance: float = _setting(
+        0.02, "A candidate may trail the current model by this share of its metric, 0..1.")
+    retrain_every_ms: int = _setting(3_600_000, "Period of `stream-rec trainer`, in ms.")
+
     def with_overrides(self, **overrides: Any) -> Settings:
         """Return a copy with the non-None overrides applied (CLI flags use this)."""
         return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,190 @@
+"""A model artifact: one folder holding everything a worker needs to serve one model version.
+
+Layout (all plain files, no pickle):
+
+- ``model.onnx`` — the fusion model (see docs/model.md for its inputs and outputs)
+- ``item_ids.json`` — the item vocabulary: raw ids; model index = position + FIRST_ITEM_INDEX
+- ``item_embeddings.npy`` — (N, D) float32, L2-normalised, row i = item_ids[i]
+- ``item_attributes.npy`` — (N, A) int64 attribute indices of each vocabulary item
+- ``attributes.json`` — attribute names, per-attribute value vocabularies, price boundaries
+- ``manifest.json`` — version, created_at, training data range, offline metrics, model
+  settings, input/output signature and the sha256 of every other file
+
+``load_artifact`` verifies every checksum and refuses a folder that is incomplete or changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+MODEL_FILE = "model.onnx"
+ITEM_IDS_FILE = "item_ids.json"
+ITEM_EMBEDDINGS_FILE = "item_embeddings.npy"
+ITEM_ATTRIBUTES_FILE = "item_attributes.npy"
+ATTRIBUTES_FILE = "attributes.json"
+REQUIRED_FILES = (MODEL_FILE, ITEM_IDS_FILE, ITEM_EMBEDDINGS_FILE, ITEM_ATTRIBUTES_FILE,
+                  ATTRIBUTES_FILE)
+
+# Index conventions shared by the model, the features and the artifact.
+PAD_INDEX = 0  # empty history slot / no attribute
+OOV_INDEX = 1  # an item (or attribute value) the vocabulary does not know
+FIRST_ITEM_INDEX = 2  # model index of item_ids[0]
+
+
+class ArtifactError(Exception):
+    """The folder is not a complete, unchanged model artifact; the message says why."""
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON next to ``path`` and rename it into place (readers never see half a file)."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with tmp.open("w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def write_manifest(folder: Path, manifest: Mapping[str, Any],
+                   files: Iterable[str] = REQUIRED_FILES) -> dict[str, Any]:
+    """Add the sha256 of every artifact file to ``manifest`` and write ``manifest.json``."""
+    out = dict(manifest)
+    out["format_version"] = FORMAT_VERSION
+    out["files"] = {name: sha256_of(folder / name) for name in sorted(files)}
+    write_json_atomic(folder / MANIFEST, out)
+    return out
+
+
+def verify_folder(folder: Path) -> dict[str, Any]:
+    """The manifest, after checking that every listed and required file is there, unchanged."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ArtifactError(f"model artifact {folder} is not a folder")
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ArtifactError(f"model artifact {folder} has no {MANIFEST}") from None
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{folder / MANIFEST} is unreadable: {exc}") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        raise ArtifactError(f"{folder / MANIFEST} lists no files")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(f"{folder}: artifact format {manifest.get('format_version')!r}, "
+                            f"this stream-rec reads format {FORMAT_VERSION}")
+    listed: dict[str, str] = manifest["files"]
+    missing = [name for name in REQUIRED_FILES if name not in listed]
+    if missing:
+        raise ArtifactError(f"{folder}: manifest does not list {', '.join(missing)}")
+    for name, expected in listed.items():
+        path = folder / name
+        if Path(name).name != name:
+            raise ArtifactError(f"{folder}: manifest names a file outside the folder: {name!r}")
+        if not path.is_file():
+            raise ArtifactError(f"{folder}: {name} is missing (incomplete artifact)")
+        if sha256_of(path) != expected:
+            raise ArtifactError(f"{folder}: {name} does not match its sha256 in the manifest "
+                                "(changed or corrupt)")
+    return manifest
+
+
+@dataclass
+class ModelArtifact:
+    """A verified artifact, loaded: vocabularies, vectors and the path of the ONNX model."""
+
+    path: Path
+    manifest: dict[str, Any]
+    item_ids: list[str]
+    item_embeddings: NDArray[np.float32]  # (N, D), L2-normalised
+    item_attributes: NDArray[np.int64]  # (N, A)
+    attribute_names: list[str]
+    attribute_vocab: dict[str, dict[str, int]]  # name -> raw value -> attribute index
+    price_boundaries: dict[str, NDArray[np.float64]]  # bucketed numeric attributes
+    _positions: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self._positions = {item: pos for pos, item in enumerate(self.item_ids)}
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest["version"])
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / MODEL_FILE
+
+    @property
+    def max_history(self) -> int:
+        return int(self.manifest["model"]["max_history"])
+
+    @property
+    def input_names(self) -> list[str]:
+        return list(self.manifest["signature"]["inputs"])
+
+    def positions(self, item_ids: Sequence[str]) -> NDArray[np.int64]:
+        """Row in ``item_ids``/``item_embeddings`` of each raw id, -1 when unknown."""
+        get = self._positions.get
+        return np.fromiter((get(i, -1) for i in item_ids), dtype=np.int64, count=len(item_ids))
+
+    def item_index(self, item_ids: Sequence[str]) -> NDArray[np.int64]:
+        """Model input index of each raw id (OOV_INDEX when unknown)."""
+        pos = self.positions(item_ids)
+        return np.where(pos >= 0, pos + FIRST_ITEM_INDEX, OOV_INDEX).astype(np.int64)
+
+    def attribute_index(self, name: str, raw: str | float | None) -> int:
+        """Index of one raw attribute value (OOV_INDEX when unknown or unparsable)."""
+        if raw is None:
+            return OOV_INDEX
+        bounds = self.price_boundaries.get(name)
+        if bounds is not None:
+            try:
+                value = float(raw)
+            except (TypeError, ValueError):
+                return OOV_INDEX
+            if not np.isfinite(value):
+                return OOV_INDEX
+            return FIRST_ITEM_INDEX + int(np.searchsorted(bounds, value, side="right"))
+        return self.attribute_vocab[name].get(str(raw), OOV_INDEX)
+
+
+def load_artifact(folder: str | Path) -> ModelArtifact:
+    """Verify and load an artifact folder; raise ArtifactError when anything is wrong."""
+    folder = Path(folder)
+    manifest = verify_folder(folder)
+    try:
+        item_ids = json.loads((folder / ITEM_IDS_FILE).read_text(encoding="utf-8"))
+        attrs = json.loads((folder / ATTRIBUTES_FILE).read_text(encoding="utf-8"))
+        embeddings = np.load(folder / ITEM_EMBEDDINGS_FILE, allow_pickle=False)
+        item_attributes = np.load(folder / ITEM_ATTRIBUTES_FILE, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{folder}: cannot read artifact files: {exc}") from None
+    names = list(attrs.get("names", []))
+    if (embeddings.ndim != 2 or len(item_ids) != embeddings.shape[0]
+            or item_attributes.shape != (len(item_ids), len(names))):
+        raise ArtifactError(f"{folder}: item files disagree on the number of items")
+    vocab = {name: {str(v): FIRST_ITEM_INDEX + i for i, v in enumerate(values)}
+             for name, values in attrs.get("vocabularies", {}).items()}
+    bounds = {name: np.asarray(b, dtype=np.float64)
+              for name, b in attrs.get("price_boundaries", {}).items()}
+    return ModelArtifact(folder, manifest, [str(i) for i in item_ids],
+                         embeddings.astype(np.float32, copy=False),
+                         item_attributes.astype(np.int64, copy=False), names, vocab, bounds)

@@ -1,0 +1,52 @@
+"""A served model: artifact + features + onnxruntime, shaped for the worker's recommender.
+
+``ServedModel`` satisfies ``stream_rec.recommender.ScoringModel``: retrieval vectors for the
+whole catalog, shopper query vectors, and fused scores for any candidates (unknown ids score
+through their catalog attributes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from stream_rec.model.artifact import ModelArtifact, load_artifact
+from stream_rec.model.features import Catalog, FeatureBuilder, HistoryEvent
+from stream_rec.model.scorer import OnnxScorer
+
+
+class ServedModel:
+    """One model version, ready to score. Build it with ``load_served_model``."""
+
+    def __init__(self, artifact: ModelArtifact, threads: int = 1) -> None:
+        self.artifact = artifact
+        self.version = artifact.version
+        self.item_ids: NDArray[Any] = np.asarray(artifact.item_ids, dtype=object)
+        self.item_vectors = artifact.item_embeddings
+        self.features = FeatureBuilder(artifact)
+        self.scorer = OnnxScorer(artifact.model_path, threads=threads)
+
+    def index_of(self, item_ids: Sequence[str]) -> NDArray[np.int64]:
+        """Row of each raw id in ``item_ids``/``item_vectors``, -1 when unknown."""
+        return self.artifact.positions(list(item_ids))
+
+    def query_vectors(self, histories: Sequence[Sequence[HistoryEvent]],
+                      catalog: Catalog | None = None) -> NDArray[np.float32]:
+        """(B, D): ``query @ item_vectors.T`` is the collaborative score of every item."""
+        return self.scorer.user_embedding(self.features.history_inputs(histories, catalog))
+
+    def score(self, histories: Sequence[Sequence[HistoryEvent]],
+              candidates: Sequence[Sequence[str]],
+              catalog: Mapping[str, Any] | None = None) -> NDArray[np.float32]:
+        """(B, M) fused scores; every candidate row must have the same length."""
+        scores, _ = self.scorer.run(self.features.inputs(histories, candidates, catalog))
+        return scores
+
+
+def load_served_model(folder: str | Path, threads: int = 1) -> ServedModel:
+    """Verify the artifact in ``folder`` and open it for scoring (raises ArtifactError)."""
+    return ServedModel(load_artifact(folder), threads=threads)
