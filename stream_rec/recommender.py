@@ -29,6 +29,7 @@ from stream_rec.rerank import (
     rerank_batch,
     stable_item_keys,
 )
+from stream_rec.stage_clock import StageClock
 
 History = Sequence[tuple[str, int]]  # (raw item id, event type code), oldest first
 
@@ -49,6 +50,9 @@ class ScoringModel(Protocol):
     def score(self, histories: Sequence[History], candidates: Sequence[Sequence[str]],
               catalog: Mapping[str, CatalogItem]) -> NDArray[np.float32]:
         """(B, M) fused relevance of each candidate (unknown ids score via attributes)."""
+
+    def item_vector(self, item_id: str) -> NDArray[np.float32] | None:
+        """The item's embedding (for the shopper's long-term profile), None if unknown."""
 
 
 @dataclass(frozen=True)
@@ -158,28 +162,57 @@ class Recommender:
         self.model = model
         self._unavailable = None
 
-    def recommend(self, requests: Sequence[RecRequest]) -> list[RecList]:
+    def recommend(self, requests: Sequence[RecRequest],
+                  clock: StageClock | None = None) -> list[RecList]:
+        """One list per request, in order; ``clock`` collects per-stage time if given."""
         if not requests:
             return []
+        clock = clock or StageClock()
         model = self.model  # one model per batch, even if a swap lands meanwhile
         if model is None:
-            return self._fallback(requests)
-        return self._with_model(model, requests)
+            return self._fallback(requests, clock)
+        return self._with_model(model, requests, clock)
 
     # -- with a model --------------------------------------------------------------------
-    def _with_model(self, model: ScoringModel, requests: Sequence[RecRequest]) -> list[RecList]:
-        cfg = self.config
+    def _with_model(self, model: ScoringModel, requests: Sequence[RecRequest],
+                    clock: StageClock) -> list[RecList]:
         histories = [[(h.item_id, h.type_code) for h in r.state.history] for r in requests]
-        queries = model.query_vectors(histories)
-        sims = queries @ model.item_vectors.T  # (B, N): the whole catalog, one matmul
+        with clock.stage("scoring"):
+            queries = model.query_vectors(histories)
+        with clock.stage("retrieval"):
+            top, sims = self._retrieve(model, queries)
+            candidate_ids, reasons = self._merge_candidates(model, top, sims)
+        with clock.stage("scoring"):
+            width = max(len(c) for c in candidate_ids)
+            padded = [c + [c[0]] * (width - len(c)) for c in candidate_ids]
+            scores = model.score(histories, padded, self.catalog.items).astype(np.float64)
+            for row, ids in enumerate(candidate_ids):
+                scores[row, len(ids):] = -np.inf
+        with clock.stage("reranking"):
+            index = model.index_of([i for row in padded for i in row]).reshape(len(padded),
+                                                                                width)
+            known = (index >= 0)[..., None]
+            vectors = np.where(known, model.item_vectors[np.maximum(index, 0)], 0.0)
+            return self._rerank(requests, padded, reasons, scores, vectors.astype(np.float32),
+                                model.version, fallback=False)
+
+    def _retrieve(self, model: ScoringModel, queries: NDArray[np.float32]
+                  ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """Top ``pool`` available items per query over the whole catalog (one matmul)."""
+        sims = queries @ model.item_vectors.T  # (B, N)
         sims[:, self._unavailable_mask(model)] = -np.inf
-        n_retrieve = min(cfg.pool, sims.shape[1])
+        n_retrieve = min(self.config.pool, sims.shape[1])
         top = np.argpartition(-sims, n_retrieve - 1, axis=1)[:, :n_retrieve]
+        return top, sims
+
+    def _merge_candidates(self, model: ScoringModel, top: NDArray[np.int64],
+                          sims: NDArray[np.float32]) -> tuple[list[list[str]], list[list[str]]]:
+        """Retrieved + trending + new catalog items, de-duplicated, with their reasons."""
         extra_ids, extra_reasons = self._extra_candidates(model)
         candidate_ids: list[list[str]] = []
         reasons: list[list[str]] = []
         vocab = model.item_ids
-        for row in range(len(requests)):
+        for row in range(len(top)):
             retrieved = top[row][np.isfinite(sims[row, top[row]])]
             ids = [str(x) for x in vocab[retrieved]]
             seen = set(ids)
@@ -189,17 +222,9 @@ class Recommender:
                     seen.add(item)
                     ids.append(item)
                     why.append(reason)
-            candidate_ids.append(ids)
-            reasons.append(why)
-        width = max(len(c) for c in candidate_ids)
-        padded = [c + [c[0]] * (width - len(c)) if c else [""] * width for c in candidate_ids]
-        scores = model.score(histories, padded, self.catalog.items).astype(np.float64)
-        for row, ids in enumerate(candidate_ids):
-            scores[row, len(ids):] = -np.inf
-        index = model.index_of([i for row in padded for i in row]).reshape(len(padded), width)
-        vectors = np.where((index >= 0)[..., None], model.item_vectors[np.maximum(index, 0)], 0.0)
-        return self._rerank(requests, padded, reasons, scores, vectors.astype(np.float32),
-                            model.version, fallback=False)
+            candidate_ids.append(ids or [""])
+            reasons.append(why or [""])
+        return candidate_ids, reasons
 
     def _unavailable_mask(self, model: ScoringModel) -> NDArray[np.bool_]:
         if self._unavailable is None or self._catalog_version != self.catalog.version:
@@ -225,8 +250,17 @@ class Recommender:
         return ids, reasons
 
     # -- without a model -----------------------------------------------------------------
-    def _fallback(self, requests: Sequence[RecRequest]) -> list[RecList]:
+    def _fallback(self, requests: Sequence[RecRequest], clock: StageClock) -> list[RecList]:
         """Trending, favourite-category and recently-viewed items, scored by popularity."""
+        with clock.stage("retrieval"):
+            candidate_ids, reasons, scores = self._fallback_candidates(requests)
+        with clock.stage("reranking"):
+            vectors = np.zeros((*scores.shape, 1), dtype=np.float32)
+            return self._rerank(requests, candidate_ids, reasons, scores, vectors, None,
+                                fallback=True)
+
+    def _fallback_candidates(self, requests: Sequence[RecRequest]
+                             ) -> tuple[list[list[str]], list[list[str]], NDArray[np.float64]]:
         cfg = self.config
         popular = self.trending.top(cfg.pool)
         popularity = dict(popular)
@@ -255,8 +289,8 @@ class Recommender:
         for row, ids in enumerate(candidate_ids):
             scores[row, : len(ids)] = rows[row]
             padded.append(ids + [ids[0]] * (width - len(ids)))
-        vectors = np.zeros((len(requests), width, 1), dtype=np.float32)
-        return self._rerank(requests, padded, reasons, scores, vectors, None, fallback=True)
+            reasons[row] += [""] * (width - len(ids))
+        return padded, reasons, scores
 
     # -- shared ----------------------------------------------------------------------------
     def _rerank(self, requests: Sequence[RecRequest], candidate_ids: list[list[str]],

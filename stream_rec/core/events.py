@@ -60,8 +60,41 @@ class Event:
         return out
 
 
-def parse_event(raw: bytes | bytearray | memoryview | str | None, max_bytes: int) -> Event:
+FORGET_USER = "forget_user"
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetUser:
+    """A privacy request on the events topic: delete everything kept about ``user_id``.
+
+    ``{"type": "forget_user", "user_id": "...", "request_id": "..."}``, keyed by user_id like
+    the shopper's events, so it is applied in order with them.
+    """
+
+    user_id: str
+    request_id: str | None = None
+
+
+RawValue = bytes | bytearray | memoryview | str | None
+
+
+def parse_event(raw: RawValue, max_bytes: int) -> Event:
     """Decode and validate one message value; raise ``InvalidEvent`` with the reason."""
+    return event_from_dict(decode_object(raw, max_bytes))
+
+
+def parse_message(raw: RawValue, max_bytes: int) -> Event | ForgetUser:
+    """A shopper event or a forget-user request; anything else raises ``InvalidEvent``."""
+    data = decode_object(raw, max_bytes)
+    if data.get("type") == FORGET_USER:
+        request_id = data.get("request_id")
+        return ForgetUser(_id(data, "user_id"),
+                          None if request_id is None else _id(data, "request_id"))
+    return event_from_dict(data)
+
+
+def decode_object(raw: RawValue, max_bytes: int) -> dict[str, Any]:
+    """Bytes -> JSON object, within the size limit; raise ``InvalidEvent`` with the reason."""
     if raw is None:
         raise InvalidEvent("empty message")
     if isinstance(raw, str):
@@ -80,7 +113,7 @@ def parse_event(raw: bytes | bytearray | memoryview | str | None, max_bytes: int
         raise InvalidEvent(f"bad JSON: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidEvent(f"expected a JSON object, got {type(data).__name__}")
-    return event_from_dict(data)
+    return data
 
 
 def event_from_dict(data: dict[str, Any]) -> Event:

@@ -112,7 +112,8 @@ def record_shown(state: UserState, item_ids: Iterable[str],
     return replace(state, shown=shown)
 
 
-def update_profile(state: UserState, item_vector: Sequence[float] | None, type_code: int,
+def update_profile(state: UserState, item_vector: Sequence[float] | np.ndarray | None,
+                   type_code: int,
                    model_version: str, limits: StateLimits = StateLimits()) -> UserState:
     """Blend the item's embedding into the long-term profile (an exponential moving average).
 

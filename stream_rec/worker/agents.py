@@ -20,8 +20,8 @@ from faust import Stream, StreamT
 from faust.types import EventT
 
 from stream_rec.app import app, settings
-from stream_rec.core.events import Event, InvalidEvent, parse_event
-from stream_rec.core.state import UserState, apply_event, is_duplicate, record_shown
+from stream_rec.core.events import ForgetUser, InvalidEvent, parse_message
+from stream_rec.core.state import UserState, apply_event, is_duplicate, record_shown, update_profile
 from stream_rec.core.state_codec import StateDecodeError, decode_state, encode_state
 from stream_rec.recommender import RecList, RecRequest
 from stream_rec.worker.faust_compat import acting_for
@@ -80,58 +80,86 @@ async def process_events(stream: StreamT) -> None:
 
 
 async def handle_batch(batch: Sequence[EventT]) -> None:
-    metrics = runtime.metrics
+    """One ``take_events`` batch: every valid event gets exactly one list, in order."""
+    metrics, clock = runtime.metrics, runtime.metrics.stages
     taken_ms = time.time() * 1000
+    recommender = runtime.recommender
+    model = recommender.model
     states: dict[bytes, UserState] = {}
     owner: dict[bytes, EventT] = {}  # the last message of each shopper in this batch
+    forgotten: dict[bytes, int] = {}  # shopper -> number of requests queued before the request
     requests: list[RecRequest] = []
     fresh: list[bool] = []
-    catalog = runtime.recommender.catalog
     for message_event in batch:
         message = message_event.message
         metrics.events_in += 1
-        try:
-            event: Event = parse_event(message.value, settings.max_event_bytes)
-        except InvalidEvent as exc:
+        with clock.stage("decode_validate"):
+            try:
+                parsed = parse_message(message.value, settings.max_event_bytes)
+            except InvalidEvent as exc:
+                parsed = None
+                reason = exc.reason
+        if parsed is None:
             metrics.dlq += 1
-            await dlq_topic.send(key=message.key, value=dead_letter(exc.reason, message))
+            await dlq_topic.send(key=message.key, value=dead_letter(reason, message))
+            continue
+        key = parsed.user_id.encode()
+        if isinstance(parsed, ForgetUser):
+            metrics.forget_requests += 1
+            states[key], owner[key] = UserState(), message_event
+            forgotten[key] = len(requests)
+            log.info("forgetting user %r (request %s)", parsed.user_id, parsed.request_id)
             continue
         metrics.events_valid += 1
-        key = event.user_id.encode()
-        if key not in states:
-            with acting_for(message_event):
-                states[key] = _read_state(key)
-        state = states[key]
-        duplicate = is_duplicate(state, event.event_id)
-        if duplicate:
-            metrics.events_duplicate += 1
-        else:
-            state = apply_event(state, event, catalog.category(event.item_id), runtime.limits)
-            runtime.recommender.trending.add(event.item_id, event.ts_ms, event.type_code)
-        states[key], owner[key] = state, message_event
-        requests.append(RecRequest(event.user_id, event.event_id, state, taken_ms))
-        fresh.append(not duplicate)
-    if not requests:
-        return
-    lists = runtime.recommender.recommend(requests)
-    for rec, is_fresh in zip(lists, fresh, strict=True):
-        key = rec.user_id.encode()
-        if is_fresh:  # a re-delivered event gets its list again but changes no state
-            states[key] = record_shown(states[key], (i.item_id for i in rec.items),
+        with clock.stage("state"):
+            if key not in states:
+                with acting_for(message_event):
+                    states[key] = _read_state(key)
+            state = states[key]
+            duplicate = is_duplicate(state, parsed.event_id)
+            if duplicate:
+                metrics.events_duplicate += 1
+            else:
+                state = apply_event(state, parsed, recommender.catalog.category(parsed.item_id),
+                                    runtime.limits)
+                state = update_profile(state, model.item_vector(parsed.item_id) if model else None,
+                                       parsed.type_code, model.version if model else "",
                                        runtime.limits)
-    for key, state in states.items():
-        with acting_for(owner[key]):
-            user_state[key] = encode_state(state)
-    for rec in lists:
-        await publish(owner[rec.user_id.encode()], rec)
+                recommender.trending.add(parsed.item_id, parsed.ts_ms, parsed.type_code)
+            states[key], owner[key] = state, message_event
+        requests.append(RecRequest(parsed.user_id, parsed.event_id, state, taken_ms))
+        fresh.append(not duplicate)
+    lists = recommender.recommend(requests, clock) if requests else []
+    with clock.stage("state"):
+        for rec, is_fresh in zip(lists, fresh, strict=True):
+            key = rec.user_id.encode()
+            if is_fresh:  # a re-delivered event gets its list again but changes no state
+                states[key] = record_shown(states[key], (i.item_id for i in rec.items),
+                                           runtime.limits)
+        for key, state in states.items():
+            with acting_for(owner[key]):
+                if key in forgotten and state == UserState():
+                    # Tombstones: the changelog (and so every standby) forgets too.
+                    user_state.pop(key, None)
+                    latest_recs.pop(key, None)
+                else:
+                    user_state[key] = encode_state(state)
+    with clock.stage("encode_produce"):
+        for n, rec in enumerate(lists):
+            key = rec.user_id.encode()
+            # A list made before a forget request is still delivered, but not kept.
+            keep = n >= forgotten.get(key, -1)
+            await publish(owner[key], rec, keep_latest=keep)
+    clock.count(len(requests))
     metrics.batches += 1
 
 
-async def publish(message_event: EventT, rec: RecList) -> None:
+async def publish(message_event: EventT, rec: RecList, keep_latest: bool = True) -> None:
     value = json.dumps(rec.to_dict(), separators=(",", ":")).encode()
     key = rec.user_id.encode()
-    with acting_for(message_event):
-        latest_recs[key] = value
+    if keep_latest:
+        with acting_for(message_event):
+            latest_recs[key] = value
     await recommendations_topic.send(key=key, value=value)
     metrics = runtime.metrics
     metrics.recommendations_out += 1

@@ -5,6 +5,8 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 
+from stream_rec.stage_clock import StageClock
+
 LATENCY_BUCKETS_MS: tuple[float, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 
 
@@ -44,6 +46,8 @@ class WorkerMetrics:
     model_swaps: int = 0
     model_rejected: int = 0
     batches: int = 0
+    forget_requests: int = 0
+    stages: StageClock = field(default_factory=StageClock)
     latency_ms: Histogram = field(default_factory=Histogram)
     model_version: str = ""
     consumer_lag: dict[str, int] = field(default_factory=dict)  # "topic:partition" -> messages
@@ -67,6 +71,12 @@ class WorkerMetrics:
         counter("model_swaps_total", self.model_swaps, "Models loaded and swapped in.")
         counter("model_rejected_total", self.model_rejected, "Model versions refused.")
         counter("batches_total", self.batches, "Event batches processed.")
+        counter("forget_requests_total", self.forget_requests, "Forget-user requests applied.")
+        lines += ["# HELP stream_rec_stage_seconds_total Time spent per pipeline stage.",
+                  "# TYPE stream_rec_stage_seconds_total counter"]
+        for stage, seconds in self.stages.seconds.items():
+            lines.append(f'stream_rec_stage_seconds_total{{stage="{stage}"}} {seconds:.6f}')
+        counter("stage_events_total", self.stages.events, "Events the stage times cover.")
         name = "stream_rec_recommendation_latency_ms"
         lines += [f"# HELP {name} Time from taking an event off the topic to its list, in ms.",
                   f"# TYPE {name} histogram"]

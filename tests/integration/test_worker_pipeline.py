@@ -16,8 +16,7 @@ from typing import Any
 import pytest
 
 from stream_rec.worker_process import WorkerProcess
-from tests.integration.worker_fixtures import (TopicReader, event_bytes, isolated_settings,
-                                               produce)
+from tests.integration.worker_fixtures import TopicReader, event_bytes, isolated_settings, produce
 
 pytestmark = pytest.mark.integration
 
@@ -155,3 +154,54 @@ def _alive(worker: WorkerProcess) -> None:
     assert worker.proc is not None
     if worker.proc.poll() is not None:
         raise AssertionError(f"worker died:\n{worker.log_tail()}")
+
+
+def test_forget_user_deletes_state_everywhere_and_survives_restart(broker: str, new_topic,
+                                                                   tmp_path: Path) -> None:
+    settings = isolated_settings(broker, new_topic, tmp_path)
+
+    def event(n: int, user: str) -> tuple[bytes, bytes]:
+        return event_bytes({"event_id": f"{user}-{n}", "user_id": user, "item_id": f"i{n}",
+                            "type": "view", "ts": 1_700_000_000_000 + n})
+
+    recs = TopicReader(broker, settings.recommendations_topic)
+    worker = WorkerProcess(settings, tmp_path / "worker.log").start()
+    try:
+        produce(broker, settings.events_topic, [event(n, u) for n in range(3)
+                                                for u in ("bob", "carol")])
+        recs.wait_for(lambda v: len(v) >= 6, 120, alive=lambda: _alive(worker))
+        assert worker.get_json("/users/bob/state/")["n_events"] == 3
+        produce(broker, settings.events_topic,
+                [(b"bob", json.dumps({"type": "forget_user", "user_id": "bob",
+                                      "request_id": "gdpr-1"}).encode())])
+        _wait_until(lambda: _status(worker, "/users/bob/state/") == 404, 60)
+        assert _status(worker, "/users/bob/recommendations/") == 404
+        assert worker.get_json("/users/carol/state/")["n_events"] == 3
+    finally:
+        worker.stop()
+    import shutil
+
+    shutil.rmtree(settings.state_dir)  # only the changelog is left to restore from
+    worker = WorkerProcess(settings, tmp_path / "worker2.log").start()
+    try:
+        assert _status(worker, "/users/bob/state/") == 404
+        assert _status(worker, "/users/bob/recommendations/") == 404
+        assert worker.get_json("/users/carol/state/")["n_events"] == 3
+    finally:
+        worker.stop()
+        recs.close()
+
+
+def _status(worker: WorkerProcess, path: str) -> int:
+    from stream_rec.worker_process import http_status
+
+    return http_status(worker.base_url + path)
+
+
+def _wait_until(condition, timeout_s: float) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.5)
