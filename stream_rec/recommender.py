@@ -51,9 +51,6 @@ class ScoringModel(Protocol):
               catalog: Mapping[str, CatalogItem]) -> NDArray[np.float32]:
         """(B, M) fused relevance of each candidate (unknown ids score via attributes)."""
 
-    def item_vector(self, item_id: str) -> NDArray[np.float32] | None:
-        """The item's embedding (for the shopper's long-term profile), None if unknown."""
-
 
 @dataclass(frozen=True)
 class RecRequest:

@@ -9,6 +9,7 @@ partition of a table write from the current event (a batch mixes partitions).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -16,16 +17,20 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+from aiokafka import ConsumerRecord
 from faust import Stream, StreamT
 from faust.types import EventT
+from numpy.typing import NDArray
 
 from stream_rec.app import app, settings
 from stream_rec.core.events import ForgetUser, InvalidEvent, parse_message
 from stream_rec.core.state import UserState, apply_event, is_duplicate, record_shown, update_profile
 from stream_rec.core.state_codec import StateDecodeError, decode_state, encode_state
-from stream_rec.recommender import RecList, RecRequest
+from stream_rec.recommender import RecList, RecRequest, ScoringModel
 from stream_rec.worker.faust_compat import acting_for
 from stream_rec.worker.feeds import tail_topic
+from stream_rec.worker.models import ModelRefused, announced_version, swap_to
 from stream_rec.worker.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
@@ -73,6 +78,7 @@ def _read_state(key: bytes) -> UserState:
 @app.agent(events_topic)
 async def process_events(stream: StreamT) -> None:
     await runtime.catalog_ready.wait()  # never recommend before knowing what is delisted
+    await runtime.model_checked.wait()  # nor serve fallback lists while a model is loading
     assert isinstance(stream, Stream)  # take_events lives on the concrete class
     async for batch in stream.take_events(settings.batch_max_events,
                                           within=settings.batch_wait_ms / 1000.0):
@@ -122,9 +128,9 @@ async def handle_batch(batch: Sequence[EventT]) -> None:
             else:
                 state = apply_event(state, parsed, recommender.catalog.category(parsed.item_id),
                                     runtime.limits)
-                state = update_profile(state, model.item_vector(parsed.item_id) if model else None,
-                                       parsed.type_code, model.version if model else "",
-                                       runtime.limits)
+                if model is not None:
+                    state = update_profile(state, item_vector(model, parsed.item_id),
+                                           parsed.type_code, model.version, runtime.limits)
                 recommender.trending.add(parsed.item_id, parsed.ts_ms, parsed.type_code)
             states[key], owner[key] = state, message_event
         requests.append(RecRequest(parsed.user_id, parsed.event_id, state, taken_ms))
@@ -165,6 +171,39 @@ async def publish(message_event: EventT, rec: RecList, keep_latest: bool = True)
     metrics.recommendations_out += 1
     metrics.fallback_lists += rec.fallback
     metrics.latency_ms.observe(rec.latency_ms)
+
+
+def item_vector(model: ScoringModel, item_id: str) -> NDArray[np.float32] | None:
+    index = int(model.index_of([item_id])[0])
+    return model.item_vectors[index] if index >= 0 else None
+
+
+@app.task
+async def follow_models() -> None:
+    """Serve the registry's current model, then every version announced on model-updates."""
+    one_at_a_time = asyncio.Lock()  # swaps land in announcement order
+
+    async def on_announcement(record: ConsumerRecord) -> None:
+        try:
+            version = announced_version(record)
+        except ModelRefused as exc:
+            runtime.metrics.model_rejected += 1
+            log.error("%s", exc)
+            return
+        async with one_at_a_time:
+            if version != runtime.metrics.model_version:
+                await swap_to(runtime, version)
+
+    # Listen first, then read the registry pointer: no announcement can fall in between.
+    listening = asyncio.Event()
+    tail = asyncio.ensure_future(tail_topic(settings, settings.model_updates_topic,
+                                            on_announcement, from_beginning=False,
+                                            caught_up=listening))
+    await listening.wait()
+    async with one_at_a_time:
+        await swap_to(runtime, None)
+    runtime.model_checked.set()
+    await tail
 
 
 @app.task

@@ -31,14 +31,25 @@ class WorkerRuntime:
         self.recommender = Recommender(
             RecommenderConfig(k=settings.list_length, pool=settings.candidate_pool),
             trending=Trending(half_life_ms=settings.trending_half_life_s * 1000.0))
-        self._catalog_ready: asyncio.Event | None = None
+        self._events: dict[str, asyncio.Event] = {}
+
+    def _event(self, name: str) -> asyncio.Event:
+        # Created on first use so that it binds to the worker's running loop.
+        return self._events.setdefault(name, asyncio.Event())
 
     @property
     def catalog_ready(self) -> asyncio.Event:
-        # Created on first use so that it binds to the worker's running loop.
-        if self._catalog_ready is None:
-            self._catalog_ready = asyncio.Event()
-        return self._catalog_ready
+        """Set once the whole catalog topic has been read."""
+        return self._event("catalog")
+
+    @property
+    def model_checked(self) -> asyncio.Event:
+        """Set once the registry's current model is serving, or known to be absent/refused."""
+        return self._event("model")
+
+    @property
+    def ready(self) -> bool:
+        return self.catalog_ready.is_set() and self.model_checked.is_set()
 
     def apply_catalog_record(self, record: ConsumerRecord) -> None:
         """One message of the compacted catalog topic: an item, or a tombstone that delists."""

@@ -61,8 +61,8 @@ class UserStateView(web.View):
 @app.page("/health/")
 class Health(web.View):
     async def get(self, request: web.Request) -> web.Response:
-        # Ready once the catalog is loaded and no table is being restored from its changelog.
-        ready = runtime.catalog_ready.is_set() and not app.in_recovery and not app.rebalancing
+        # Ready once catalog and model are loaded and no table is being restored.
+        ready = runtime.ready and not app.in_recovery and not app.rebalancing
         body: dict[str, Any] = {"status": "ok" if ready else "starting",
                                 "model_version": runtime.metrics.model_version or None,
                                 "catalog_items": len(runtime.recommender.catalog.items)}
