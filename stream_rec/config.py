@@ -99,6 +99,8 @@ class Settings:
         "../shared/data", "Where dataset folders named in a data spec are looked up.")
     train_epochs: int = _setting(12, "Training epochs (passes over every prefix -> next pair).")
     train_batch_size: int = _setting(1024, "Training pairs per step.")
+    train_time_budget_s: float = _setting(
+        1680.0, "Training stops (learning-rate decay compressed) to fit this, in s; 0 = none.")
     train_negatives: int = _setting(
         4096, "Items sampled per step for the softmax (0 = full softmax over the catalog).")
     learning_rate: float = _setting(0.002, "Adam's peak learning rate (cosine decay to 0).")

@@ -152,18 +152,24 @@ class ModelArtifact:
 
     def attribute_index(self, name: str, raw: str | float | None) -> int:
         """Index of one raw attribute value (OOV_INDEX when unknown or unparsable)."""
-        if raw is None:
+        return encode_attribute(self.attribute_vocab[name], self.price_boundaries.get(name), raw)
+
+
+def encode_attribute(vocab: Mapping[str, int], boundaries: NDArray[np.float64] | None,
+                     raw: str | float | None) -> int:
+    """Attribute index of a raw value: a vocabulary lookup, or the price bucket when the
+    attribute is bucketed (``boundaries`` sorted ascending; bucket b -> FIRST_ITEM_INDEX + b)."""
+    if raw is None:
+        return OOV_INDEX
+    if boundaries is not None:
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
             return OOV_INDEX
-        bounds = self.price_boundaries.get(name)
-        if bounds is not None:
-            try:
-                value = float(raw)
-            except (TypeError, ValueError):
-                return OOV_INDEX
-            if not np.isfinite(value):
-                return OOV_INDEX
-            return FIRST_ITEM_INDEX + int(np.searchsorted(bounds, value, side="right"))
-        return self.attribute_vocab[name].get(str(raw), OOV_INDEX)
+        if not np.isfinite(value):
+            return OOV_INDEX
+        return FIRST_ITEM_INDEX + int(np.searchsorted(boundaries, value, side="right"))
+    return vocab.get(str(raw), OOV_INDEX)
 
 
 def load_artifact(folder: str | Path) -> ModelArtifact:
@@ -183,6 +189,8 @@ def load_artifact(folder: str | Path) -> ModelArtifact:
         raise ArtifactError(f"{folder}: item files disagree on the number of items")
     vocab = {name: {str(v): FIRST_ITEM_INDEX + i for i, v in enumerate(values)}
              for name, values in attrs.get("vocabularies", {}).items()}
+    for name in names:
+        vocab.setdefault(name, {})
     bounds = {name: np.asarray(b, dtype=np.float64)
               for name, b in attrs.get("price_boundaries", {}).items()}
     return ModelArtifact(folder, manifest, [str(i) for i in item_ids],

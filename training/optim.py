@@ -1,0 +1,48 @@
+"""Adam as one fused kernel per variable.
+
+Keras' Adam updates a 4-million-row embedding table with a dozen separate element-wise ops
+per step, which on a 2-core CPU costs more than the whole forward pass. TensorFlow's fused
+``ResourceApplyAdam`` kernel does the same update in one pass.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import tensorflow as tf
+
+
+class FusedAdam:
+    """Adam with a cosine learning-rate decay from ``peak_lr`` to 0 over ``total_steps``.
+
+    ``total_steps`` may be lowered while training (a time budget): the decay then finishes
+    sooner instead of being cut off at a high learning rate.
+    """
+
+    def __init__(self, variables: Sequence[tf.Variable], peak_lr: float, total_steps: int,
+                 beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-7) -> None:
+        self.variables = list(variables)
+        self.peak_lr = peak_lr
+        self.total_steps = tf.Variable(float(max(1, total_steps)), trainable=False)
+        self.beta1, self.beta2, self.epsilon = beta1, beta2, epsilon
+        self.m = [tf.Variable(tf.zeros_like(v), trainable=False) for v in self.variables]
+        self.v = [tf.Variable(tf.zeros_like(v), trainable=False) for v in self.variables]
+        self.step = tf.Variable(0.0, trainable=False, dtype=tf.float32)
+
+    def learning_rate(self) -> tf.Tensor:
+        progress = tf.minimum(self.step / self.total_steps, 1.0)
+        return self.peak_lr * 0.5 * (1.0 + tf.cos(math.pi * progress))
+
+    def apply(self, gradients: Sequence[tf.Tensor | tf.IndexedSlices | None]) -> None:
+        lr = self.learning_rate()
+        self.step.assign_add(1.0)
+        b1_power = tf.pow(self.beta1, self.step)
+        b2_power = tf.pow(self.beta2, self.step)
+        for var, m, v, grad in zip(self.variables, self.m, self.v, gradients, strict=True):
+            if grad is None:
+                continue
+            tf.raw_ops.ResourceApplyAdam(
+                var=var.handle, m=m.handle, v=v.handle, beta1_power=b1_power,
+                beta2_power=b2_power, lr=lr, beta1=self.beta1, beta2=self.beta2,
+                epsilon=self.epsilon, grad=tf.convert_to_tensor(grad))

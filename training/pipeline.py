@@ -1,0 +1,85 @@
+"""Train -> export (with parity check) -> evaluate -> register (-> publish), in one call."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stream_rec.config import Settings
+from stream_rec.datasets import Dataset
+from stream_rec.evaluate import evaluate
+from stream_rec.model.artifact import ModelArtifact, load_artifact, verify_folder, write_manifest
+from stream_rec.model.registry import FileRegistry
+from training.export import export_artifact, new_version
+from training.train import TrainConfig, train_model
+
+log = logging.getLogger("stream_rec.training")
+
+
+@dataclass
+class Trained:
+    version: str
+    path: Path
+    metrics: dict[str, Any]
+    wall_time_s: float
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def data_range(dataset: Dataset) -> dict[str, Any]:
+    span = dataset.time_range_ms()
+    return {"dataset": dataset.name, "from_ms": span[0] if span else None,
+            "to_ms": span[1] if span else None, "synthetic_time": dataset.synthetic_time,
+            **dataset.summary()}
+
+
+def train_and_register(dataset: Dataset, data_spec: str, registry: FileRegistry,
+                       settings: Settings, config: TrainConfig,
+                       warm: ModelArtifact | None = None, publish: bool = False,
+                       evaluate_test: bool = True, version: str | None = None,
+                       progress: Callable[[str], None] = _stderr) -> Trained:
+    """Train on ``dataset.train``, export, evaluate on its test split, add to ``registry``."""
+    result = train_model(dataset, config, warm=warm, progress=progress)
+    progress(f"trained in {result.wall_time_s:.0f} s")
+    version = version or _free_version(registry)
+    registry.root.mkdir(parents=True, exist_ok=True)
+    staging = registry.root / f".build-{version}"
+    shutil.rmtree(staging, ignore_errors=True)
+    manifest = export_artifact(result, staging, {
+        "version": version,
+        "training": {"data": data_spec, "data_range": data_range(dataset),
+                     "warm_start_from": warm.version if warm is not None else None}})
+    try:
+        metrics: dict[str, Any] = {}
+        if evaluate_test and dataset.test_cases():
+            progress("evaluating on the test split through onnxruntime ...")
+            metrics = evaluate(load_artifact(staging), dataset, k=settings.eval_k,
+                               batch_size=settings.eval_batch_size, threads=2,
+                               progress=progress)
+            manifest = write_manifest(staging, {**manifest, "metrics": metrics},
+                                      files=list(manifest["files"]))
+        verify_folder(staging)
+        if publish:
+            registry.publish(staging, settings)
+        else:
+            registry.add(staging)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return Trained(version, registry.path(version), metrics, result.wall_time_s)
+
+
+def _free_version(registry: FileRegistry) -> str:
+    base = new_version()
+    taken = set(registry.versions())
+    version, n = base, 1
+    while version in taken:
+        n += 1
+        version = f"{base}-{n}"
+    return version
