@@ -1,0 +1,191 @@
+"""The Kubernetes manifests in deploy/k8s agree with the code and with docker-compose.yml.
+
+Parsed with PyYAML; when kubectl is installed, ``kubectl kustomize`` must also build them.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from stream_rec.config import load_settings, settings_reference
+from stream_rec.rerank import RerankPolicy
+
+REPO = Path(__file__).resolve().parents[2]
+K8S = REPO / "deploy" / "k8s"
+ENV_NAMES = {env for _, env, _, _ in settings_reference()}
+
+
+def load(name: str) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all((K8S / name).read_text()) if doc]
+
+
+def manifests() -> dict[tuple[str, str], dict[str, Any]]:
+    """(kind, name) -> manifest, for every file in deploy/k8s."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for path in sorted(K8S.glob("*.yaml")):
+        for doc in load(path.name):
+            if doc["kind"] != "Kustomization":
+                out[(doc["kind"], doc["metadata"]["name"])] = doc
+    return out
+
+
+ALL = manifests()
+CONFIG: dict[str, str] = ALL[("ConfigMap", "stream-rec-config")]["data"]
+SECRET: dict[str, str] = ALL[("Secret", "stream-rec-secrets")]["stringData"]
+WORKER = ALL[("StatefulSet", "stream-rec-worker")]
+TRAINER = ALL[("CronJob", "stream-rec-trainer")]
+WORKER_POD = WORKER["spec"]["template"]
+TRAINER_POD = TRAINER["spec"]["jobTemplate"]["spec"]["template"]
+COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+
+
+def container(pod: dict[str, Any]) -> dict[str, Any]:
+    [only] = pod["spec"]["containers"]
+    return dict(only)
+
+
+def test_every_manifest_has_kind_and_name_and_kustomization_lists_them() -> None:
+    [kustomization] = load("kustomization.yaml")
+    listed = set(kustomization["resources"])
+    on_disk = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    # The Secret is an example to copy, never applied with placeholder values.
+    assert listed == on_disk - {"secret.example.yaml"}
+    for doc in ALL.values():
+        assert doc["apiVersion"] and doc["metadata"]["name"]
+
+
+def test_images_are_the_ones_docker_compose_builds() -> None:
+    services = COMPOSE["services"]
+    assert container(WORKER_POD)["image"] == services["worker"]["image"]
+    assert container(TRAINER_POD)["image"] == services["trainer"]["image"]
+    assert container(WORKER_POD)["args"][0] == "worker"
+    assert container(TRAINER_POD)["args"][0] == "trainer"
+
+
+def test_every_variable_is_a_real_setting_and_the_config_parses() -> None:
+    named = set(CONFIG) | set(SECRET)
+    for pod in (WORKER_POD, TRAINER_POD):
+        named |= {e["name"] for e in container(pod).get("env", [])}
+    unknown = {n for n in named if n.startswith("STREAM_REC_")} - ENV_NAMES
+    assert not unknown, f"not settings in stream_rec/config.py: {sorted(unknown)}"
+    assert named <= ENV_NAMES
+    settings = load_settings({**CONFIG, **SECRET})
+    RerankPolicy.parse(settings.rerank_policy)
+    assert settings.standby_replicas >= 1 and settings.partitions >= WORKER["spec"]["replicas"]
+
+
+def test_secrets_stay_out_of_the_config_map() -> None:
+    for name in ("STREAM_REC_SASL_PASSWORD", "STREAM_REC_SASL_USERNAME", "STREAM_REC_HTTP_TOKEN"):
+        assert name not in CONFIG and name in SECRET
+    assert not SECRET["STREAM_REC_SASL_PASSWORD"] and not SECRET["STREAM_REC_HTTP_TOKEN"]
+
+
+@pytest.mark.parametrize("pod", [WORKER_POD, TRAINER_POD], ids=["worker", "trainer"])
+def test_pods_read_the_config_map_and_secret(pod: dict[str, Any]) -> None:
+    sources = container(pod)["envFrom"]
+    assert {"configMapRef": {"name": "stream-rec-config"}} in sources
+    assert {"secretRef": {"name": "stream-rec-secrets"}} in sources
+
+
+def _mounts(pod: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {m["mountPath"]: m for m in container(pod)["volumeMounts"]}
+
+
+def _claim_of(pod: dict[str, Any], volume: str) -> str:
+    [spec] = [v for v in pod["spec"]["volumes"] if v["name"] == volume]
+    return str(spec["persistentVolumeClaim"]["claimName"])
+
+
+def test_state_lives_on_the_statefulsets_own_volume() -> None:
+    mount = _mounts(WORKER_POD)[CONFIG["STREAM_REC_STATE_DIR"]]
+    templates = {t["metadata"]["name"]: t for t in WORKER["spec"]["volumeClaimTemplates"]}
+    assert mount["name"] in templates and not mount.get("readOnly")
+    assert templates[mount["name"]]["spec"]["accessModes"] == ["ReadWriteOnce"]
+    # The same folders as the compose file and the images use.
+    compose_env = COMPOSE["services"]["worker"]["environment"]
+    assert compose_env["STREAM_REC_STATE_DIR"] == CONFIG["STREAM_REC_STATE_DIR"]
+    assert compose_env["STREAM_REC_REGISTRY_DIR"] == CONFIG["STREAM_REC_REGISTRY_DIR"]
+
+
+def test_registry_is_one_shared_volume_written_by_the_trainer_read_by_workers() -> None:
+    registry = CONFIG["STREAM_REC_REGISTRY_DIR"]
+    worker_mount = _mounts(WORKER_POD)[registry]
+    trainer_mount = _mounts(TRAINER_POD)[registry]
+    claim = _claim_of(WORKER_POD, worker_mount["name"])
+    assert claim == _claim_of(TRAINER_POD, trainer_mount["name"])
+    assert ALL[("PersistentVolumeClaim", claim)]["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert worker_mount.get("readOnly") is True and not trainer_mount.get("readOnly")
+
+
+def test_probes_ask_health_on_the_configured_port() -> None:
+    worker = container(WORKER_POD)
+    ports = {p["name"]: p["containerPort"] for p in worker["ports"]}
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        get = worker[probe]["httpGet"]
+        assert get["path"] == "/health/", probe
+        assert ports[get["port"]] == int(CONFIG["STREAM_REC_WEB_PORT"]), probe
+
+
+def test_web_host_is_the_pod_ip_so_other_workers_can_forward_requests() -> None:
+    [web_host] = [e for e in container(WORKER_POD)["env"] if e["name"] == "STREAM_REC_WEB_HOST"]
+    assert web_host["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    assert "STREAM_REC_WEB_HOST" not in CONFIG  # a shared value would override nothing useful
+
+
+def test_statefulset_identity_comes_from_the_headless_service() -> None:
+    headless = ALL[("Service", WORKER["spec"]["serviceName"])]
+    assert headless["spec"]["clusterIP"] == "None"
+    labels = WORKER_POD["metadata"]["labels"]
+    assert WORKER["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert headless["spec"]["selector"].items() <= labels.items()
+
+
+def test_api_service_selects_the_worker_pods_http_port() -> None:
+    api = ALL[("Service", "stream-rec-api")]
+    assert api["spec"].get("clusterIP") != "None"
+    assert api["spec"]["selector"].items() <= WORKER_POD["metadata"]["labels"].items()
+    assert {p["targetPort"] for p in api["spec"]["ports"]} == {"http"}
+    budget = ALL[("PodDisruptionBudget", "stream-rec-worker")]
+    assert budget["spec"]["selector"]["matchLabels"].items() <= WORKER_POD["metadata"][
+        "labels"].items()
+
+
+@pytest.mark.parametrize("pod", [WORKER_POD, TRAINER_POD], ids=["worker", "trainer"])
+def test_pods_run_as_non_root_with_resources(pod: dict[str, Any]) -> None:
+    security = pod["spec"]["securityContext"]
+    assert security["runAsNonRoot"] is True and security["runAsUser"] != 0
+    assert security["fsGroup"] == security["runAsGroup"]  # volumes writable by that user
+    box = container(pod)
+    assert box["securityContext"]["allowPrivilegeEscalation"] is False
+    assert box["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    for kind in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(box["resources"][kind]), kind
+
+
+def test_worker_root_filesystem_is_read_only_with_a_scratch_tmp() -> None:
+    worker = container(WORKER_POD)
+    assert worker["securityContext"]["readOnlyRootFilesystem"] is True
+    assert "/tmp" in _mounts(WORKER_POD)
+
+
+def test_trainer_runs_one_round_at_a_time_on_the_events_topic() -> None:
+    spec = TRAINER["spec"]
+    assert spec["concurrencyPolicy"] == "Forbid"
+    assert TRAINER_POD["spec"]["restartPolicy"] == "Never"
+    args = container(TRAINER_POD)["args"]
+    assert args[args.index("--data") + 1] == f"kafka:{CONFIG['STREAM_REC_EVENTS_TOPIC']}"
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+def test_kustomize_builds_the_manifests() -> None:
+    built = subprocess.run(["kubectl", "kustomize", str(K8S)], capture_output=True, text=True,
+                           timeout=60, check=False)
+    assert built.returncode == 0, built.stderr
+    kinds = sorted(d["kind"] for d in yaml.safe_load_all(built.stdout) if d)
+    assert kinds == sorted(kind for kind, _ in ALL if kind != "Secret")
