@@ -63,9 +63,15 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result))
         return 0
     print(f"re-ranking {cfg.k} of {cfg.pool} candidates, dim {cfg.dim} (median us per list)")
-    for key in ("dpp_us_per_list", "naive_dpp_us_per_list", "mmr_us_per_list",
-                "batched_dpp_us_per_list"):  # fmt: skip
+    for key in (
+        "dpp_us_per_list",
+        "naive_dpp_us_per_list",
+        "mmr_us_per_list",
+        "batched_dpp_us_per_list",
+    ):
         print(f"  {key:26s} {result[key]:>10.1f}   (cpu {result['cpu_us_per_list'][key[:-12]]})")
-    print(f"  fast DPP is {result['naive_speedup']}x the naive greedy; "
-          f"same lists: {result['naive_agreement']}")  # fmt: skip
+    print(
+        f"  fast DPP is {result['naive_speedup']}x the naive greedy; "
+        f"same lists: {result['naive_agreement']}"
+    )
     return 0

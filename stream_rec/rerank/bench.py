@@ -112,9 +112,14 @@ def run_bench(cfg: BenchConfig, progress: Progress | None = None) -> dict[str, A
     def single(policy: RerankPolicy) -> Callable[[int], Any]:
         def one(i: int) -> Any:
             return rerank(
-                pools.relevance[i], pools.vectors[i], pools.keys[i], cfg.k, policy,
-                pools.categories[i], category_weight=cfg.category_weight,
-            )  # fmt: skip
+                pools.relevance[i],
+                pools.vectors[i],
+                pools.keys[i],
+                cfg.k,
+                policy,
+                pools.categories[i],
+                category_weight=cfg.category_weight,
+            )
 
         return one
 
@@ -139,7 +144,7 @@ def run_bench(cfg: BenchConfig, progress: Progress | None = None) -> dict[str, A
                 cfg.theta,
                 pools.categories[i],
                 cfg.category_weight,
-            )  # fmt: skip
+            )
         )
 
     naive_wall, naive_cpu = _time_lists(naive_one, cfg.naive_lists)
@@ -150,9 +155,14 @@ def run_bench(cfg: BenchConfig, progress: Progress | None = None) -> dict[str, A
 
     def batched(_i: int) -> Any:
         return rerank_batch(
-            batch.relevance, batch.vectors, batch.keys, cfg.k, dpp, batch.categories,
+            batch.relevance,
+            batch.vectors,
+            batch.keys,
+            cfg.k,
+            dpp,
+            batch.categories,
             category_weight=cfg.category_weight,
-        )  # fmt: skip
+        )
 
     batched(0)
     b_wall, b_cpu = _time_lists(batched, cfg.batch_repeats)
