@@ -1,0 +1,176 @@
+"""One benchmark run: the pipeline and the two passthrough baselines, same events, same broker.
+
+Each target gets its own topics with the same partition count, and the same event sequence
+(same keys, so the same partitions carry the same load). Per target: start the process, send a
+warm-up and wait for all of it (assignment done, caches warm), then the throughput phase (all
+events as fast as the client can send; the clock runs from the first send to the last output),
+and for the pipeline a latency phase at the offered rate. Stage times come from the worker's
+/metrics around the throughput phase; memory from /proc at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stream_rec.bench.harness import Flow
+from stream_rec.bench.passthrough import AiokafkaPassthrough, FaustPassthrough
+from stream_rec.bench.pipeline import PipelineTarget, pipeline_settings
+from stream_rec.bench.probes import (
+    Memory,
+    StageTotals,
+    read_cpu_seconds,
+    read_memory,
+    read_stage_totals,
+)
+from stream_rec.bench.processes import Target
+from stream_rec.bench.report import bench_result
+from stream_rec.bench.stats import per_second
+from stream_rec.bench.topics import create_topics, run_marker, wait_for_topics
+from stream_rec.bench.workload import DEFAULT_DATA, BenchEvent, ShopperStream, Workload
+from stream_rec.config import Settings
+
+log = logging.getLogger(__name__)
+TARGETS = ("pipeline", "faust_passthrough", "aiokafka_passthrough")
+
+
+@dataclass(frozen=True)
+class BenchPlan:
+    """What to measure. Counts are events; rates events/s; times seconds."""
+
+    events: int = 20_000
+    rate: float = 1000.0
+    latency_events: int | None = None  # None: as many as ``events``
+    warmup_events: int = 500
+    concurrency: int = 1000  # shoppers with an open session at any moment
+    data: str = DEFAULT_DATA
+    seed: int = 0
+    targets: tuple[str, ...] = TARGETS
+
+    def phase_timeout_s(self, n: int) -> float:
+        """Generous: a phase fails only if the target manages under ~50 events/s."""
+        return 300.0 + n / 50.0
+
+
+@dataclass
+class TargetRun:
+    """What one target did. ``checks`` is the accounting that makes the numbers trustworthy."""
+
+    events_per_s: float | None = None
+    latencies_ms: list[float] = field(default_factory=list)
+    stages: dict[str, StageTotals | None] = field(default_factory=dict)
+    memory: Memory | None = None
+    health: dict[str, Any] = field(default_factory=dict)
+    checks: dict[str, int] = field(default_factory=dict)
+    cpu_ms_per_event: float | None = None  # the target process's CPU time, throughput phase
+
+
+@dataclass
+class BenchRun:
+    result: dict[str, Any]
+    targets: dict[str, TargetRun]
+
+
+def _stderr(line: str) -> None:
+    print(f"bench: {line}", file=sys.stderr, flush=True)
+
+
+async def drive(target: Target, bootstrap: str, warmup: Sequence[BenchEvent],
+                measured: Sequence[BenchEvent], at_rate: Sequence[BenchEvent], rate: float,
+                plan: BenchPlan, probe: Callable[[str], None] = lambda _: None) -> TargetRun:
+    """Warm-up, throughput phase, then (if ``at_rate``) the latency phase, on one ``Flow``."""
+    run = TargetRun()
+    async with Flow(bootstrap, target.in_topic, target.out_topic, target.partitions) as flow:
+        await flow.run_phase(warmup, None, plan.phase_timeout_s(len(warmup)),
+                             f"{target.name} warm-up", target.check_alive)
+        probe("before")
+        await flow.run_phase(measured, None, plan.phase_timeout_s(len(measured)),
+                             f"{target.name} throughput", target.check_alive)
+        probe("after_throughput")
+        ids = [e.event_id for e in measured]
+        run.events_per_s = per_second(len(ids), flow.ledger.span_s(ids))
+        if at_rate:
+            await flow.run_phase(at_rate, rate, plan.phase_timeout_s(len(at_rate)),
+                                 f"{target.name} latency @ {rate:g}/s", target.check_alive)
+            probe("end")
+            run.latencies_ms = flow.ledger.latencies_ms(e.event_id for e in at_rate)
+        ledger = flow.ledger
+        every = [*warmup, *measured, *at_rate]
+        run.checks = {"sent": len(ledger.sent), "matched": len(ledger.arrived),
+                      "missing": len(ledger.missing(e.event_id for e in every)),
+                      "duplicates": ledger.duplicates, "unknown": ledger.unknown}
+    return run
+
+
+def measure(target: Target, bootstrap: str, warmup: Sequence[BenchEvent],
+            measured: Sequence[BenchEvent], at_rate: Sequence[BenchEvent], plan: BenchPlan,
+            base_url: Callable[[], str | None] = lambda: None) -> TargetRun:
+    """Start ``target``, drive it, read its memory, stop it (always)."""
+    stages: dict[str, StageTotals | None] = {}
+    cpu: dict[str, float | None] = {}
+
+    def probe(moment: str) -> None:
+        url = base_url()
+        stages[moment] = read_stage_totals(url) if url else None
+        cpu[moment] = read_cpu_seconds(target.pid) if target.pid is not None else None
+
+    _stderr(f"starting {target.name}")
+    try:
+        target.start()
+        run = asyncio.run(drive(target, bootstrap, warmup, measured, at_rate, plan.rate, plan,
+                                probe))
+        if target.pid is not None:
+            run.memory = read_memory(target.pid)
+    finally:
+        target.stop()
+    run.stages = stages
+    before, after = cpu.get("before"), cpu.get("after_throughput")
+    if before is not None and after is not None and run.events_per_s:
+        run.cpu_ms_per_event = round((after - before) * 1000.0 / len(measured), 3)
+    _stderr(f"{target.name}: {run.events_per_s} events/s, {run.cpu_ms_per_event} ms CPU per "
+            f"event in its process; checks {run.checks}")
+    return run
+
+
+def _measure_pipeline(pipeline: PipelineTarget, bootstrap: str, warmup: Sequence[BenchEvent],
+                      measured: Sequence[BenchEvent], at_rate: Sequence[BenchEvent],
+                      plan: BenchPlan) -> TargetRun:
+    run = measure(pipeline, bootstrap, warmup, measured, at_rate, plan,
+                  base_url=lambda: pipeline.base_url)
+    run.health = pipeline.health
+    return run
+
+
+def run_benchmark(plan: BenchPlan, settings: Settings, workload: Workload, run_id: str,
+                  work_dir: Path, registry_dir: Path) -> BenchRun:
+    """Measure every target in ``plan.targets``; the caller owns topics and clean-up."""
+    stream = ShopperStream(workload, run_id, plan.concurrency, plan.seed)
+    warmup = stream.take(plan.warmup_events, "warmup")
+    measured = stream.take(plan.events, "throughput")
+    at_rate = stream.take(plan.latency_events if plan.latency_events is not None
+                          else plan.events, "latency")
+    marker = run_marker(run_id)
+    runs: dict[str, TargetRun] = {}
+    pipeline_cfg = pipeline_settings(settings, f"{marker}-pipeline", work_dir, registry_dir)
+    for name in plan.targets:
+        if name == "pipeline":
+            runs[name] = _measure_pipeline(PipelineTarget(pipeline_cfg, workload, work_dir),
+                                           settings.broker, warmup, measured, at_rate, plan)
+            continue
+        target: Target
+        if name == "faust_passthrough":
+            target = FaustPassthrough(settings, f"{marker}-faust", work_dir)
+        elif name == "aiokafka_passthrough":
+            target = AiokafkaPassthrough(settings, f"{marker}-aiokafka", work_dir)
+        else:
+            raise ValueError(f"unknown bench target {name!r}; choose from {TARGETS}")
+        create_topics(settings, [target.in_topic, target.out_topic], target.partitions)
+        wait_for_topics(settings, [target.in_topic, target.out_topic])
+        runs[name] = measure(target, settings.broker, warmup, measured, (), plan)
+    result = bench_result(plan, pipeline_cfg, runs, catalog_size=len(workload.catalog))
+    return BenchRun(result, runs)

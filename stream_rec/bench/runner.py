@@ -1,0 +1,151 @@
+"""What `stream-rec bench` does around a measurement: broker, model, work folder, clean-up."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stream_rec.bench.benchmark import BenchPlan, run_benchmark
+from stream_rec.bench.model import ensure_bench_model
+from stream_rec.bench.pipeline import PipelineTarget, pipeline_settings
+from stream_rec.bench.soak import SoakPlan, run_soak
+from stream_rec.bench.state_size import measure_state_size
+from stream_rec.bench.topics import delete_run_topics, run_marker
+from stream_rec.bench.workload import load_workload
+from stream_rec.broker import LocalBroker
+from stream_rec.config import Settings, env_name, load_settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """Everything the command line chooses; see `stream-rec bench --help`."""
+
+    plan: BenchPlan
+    soak: SoakPlan | None = None
+    state_users: int | None = None
+    broker: str | None = None  # None: $STREAM_REC_BROKER, else the local broker
+    registry: Path | None = None  # None: the cached bench model (trained if needed)
+    use_model: bool = True
+    train_epochs: int = 1
+    keep: bool = False  # keep the work folder and the run's topics (debugging)
+    keep_broker: bool = False  # leave a local broker this run started running
+
+
+def _stderr(line: str) -> None:
+    print(f"bench: {line}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def kafka_for(settings: Settings, explicit: bool, keep_broker: bool) -> Iterator[Settings]:
+    """The settings with a reachable broker: the named one, or the local one (started here)."""
+    if explicit:
+        yield settings
+        return
+    local = LocalBroker(settings)
+    started = not local.status().running
+    if started:
+        _stderr(f"starting the local Kafka broker at {local.bootstrap}")
+    local.start(timeout_s=180)
+    try:
+        yield settings.with_overrides(broker=local.bootstrap)
+    finally:
+        if started and not keep_broker:
+            _stderr("stopping the local Kafka broker this run started")
+            local.stop()
+
+
+def model_registry(options: BenchOptions, work_dir: Path) -> Path:
+    """The registry the worker serves from; an empty one means fallback lists."""
+    if options.registry is not None:
+        return options.registry
+    if options.use_model:
+        cached = ensure_bench_model(options.plan.data, options.train_epochs)
+        if cached is not None:
+            return cached
+    empty = work_dir / "empty-registry"
+    empty.mkdir(parents=True, exist_ok=True)
+    return empty
+
+
+def quiet_client_logs() -> None:
+    """Kafka clients log every connection at INFO: drown the progress lines otherwise."""
+    for name in ("kafka", "aiokafka"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def run(options: BenchOptions) -> dict[str, Any]:
+    """Run what ``options`` ask for and return the one JSON-able result object.
+
+    SIGTERM is turned into KeyboardInterrupt, so a killed bench still stops the processes it
+    started (they run in their own sessions and would otherwise outlive it).
+    """
+    quiet_client_logs()
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return _run(options)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(options: BenchOptions) -> dict[str, Any]:
+    explicit = options.broker is not None or env_name("broker") in os.environ
+    base = load_settings(broker=options.broker)
+    run_id = uuid.uuid4().hex[:8]
+    work_dir = Path(tempfile.mkdtemp(prefix=f"stream-rec-{run_marker(run_id)}-"))
+    try:
+        with kafka_for(base, explicit, options.keep_broker) as settings:
+            try:
+                return _measure(options, settings, run_id, work_dir)
+            finally:
+                if not options.keep:
+                    delete_run_topics(settings, run_id)
+    finally:
+        if options.keep:
+            _stderr(f"kept the work folder {work_dir} and the run's topics ({run_marker(run_id)}*)")
+        else:
+            shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _measure(options: BenchOptions, settings: Settings, run_id: str,
+             work_dir: Path) -> dict[str, Any]:
+    plan = options.plan
+    needs_kafka = options.soak is not None or plan.events > 0
+    registry = model_registry(options, work_dir) if needs_kafka else work_dir
+    _stderr(f"loading {plan.data}")
+    workload = load_workload(plan.data, settings)
+    _stderr(f"{len(workload.sessions)} sessions, {len(workload.catalog)} catalog items; "
+            f"model registry {registry}")
+    result: dict[str, Any] = {}
+    if options.soak is not None:
+        cfg = pipeline_settings(settings, f"{run_marker(run_id)}-soak", work_dir, registry)
+        result = run_soak(options.soak, PipelineTarget(cfg, workload, work_dir), workload,
+                          run_id)
+    elif plan.events > 0:
+        bench = run_benchmark(plan, settings, workload, run_id, work_dir, registry)
+        health = bench.targets["pipeline"].health if "pipeline" in bench.targets else {}
+        _stderr(f"model served: {health.get('model_version') or 'none (fallback lists)'}; "
+                f"checks: " + "; ".join(f"{name} {run.checks}"
+                                        for name, run in bench.targets.items()))
+        result = bench.result
+    if options.state_users:
+        size = measure_state_size(workload, options.state_users, work_dir,
+                                  partitions=settings.partitions, dim=settings.embedding_dim,
+                                  seed=plan.seed)
+        result.update(size.to_dict())
+    return result
