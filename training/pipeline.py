@@ -1,8 +1,12 @@
-"""Train -> export (with parity check) -> evaluate -> register (-> publish), in one call."""
+"""Train -> export (with parity check) -> evaluate -> register (-> publish).
+
+``build_candidate`` leaves a verified artifact in a staging folder inside the registry root
+(same file system, so adding it is a rename-cheap copy); ``register`` adds or publishes it.
+``train_and_register`` is both, for ``stream-rec train``.
+"""
 
 from __future__ import annotations
 
-import logging
 import shutil
 import sys
 from collections.abc import Callable
@@ -18,7 +22,16 @@ from stream_rec.model.registry import FileRegistry
 from training.export import export_artifact, new_version
 from training.train import TrainConfig, train_model
 
-log = logging.getLogger("stream_rec.training")
+
+@dataclass
+class Candidate:
+    version: str
+    staging: Path
+    metrics: dict[str, Any]
+    wall_time_s: float
+
+    def discard(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
 
 
 @dataclass
@@ -40,15 +53,14 @@ def data_range(dataset: Dataset) -> dict[str, Any]:
             **dataset.summary()}
 
 
-def train_and_register(dataset: Dataset, data_spec: str, registry: FileRegistry,
-                       settings: Settings, config: TrainConfig,
-                       warm: ModelArtifact | None = None, publish: bool = False,
-                       evaluate_test: bool = True, version: str | None = None,
-                       progress: Callable[[str], None] = _stderr) -> Trained:
-    """Train on ``dataset.train``, export, evaluate on its test split, add to ``registry``."""
+def build_candidate(dataset: Dataset, data_spec: str, registry: FileRegistry,
+                    settings: Settings, config: TrainConfig,
+                    warm: ModelArtifact | None = None, evaluate_test: bool = True,
+                    progress: Callable[[str], None] = _stderr) -> Candidate:
+    """Train on ``dataset.train``, export to a staging folder, evaluate on the test split."""
     result = train_model(dataset, config, warm=warm, progress=progress)
     progress(f"trained in {result.wall_time_s:.0f} s")
-    version = version or _free_version(registry)
+    version = _free_version(registry)
     registry.root.mkdir(parents=True, exist_ok=True)
     staging = registry.root / f".build-{version}"
     shutil.rmtree(staging, ignore_errors=True)
@@ -56,23 +68,44 @@ def train_and_register(dataset: Dataset, data_spec: str, registry: FileRegistry,
         "version": version,
         "training": {"data": data_spec, "data_range": data_range(dataset),
                      "warm_start_from": warm.version if warm is not None else None}})
+    candidate = Candidate(version, staging, {}, result.wall_time_s)
     try:
-        metrics: dict[str, Any] = {}
         if evaluate_test and dataset.test_cases():
             progress("evaluating on the test split through onnxruntime ...")
-            metrics = evaluate(load_artifact(staging), dataset, k=settings.eval_k,
-                               batch_size=settings.eval_batch_size, threads=2,
-                               progress=progress)
-            manifest = write_manifest(staging, {**manifest, "metrics": metrics},
-                                      files=list(manifest["files"]))
+            candidate.metrics = evaluate(load_artifact(staging), dataset, k=settings.eval_k,
+                                         batch_size=settings.eval_batch_size, threads=2,
+                                         progress=progress)
+            write_manifest(staging, {**manifest, "metrics": candidate.metrics},
+                           files=list(manifest["files"]))
         verify_folder(staging)
+    except BaseException:
+        candidate.discard()
+        raise
+    return candidate
+
+
+def register(candidate: Candidate, registry: FileRegistry, settings: Settings,
+             publish: bool, announce: bool = True) -> Path:
+    """Add the candidate as a version (``publish``: also make it current and announce it)."""
+    try:
         if publish:
-            registry.publish(staging, settings)
+            registry.publish(candidate.staging, settings, announce=announce)
         else:
-            registry.add(staging)
+            registry.add(candidate.staging)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return Trained(version, registry.path(version), metrics, result.wall_time_s)
+        candidate.discard()
+    return registry.path(candidate.version)
+
+
+def train_and_register(dataset: Dataset, data_spec: str, registry: FileRegistry,
+                       settings: Settings, config: TrainConfig,
+                       warm: ModelArtifact | None = None, publish: bool = False,
+                       evaluate_test: bool = True,
+                       progress: Callable[[str], None] = _stderr) -> Trained:
+    candidate = build_candidate(dataset, data_spec, registry, settings, config, warm,
+                                evaluate_test, progress)
+    path = register(candidate, registry, settings, publish)
+    return Trained(candidate.version, path, candidate.metrics, candidate.wall_time_s)
 
 
 def _free_version(registry: FileRegistry) -> str:

@@ -19,8 +19,13 @@ from training.vocab import Vocabulary
 WEIGHTS_FILE = "weights.npz"
 
 
+def weight_key(path: str) -> str:
+    """A variable's path without the model instance's own (auto-numbered) name."""
+    return path.split("/", 1)[-1]
+
+
 def save_weights(core: FusionCore, folder: Path) -> None:
-    arrays = {v.path: np.asarray(v.numpy()) for v in core.weights}
+    arrays = {weight_key(v.path): np.asarray(v.numpy()) for v in core.weights}
     np.savez(folder / WEIGHTS_FILE, **arrays)  # type: ignore[arg-type]
 
 
@@ -44,7 +49,7 @@ def warm_start(core: FusionCore, vocab: Vocabulary, previous: ModelArtifact) -> 
     old_attrs = json.loads((previous.path / ATTRIBUTES_FILE).read_text(encoding="utf-8"))
     copied, items_shared = 0, 0
     for var in core.weights:
-        source = old.get(var.path)
+        source = old.get(weight_key(var.path))
         if source is None:
             continue
         target = np.asarray(var.numpy())

@@ -1,10 +1,11 @@
 """A generated shop with a known structure the model must learn.
 
-``n_items`` items in ``n_categories`` categories. Each item has one fixed successor in its
-own category; shoppers mostly follow successors (``follow`` of the time), otherwise jump to a
-random item. A model that learns the structure puts the successor at the top; chance level
-for P@k is k / n_items. Items beyond ``n_known`` never occur in training but have attributes
-and successors among themselves in test, so only attributes can rank them.
+``n_items`` items in ``n_categories`` categories (item i is in category i % n_categories).
+Each item has one fixed successor in its own category; shoppers mostly follow successors
+(``follow`` of the time), otherwise jump to a random item. A model that learns the structure
+puts the successor at the top; chance level for P@k is k / n_items. Items from ``n_known`` on
+never occur in training, have attributes, and succeed each other (same category) in test
+sessions, so only their attributes can rank them.
 """
 
 from __future__ import annotations
@@ -16,13 +17,18 @@ import numpy as np
 from stream_rec.datasets import Dataset, Interaction, Session
 
 
-def successor_table(n_items: int, n_categories: int, seed: int = 0) -> np.ndarray:
+def successor_table(n_items: int, n_categories: int, seed: int = 0,
+                    n_known: int | None = None) -> np.ndarray:
+    """succ[i]: the item that follows i, same category, same side of ``n_known``."""
     rng = np.random.default_rng(seed)
+    n_known = n_items if n_known is None else n_known
     succ = np.empty(n_items, dtype=np.int64)
-    for c in range(n_categories):
-        members = np.arange(c, n_items, n_categories)
-        rng.shuffle(members)
-        succ[members] = np.roll(members, -1)
+    for lo, hi in ((0, n_known), (n_known, n_items)):
+        for c in range(n_categories):
+            members = np.array([i for i in range(lo, hi) if i % n_categories == c])
+            if len(members):
+                rng.shuffle(members)
+                succ[members] = np.roll(members, -1)
     return succ
 
 
@@ -30,8 +36,8 @@ def make_shop(n_items: int = 200, n_categories: int = 10, n_train: int = 1500,
               n_test: int = 200, length: int = 6, follow: float = 0.9, seed: int = 0,
               cold_test_share: float = 0.0, n_known: int | None = None) -> Dataset:
     rng = np.random.default_rng(seed)
-    succ = successor_table(n_items, n_categories, seed)
     n_known = n_items if n_known is None else n_known
+    succ = successor_table(n_items, n_categories, seed, n_known)
     types = ["view", "click", "add_to_cart", "purchase"]
 
     def walk(name: str, start_ms: int, pool: int, offset: int = 0) -> Session:
@@ -40,9 +46,7 @@ def make_shop(n_items: int = 200, n_categories: int = 10, n_train: int = 1500,
         for step in range(length):
             events.append(Interaction(f"i{item}", types[int(rng.integers(4))],
                                       start_ms + 1000 * step, name))
-            nxt = int(succ[item]) if rng.random() < follow else offset + int(rng.integers(pool))
-            # stay inside the pool the walk started in (known vs new items)
-            item = nxt if (nxt >= n_known) == (offset >= n_known) else offset + int(
+            item = int(succ[item]) if rng.random() < follow else offset + int(
                 rng.integers(pool))
         return Session(name, name, tuple(events))
 

@@ -1,0 +1,146 @@
+"""The fusion model learns, exports to ONNX faithfully, and serves new items and shoppers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stream_rec.evaluate import metrics_for, prepare_pools
+from stream_rec.model import ArtifactError, load_artifact, load_served_model
+from tests.training.conftest import SMALL
+from tests.training.synthetic import make_shop, successor_table
+
+tf = pytest.importorskip("tensorflow")
+
+
+def test_learns_the_generated_structure(shop, trained):
+    _, folder = trained
+    pools = prepare_pools(load_artifact(folder), shop, pool=50, k=10, threads=1,
+                          progress=lambda line: None)
+    warm = ~pools.cold_target
+    out = metrics_for(pools, None, k=10, only=warm)
+    chance = 100 * 10 / 240
+    # followers are 90% of next items; the successor is learnable, a random jump is not
+    assert out["P@10"] > 60 > 5 * chance
+    assert out["MRR@10"] > 40
+
+
+def test_content_branch_ranks_items_never_seen_in_training(shop, trained):
+    _, folder = trained
+    model = load_served_model(folder)
+    new_items = [f"i{n}" for n in range(200, 240)]
+    assert (model.index_of(new_items) < 0).all()
+    cases = [c for c in shop.test_cases() if c.target.item_id in new_items]
+    assert len(cases) > 50
+    histories = [[(e.item_id, e.event_type) for e in c.history] for c in cases]
+    scores = model.score(histories, [new_items] * len(cases), shop.items)
+    target = np.array([new_items.index(c.target.item_id) for c in cases])
+    rank = (scores > scores[np.arange(len(cases)), target][:, None]).sum(axis=1) + 1
+    # 40 new items, 4 per category: attributes alone find the successor's category
+    assert (rank <= 4).mean() > 3 * 4 / 40
+
+
+def test_new_item_is_scored_through_its_attributes(shop, trained):
+    _, folder = trained
+    model = load_served_model(folder)
+    succ = successor_table(240, 10, n_known=200)
+    history = [("i3", "view"), ("i13", "click")]
+    same = {"category": "c3", "shape": "s0"}  # i13 is in category 3, like its successor
+    other = {"category": "c7", "shape": "s0"}
+    catalog = {"new-a": same, "new-b": other}
+    scores = model.score([history], [["new-a", "new-b", f"i{succ[13]}"]], catalog)[0]
+    assert model.index_of(["new-a", "new-b"]).tolist() == [-1, -1]
+    assert scores[0] > scores[1]  # same category as the shopper's items wins
+    assert scores[2] > scores[0]  # the known successor beats both
+    moved = model.score([history], [["new-a"]], {"new-a": other})[0, 0]
+    assert moved == pytest.approx(scores[1], abs=1e-5)  # the score follows the attributes
+
+
+def test_new_shopper_needs_no_retraining(trained):
+    _, folder = trained
+    model = load_served_model(folder)
+    queries = model.query_vectors([[("i5", "view")], [("i5", "view")], []])
+    assert queries.shape == (3, 32)
+    np.testing.assert_allclose(queries[0], queries[1])
+    assert np.isfinite(queries).all()
+
+
+def test_onnx_matches_tensorflow_on_real_inputs(shop, trained):
+    from training.model import build_model
+
+    result, folder = trained
+    model = load_served_model(folder)
+    histories = [[(e.item_id, e.event_type) for e in s.events[:4]] for s in shop.test[:16]]
+    candidates = [f"i{n}" for n in range(0, 240, 3)] + ["brand-new"]
+    inputs = model.features.inputs(histories, candidates, {**shop.items,
+                                                            "brand-new": {"category": "c1"}})
+    onnx_scores, onnx_users = model.scorer.run(inputs)
+    keras_out = build_model(result.core)({k: tf.constant(v) for k, v in inputs.items()})
+    assert np.max(np.abs(onnx_scores - keras_out["scores"].numpy())) <= 1e-4
+    assert np.max(np.abs(onnx_users - keras_out["user_embedding"].numpy())) <= 1e-4
+
+
+def test_parity_check_fails_loudly(trained):
+    from training.export import ExportError, check_parity
+    from training.model import build_model
+
+    result, folder = trained
+    with pytest.raises(ExportError, match="parity"):
+        check_parity(build_model(result.core), result.core, folder / "model.onnx",
+                     tolerance=-1.0)
+
+
+def test_user_embedding_ranks_like_the_collaborative_branch(tmp_path):
+    from training.export import export_artifact
+    from training.train import TrainConfig, train_model
+
+    shop = make_shop(n_items=100, n_train=300, n_test=20)
+    config = TrainConfig(**{**SMALL, "epochs": 1, "use_content": False})
+    result = train_model(shop, config, progress=lambda line: None)
+    export_artifact(result, tmp_path / "v", {"version": "v"})
+    model = load_served_model(tmp_path / "v")
+    assert model.features.with_attributes is False
+    history = [[("i1", "click"), ("i2", "purchase")]]
+    retrieval = model.query_vectors(history) @ model.item_vectors.T
+    fused = model.score(history, [list(model.item_ids)])
+    ratio = fused / retrieval  # the purchase gate scales, it never reorders
+    np.testing.assert_allclose(ratio, ratio[0, 0], rtol=1e-3)
+
+
+def test_artifact_layout_and_tampering(trained):
+    _, folder = trained
+    art = load_artifact(folder)
+    manifest = art.manifest
+    assert set(manifest["files"]) >= {"model.onnx", "item_ids.json", "item_embeddings.npy",
+                                      "item_attributes.npy", "attributes.json", "weights.npz"}
+    assert manifest["signature"]["inputs"]["candidate_attributes"]["shape"][-1] == "attributes"
+    assert np.allclose(np.linalg.norm(art.item_embeddings, axis=1), 1.0, atol=1e-5)
+    assert art.item_attributes.shape == (len(art.item_ids), 2)
+    copy = folder.parent / "tampered"
+    import shutil
+
+    shutil.copytree(folder, copy)
+    data = bytearray((copy / "model.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (copy / "model.onnx").write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="model.onnx"):
+        load_served_model(copy)
+
+
+def test_warm_start_keeps_shared_items(shop, trained):
+    from training.train import TrainConfig, train_model
+    from training.warm_start import warm_start
+
+    _, folder = trained
+    previous = load_artifact(folder)
+    smaller = make_shop(n_items=120, n_train=200, n_test=10, seed=3)
+    result = train_model(smaller, TrainConfig(**{**SMALL, "epochs": 1}),
+                         progress=lambda line: None)
+    message = warm_start(result.core, result.vocab, previous)
+    assert "shared items" in message
+    table = result.core.items.table.numpy()
+    for item in ("i5", "i77"):
+        new_row = result.vocab.position[item] + 2
+        old = previous.item_embeddings[previous.item_ids.index(item)]
+        got = table[new_row] / np.linalg.norm(table[new_row])
+        np.testing.assert_allclose(got, old, atol=1e-5)
