@@ -33,7 +33,9 @@ def create_app(settings: Settings, *, discover: Sequence[str] = ()) -> faust.App
         web_host=settings.web_host,
         web_port=settings.web_port,
         autodiscover=list(discover) if discover else False,
-        origin="stream_rec",
+        # Faust also scans ``origin``; naming the worker package keeps it from importing all of
+        # stream_rec (benchmark apps and tools included).
+        origin=discover[0] if discover else None,
     )
 
 

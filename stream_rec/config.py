@@ -73,6 +73,8 @@ class Settings:
     processing_guarantee: str = _setting(
         "at_least_once", "Faust processing guarantee: at_least_once or exactly_once.")
     onnx_threads: int = _setting(1, "onnxruntime intra-op threads per worker process.")
+    blas_threads: int = _setting(
+        1, "numpy (BLAS) threads per worker process; more only helps with idle cores.")
     history_length: int = _setting(50, "Recent events kept per shopper.")
     trending_half_life_s: float = _setting(3600.0, "Half-life of trending counts, in seconds.")
     candidate_pool: int = _setting(200, "Candidates retrieved and scored per event.")

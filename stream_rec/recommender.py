@@ -11,10 +11,10 @@ items and favourite categories stand in, and the lists say so (``fallback``).
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -22,6 +22,8 @@ from numpy.typing import NDArray
 from stream_rec.core.catalog import CatalogItem
 from stream_rec.core.state import UserState
 from stream_rec.core.trending import Trending
+from stream_rec.item_table import ItemTable
+from stream_rec.model import ServedModel
 from stream_rec.rerank import (
     BusinessRules,
     RerankPolicy,
@@ -32,24 +34,6 @@ from stream_rec.rerank import (
 from stream_rec.stage_clock import StageClock
 
 History = Sequence[tuple[str, int]]  # (raw item id, event type code), oldest first
-
-
-class ScoringModel(Protocol):
-    """What the recommender needs from a served model (see stream_rec.model.runtime)."""
-
-    version: str
-    item_ids: NDArray[Any]  # (N,) raw ids in vocabulary order
-    item_vectors: NDArray[np.float32]  # (N, D) L2-normalised, for retrieval and diversity
-
-    def index_of(self, item_ids: Sequence[str]) -> NDArray[np.int64]:
-        """Vocabulary index per raw id, -1 for ids the model does not know."""
-
-    def query_vectors(self, histories: Sequence[History]) -> NDArray[np.float32]:
-        """(B, D) retrieval queries: ``query @ item_vectors.T`` ranks the catalog."""
-
-    def score(self, histories: Sequence[History], candidates: Sequence[Sequence[str]],
-              catalog: Mapping[str, CatalogItem]) -> NDArray[np.float32]:
-        """(B, M) fused relevance of each candidate (unknown ids score via attributes)."""
 
 
 @dataclass(frozen=True)
@@ -150,14 +134,23 @@ class Recommender:
         self.config = config
         self.catalog = catalog or CatalogView()
         self.trending = trending or Trending()
-        self.model: ScoringModel | None = None
-        self._unavailable: NDArray[np.bool_] | None = None  # per vocabulary index
-        self._catalog_version = -1
+        self.model: ServedModel | None = None
+        self.table: ItemTable | None = None
 
-    def swap_model(self, model: ScoringModel | None) -> None:
-        """Serve ``model`` from the next batch on (one attribute write: atomic for readers)."""
-        self.model = model
-        self._unavailable = None
+    def swap_model(self, model: ServedModel | None) -> None:
+        """Serve ``model`` from the next batch on; builds its item table first."""
+        table = None if model is None else ItemTable(model, self.catalog.items)
+        self.model, self.table = model, table
+
+    def upsert_item(self, item: CatalogItem) -> None:
+        self.catalog.upsert(item)
+        if self.table is not None:
+            self.table.upsert(item, self.catalog.items)
+
+    def delist_item(self, item_id: str) -> None:
+        self.catalog.delist(item_id)
+        if self.table is not None:
+            self.table.delist(item_id)
 
     def recommend(self, requests: Sequence[RecRequest],
                   clock: StageClock | None = None) -> list[RecList]:
@@ -165,86 +158,72 @@ class Recommender:
         if not requests:
             return []
         clock = clock or StageClock()
-        model = self.model  # one model per batch, even if a swap lands meanwhile
-        if model is None:
+        model, table = self.model, self.table  # one model per batch, even mid-swap
+        if model is None or table is None:
             return self._fallback(requests, clock)
-        return self._with_model(model, requests, clock)
+        return self._with_model(model, table, requests, clock)
 
     # -- with a model --------------------------------------------------------------------
-    def _with_model(self, model: ScoringModel, requests: Sequence[RecRequest],
-                    clock: StageClock) -> list[RecList]:
-        histories = [[(h.item_id, h.type_code) for h in r.state.history] for r in requests]
-        with clock.stage("scoring"):
-            queries = model.query_vectors(histories)
-        with clock.stage("retrieval"):
-            top, sims = self._retrieve(model, queries)
-            candidate_ids, reasons = self._merge_candidates(model, top, sims)
-        with clock.stage("scoring"):
-            width = max(len(c) for c in candidate_ids)
-            padded = [c + [c[0]] * (width - len(c)) for c in candidate_ids]
-            scores = model.score(histories, padded, self.catalog.items).astype(np.float64)
-            for row, ids in enumerate(candidate_ids):
-                scores[row, len(ids):] = -np.inf
-        with clock.stage("reranking"):
-            index = model.index_of([i for row in padded for i in row]).reshape(len(padded),
-                                                                                width)
-            known = (index >= 0)[..., None]
-            vectors = np.where(known, model.item_vectors[np.maximum(index, 0)], 0.0)
-            return self._rerank(requests, padded, reasons, scores, vectors.astype(np.float32),
-                                model.version, fallback=False)
-
-    def _retrieve(self, model: ScoringModel, queries: NDArray[np.float32]
-                  ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
-        """Top ``pool`` available items per query over the whole catalog (one matmul)."""
-        sims = queries @ model.item_vectors.T  # (B, N)
-        sims[:, self._unavailable_mask(model)] = -np.inf
-        n_retrieve = min(self.config.pool, sims.shape[1])
-        top = np.argpartition(-sims, n_retrieve - 1, axis=1)[:, :n_retrieve]
-        return top, sims
-
-    def _merge_candidates(self, model: ScoringModel, top: NDArray[np.int64],
-                          sims: NDArray[np.float32]) -> tuple[list[list[str]], list[list[str]]]:
-        """Retrieved + trending + new catalog items, de-duplicated, with their reasons."""
-        extra_ids, extra_reasons = self._extra_candidates(model)
-        candidate_ids: list[list[str]] = []
-        reasons: list[list[str]] = []
-        vocab = model.item_ids
-        for row in range(len(top)):
-            retrieved = top[row][np.isfinite(sims[row, top[row]])]
-            ids = [str(x) for x in vocab[retrieved]]
-            seen = set(ids)
-            why = [REASON_SIMILAR] * len(ids)
-            for item, reason in zip(extra_ids, extra_reasons, strict=True):
-                if item not in seen:
-                    seen.add(item)
-                    ids.append(item)
-                    why.append(reason)
-            candidate_ids.append(ids or [""])
-            reasons.append(why or [""])
-        return candidate_ids, reasons
-
-    def _unavailable_mask(self, model: ScoringModel) -> NDArray[np.bool_]:
-        if self._unavailable is None or self._catalog_version != self.catalog.version:
-            gone = list(self.catalog.delisted | self.catalog.out_of_stock)
-            mask = np.zeros(len(model.item_ids), dtype=bool)
-            idx = model.index_of(gone) if gone else np.empty(0, np.int64)
-            mask[idx[idx >= 0]] = True
-            self._unavailable, self._catalog_version = mask, self.catalog.version
-        return self._unavailable
-
-    def _extra_candidates(self, model: ScoringModel) -> tuple[list[str], list[str]]:
-        """Trending items and catalog items the model has never seen (newest first)."""
+    def _with_model(self, model: ServedModel, table: ItemTable,
+                    requests: Sequence[RecRequest], clock: StageClock) -> list[RecList]:
         cfg = self.config
-        ids = [item for item, _ in self.trending.top(cfg.trending_candidates)]
-        reasons = [REASON_TRENDING] * len(ids)
-        if cfg.new_item_candidates and self.catalog.items:
-            catalog_ids = list(self.catalog.items)
-            unknown = np.asarray(model.index_of(catalog_ids)) < 0
-            new = [i for i, u in zip(catalog_ids, unknown, strict=True) if u]
-            new = new[-cfg.new_item_candidates:][::-1]
-            ids += new
-            reasons += [REASON_NEW] * len(new)
-        return ids, reasons
+        with clock.stage("scoring"):
+            histories = [[(h.item_id, h.type_code) for h in r.state.history] for r in requests]
+            history_inputs = model.features.history_inputs(histories, self.catalog.items)
+            queries = model.scorer.user_embedding(history_inputs)
+        with clock.stage("retrieval"):
+            candidates, n_retrieved, extra_reasons = self._candidates(model, table, queries)
+        with clock.stage("scoring"):
+            safe = np.maximum(candidates, 0)
+            inputs = dict(history_inputs, candidate_items=table.model_index[safe])
+            if model.features.with_attributes:
+                inputs["candidate_attributes"] = table.attributes[safe]
+            scores, _ = model.scorer.run(inputs)
+            scores = np.where(candidates >= 0, scores, -np.inf)
+        with clock.stage("reranking"):
+            eligible = candidates >= 0
+            eligible &= ~table.unavailable[safe]
+            for row, req in enumerate(requests):
+                blocked = table.positions(_blocked_items(req.state, cfg.rules))
+                if blocked:
+                    eligible[row] &= ~np.isin(candidates[row], blocked)
+            picked = self._pick(requests, scores, table.vectors(candidates), table.keys[safe],
+                                np.where(eligible, table.category[safe], -1), eligible)
+            reasons = [REASON_SIMILAR] * n_retrieved + extra_reasons
+            rows = np.arange(len(requests))[:, None]
+            chosen_pos = candidates[rows, np.maximum(picked, 0)].tolist()
+            chosen_score = scores[rows, np.maximum(picked, 0)].tolist()
+            out = []
+            for row, (req, policy) in enumerate(zip(requests, self._policies(requests),
+                                                    strict=True)):
+                items = [(table.ids[p], s, reasons[c]) for p, s, c in
+                         zip(chosen_pos[row], chosen_score[row], picked[row].tolist(),
+                             strict=True) if c >= 0]
+                out.append(self._rec_list(req, items, model.version, policy, fallback=False))
+            return out
+
+    def _candidates(self, model: ServedModel, table: ItemTable, queries: NDArray[np.float32]
+                    ) -> tuple[NDArray[np.int64], int, list[str]]:
+        """(B, M) item positions: retrieved over the whole catalog, then trending and new
+        catalog items; -1 marks an extra that a row already retrieved (a duplicate)."""
+        cfg = self.config
+        available, vectors = table.available_vocab()
+        n_retrieve = min(cfg.pool, len(available))
+        if n_retrieve:
+            sims = queries @ vectors.T  # (B, N): the whole catalog, one matmul for the batch
+            top = np.argpartition(-sims, n_retrieve - 1, axis=1)[:, :n_retrieve]
+            retrieved = available[top]
+        else:
+            retrieved = np.empty((len(queries), 0), dtype=np.int64)
+        trending = table.positions(i for i, _ in self.trending.top(cfg.trending_candidates))
+        new = [p for p in table.new_items(cfg.new_item_candidates) if p not in set(trending)]
+        extras = np.asarray(trending + new, dtype=np.int64)
+        reasons = [REASON_TRENDING] * len(trending) + [REASON_NEW] * len(new)
+        block = np.broadcast_to(extras, (len(queries), len(extras))).copy()
+        if len(extras) and retrieved.shape[1]:
+            seen = (block[:, :, None] == retrieved[:, None, :]).any(axis=2)
+            block[seen] = -1
+        return np.concatenate([retrieved, block], axis=1), n_retrieve, reasons
 
     # -- without a model -----------------------------------------------------------------
     def _fallback(self, requests: Sequence[RecRequest], clock: StageClock) -> list[RecList]:
@@ -252,9 +231,29 @@ class Recommender:
         with clock.stage("retrieval"):
             candidate_ids, reasons, scores = self._fallback_candidates(requests)
         with clock.stage("reranking"):
-            vectors = np.zeros((*scores.shape, 1), dtype=np.float32)
-            return self._rerank(requests, candidate_ids, reasons, scores, vectors, None,
-                                fallback=True)
+            cfg, catalog = self.config, self.catalog
+            n_b, width = scores.shape
+            eligible = np.isfinite(scores)
+            categories = np.full((n_b, width), -1, dtype=np.int64)
+            keys = np.zeros((n_b, width), dtype=np.int64)
+            codes: dict[str, int] = {}
+            for row, (req, ids) in enumerate(zip(requests, candidate_ids, strict=True)):
+                eligible[row] &= eligible_mask(
+                    ids, cfg.rules, purchased=set(req.state.purchased),
+                    shows_without_click=dict(req.state.shown), delisted=catalog.delisted,
+                    out_of_stock=catalog.out_of_stock)
+                keys[row] = stable_item_keys(ids)
+                for col, item in enumerate(ids):
+                    category = catalog.category(item)
+                    if category is not None:
+                        categories[row, col] = codes.setdefault(category, len(codes))
+            vectors = np.zeros((n_b, width, 1), dtype=np.float32)
+            picked = self._pick(requests, scores, vectors, keys, categories, eligible)
+            return [self._rec_list(req, [(candidate_ids[row][c], float(scores[row, c]),
+                                          reasons[row][c]) for c in picked[row] if c >= 0],
+                                   None, policy, fallback=True)
+                    for row, (req, policy) in enumerate(
+                        zip(requests, self._policies(requests), strict=True))]
 
     def _fallback_candidates(self, requests: Sequence[RecRequest]
                              ) -> tuple[list[list[str]], list[list[str]], NDArray[np.float64]]:
@@ -290,43 +289,37 @@ class Recommender:
         return padded, reasons, scores
 
     # -- shared ----------------------------------------------------------------------------
-    def _rerank(self, requests: Sequence[RecRequest], candidate_ids: list[list[str]],
-                reasons: list[list[str]], scores: NDArray[np.float64],
-                vectors: NDArray[np.float32], version: str | None,
-                fallback: bool) -> list[RecList]:
+    def _policies(self, requests: Sequence[RecRequest]) -> list[RerankPolicy]:
+        return [r.policy or self.config.policy for r in requests]
+
+    def _pick(self, requests: Sequence[RecRequest], scores: NDArray[np.floating],
+              vectors: NDArray[np.float32], keys: NDArray[np.int64],
+              categories: NDArray[np.int64], eligible: NDArray[np.bool_]) -> NDArray[np.int64]:
+        """(B, k) positions chosen by each request's re-ranking policy (-1 padded)."""
         cfg = self.config
-        n_b, width = scores.shape
-        delisted, out_of_stock = self.catalog.delisted, self.catalog.out_of_stock
-        eligible = np.zeros((n_b, width), dtype=bool)
-        categories = np.full((n_b, width), -1, dtype=np.int64)
-        codes: dict[str, int] = {}
-        keys = np.zeros((n_b, width), dtype=np.int64)
-        for row, (req, ids) in enumerate(zip(requests, candidate_ids, strict=True)):
-            eligible[row] = eligible_mask(
-                ids, cfg.rules, purchased=set(req.state.purchased),
-                shows_without_click=dict(req.state.shown), delisted=delisted,
-                out_of_stock=out_of_stock)
-            keys[row] = stable_item_keys(ids)
-            for col, item in enumerate(ids):
-                category = self.catalog.category(item)
-                if category is not None:
-                    categories[row, col] = codes.setdefault(category, len(codes))
-        eligible &= np.isfinite(scores) & (np.asarray(candidate_ids) != "")
-        policies = [r.policy or cfg.policy for r in requests]
-        picked = np.full((n_b, cfg.k), -1, dtype=np.int64)
+        policies = self._policies(requests)
+        picked = np.full((len(requests), cfg.k), -1, dtype=np.int64)
         for policy in set(policies):
             rows = np.array([i for i, p in enumerate(policies) if p == policy])
             picked[rows] = rerank_batch(
                 scores[rows].astype(np.float32), vectors[rows], keys[rows], cfg.k, policy,
                 categories=categories[rows], eligible=eligible[rows],
                 max_per_category=cfg.rules.category_cap, category_weight=cfg.category_weight)
-        now_ms = time.time() * 1000
-        out = []
-        for row, req in enumerate(requests):
-            chosen = [int(c) for c in picked[row] if c >= 0]
-            items = tuple(RecItem(candidate_ids[row][c], float(scores[row, c]), reasons[row][c])
-                          for c in chosen)
-            out.append(RecList(req.user_id, req.event_id, items, version, policies[row],
-                               fallback, now_ms, now_ms - req.received_ms))
-        return out
+        return picked
 
+    @staticmethod
+    def _rec_list(req: RecRequest, chosen: list[tuple[str, float, str]], version: str | None,
+                  policy: RerankPolicy, fallback: bool) -> RecList:
+        now_ms = time.time() * 1000
+        return RecList(req.user_id, req.event_id,
+                       tuple(RecItem(item, score, why) for item, score, why in chosen), version,
+                       policy, fallback, now_ms, now_ms - req.received_ms)
+
+
+def _blocked_items(state: UserState, rules: BusinessRules) -> list[str]:
+    """The shopper's own exclusions: purchases (if configured) and items shown too often."""
+    blocked = list(state.purchased) if rules.exclude_purchased else []
+    limit = rules.max_shows_without_click
+    if limit:
+        blocked += [item for item, shows in state.shown if shows >= limit]
+    return blocked

@@ -27,7 +27,8 @@ from stream_rec.app import app, settings
 from stream_rec.core.events import ForgetUser, InvalidEvent, parse_message
 from stream_rec.core.state import UserState, apply_event, is_duplicate, record_shown, update_profile
 from stream_rec.core.state_codec import StateDecodeError, decode_state, encode_state
-from stream_rec.recommender import RecList, RecRequest, ScoringModel
+from stream_rec.model import ServedModel
+from stream_rec.recommender import RecList, RecRequest
 from stream_rec.worker.faust_compat import acting_for
 from stream_rec.worker.feeds import tail_topic
 from stream_rec.worker.models import ModelRefused, announced_version, swap_to
@@ -173,7 +174,7 @@ async def publish(message_event: EventT, rec: RecList, keep_latest: bool = True)
     metrics.latency_ms.observe(rec.latency_ms)
 
 
-def item_vector(model: ScoringModel, item_id: str) -> NDArray[np.float32] | None:
+def item_vector(model: ServedModel, item_id: str) -> NDArray[np.float32] | None:
     index = int(model.index_of([item_id])[0])
     return model.item_vectors[index] if index >= 0 else None
 

@@ -11,6 +11,7 @@ import asyncio
 import logging
 
 from aiokafka import ConsumerRecord
+from threadpoolctl import threadpool_limits
 
 from stream_rec.config import Settings
 from stream_rec.core.catalog import parse_catalog_item
@@ -25,6 +26,9 @@ log = logging.getLogger(__name__)
 
 class WorkerRuntime:
     def __init__(self, settings: Settings) -> None:
+        # Retrieval is one small matmul per batch: BLAS threads only add hand-off latency,
+        # and spin badly when the cores are shared with Kafka, onnxruntime and other workers.
+        threadpool_limits(settings.blas_threads)
         self.settings = settings
         self.metrics = WorkerMetrics()
         self.limits = StateLimits(history=settings.history_length)
@@ -53,7 +57,6 @@ class WorkerRuntime:
 
     def apply_catalog_record(self, record: ConsumerRecord) -> None:
         """One message of the compacted catalog topic: an item, or a tombstone that delists."""
-        catalog = self.recommender.catalog
         if record.key is None:
             self.metrics.catalog_rejected += 1
             log.warning("catalog message at offset %s has no key (item_id); ignored",
@@ -61,10 +64,10 @@ class WorkerRuntime:
             return
         item_id = record.key.decode("utf-8", "replace")
         if record.value is None:
-            catalog.delist(item_id)
+            self.recommender.delist_item(item_id)
             return
         try:
-            catalog.upsert(parse_catalog_item(item_id, record.value))
+            self.recommender.upsert_item(parse_catalog_item(item_id, record.value))
         except InvalidEvent as exc:
             self.metrics.catalog_rejected += 1
             log.warning("catalog item %r rejected: %s", item_id[:80], exc.reason)

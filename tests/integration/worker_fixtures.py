@@ -18,12 +18,13 @@ from tests.helpers import free_port
 def isolated_settings(broker: str, new_topic: Callable[[str], str], tmp_path: Path,
                       **overrides: Any) -> Settings:
     """Settings whose topics, consumer group and state folder no other test shares."""
-    settings = load_settings(
-        {}, broker=broker, app_id=new_topic("app"), events_topic=new_topic("events"),
+    defaults: dict[str, Any] = dict(
+        broker=broker, app_id=new_topic("app"), events_topic=new_topic("events"),
         dlq_topic=new_topic("dlq"), items_topic=new_topic("items"),
         recommendations_topic=new_topic("recs"), model_updates_topic=new_topic("models"),
         partitions=2, state_dir=str(tmp_path / "state"), registry_dir=str(tmp_path / "registry"),
-        web_port=free_port(), batch_wait_ms=5, **overrides)
+        web_port=free_port(), batch_wait_ms=5)
+    settings = load_settings({}, **{**defaults, **overrides})
     ensure_topics(settings)
     return settings
 

@@ -1,0 +1,113 @@
+"""Per-item arrays for the serving hot path, indexed by one integer position per item.
+
+Positions ``0..N-1`` are the model's vocabulary (so they line up with its item vectors);
+items only the catalog knows are appended after them as they arrive. Everything the pipeline
+needs per candidate — model input index, attribute indices, category code, tie-break key,
+availability, vector — is a gather from these arrays, so no Python loop runs per candidate.
+The arrays are built with the model's own feature code (``FeatureBuilder``), the code offline
+evaluation uses, so online and offline inputs cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+from numpy.typing import NDArray
+
+from stream_rec.core.catalog import CatalogItem
+from stream_rec.model import ServedModel
+from stream_rec.rerank import stable_item_keys
+
+
+class ItemTable:
+    def __init__(self, model: ServedModel, catalog: dict[str, CatalogItem]) -> None:
+        self.model = model
+        vocab = [str(i) for i in model.item_ids]
+        self.ids: list[str] = list(vocab)
+        self.position: dict[str, int] = {item: pos for pos, item in enumerate(vocab)}
+        self.n_vocab = len(vocab)
+        features = model.features
+        self.model_index = model.artifact.item_index(vocab)
+        self.attributes = features.attributes_of(vocab, catalog)
+        self.keys = stable_item_keys(vocab)
+        self.category = np.full(len(vocab), -1, dtype=np.int64)
+        self.unavailable = np.zeros(len(vocab), dtype=bool)
+        self.category_codes: dict[str, int] = {}
+        self._available: tuple[NDArray[np.int64], NDArray[np.float32]] | None = None
+        self._new_items: list[int] = []  # catalog-only positions, oldest first
+        for item in catalog.values():
+            self.upsert(item, catalog)
+
+    # -- catalog changes ---------------------------------------------------------------------
+    def upsert(self, item: CatalogItem, catalog: dict[str, CatalogItem]) -> None:
+        pos = self.position.get(item.item_id)
+        if pos is None:
+            pos = self._append(item, catalog)
+        elif pos >= self.n_vocab:
+            self.attributes[pos] = self.model.features.attributes_of([item.item_id], catalog)[0]
+        self.category[pos] = self._code(item.category)
+        self._set_unavailable(pos, not item.in_stock)
+
+    def delist(self, item_id: str) -> None:
+        pos = self.position.get(item_id)
+        if pos is not None:
+            self._set_unavailable(pos, True)
+
+    def _append(self, item: CatalogItem, catalog: dict[str, CatalogItem]) -> int:
+        pos = len(self.ids)
+        self.ids.append(item.item_id)
+        self.position[item.item_id] = pos
+        oov = self.model.artifact.item_index([item.item_id])
+        self.model_index = np.concatenate([self.model_index, oov])
+        attrs = self.model.features.attributes_of([item.item_id], catalog)
+        self.attributes = np.concatenate([self.attributes, attrs])
+        self.keys = np.concatenate([self.keys, stable_item_keys([item.item_id])])
+        self.category = np.append(self.category, -1)
+        self.unavailable = np.append(self.unavailable, False)
+        self._new_items.append(pos)
+        return pos
+
+    def _set_unavailable(self, pos: int, gone: bool) -> None:
+        if self.unavailable[pos] != gone:
+            self.unavailable[pos] = gone
+            if pos < self.n_vocab:
+                self._available = None
+
+    def _code(self, category: str | None) -> int:
+        if category is None:
+            return -1
+        return self.category_codes.setdefault(category, len(self.category_codes))
+
+    # -- lookups for the hot path ----------------------------------------------------------
+    def available_vocab(self) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """Vocabulary positions that may be recommended and their vectors, contiguous for
+        the retrieval matmul (rebuilt only after an availability change)."""
+        if self._available is None:
+            positions = np.flatnonzero(~self.unavailable[: self.n_vocab])
+            vectors = np.ascontiguousarray(self.model.item_vectors[positions])
+            self._available = (positions, vectors)
+        return self._available
+
+    def new_items(self, n: int) -> list[int]:
+        """The n newest catalog-only items that may be recommended, newest first."""
+        out: list[int] = []
+        for pos in reversed(self._new_items):
+            if not self.unavailable[pos]:
+                out.append(pos)
+                if len(out) == n:
+                    break
+        return out
+
+    def positions(self, item_ids: Iterable[str]) -> list[int]:
+        """Positions of the ids this table knows (unknown ids are skipped)."""
+        get = self.position.get
+        return [p for p in (get(i) for i in item_ids) if p is not None]
+
+    def vectors(self, positions: NDArray[np.int64]) -> NDArray[np.float32]:
+        """Item vectors for diversity; catalog-only items (and padding) get zeros."""
+        vectors = self.model.item_vectors
+        inside = (positions >= 0) & (positions < self.n_vocab)
+        out = vectors[np.where(inside, positions, 0)]
+        out[~inside] = 0.0
+        return out
