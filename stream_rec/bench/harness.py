@@ -113,10 +113,9 @@ class Flow:
     async def wait_for(self, event_ids: Sequence[str], timeout_s: float, label: str,
                        alive: Callable[[], None] = lambda: None) -> None:
         """Block until every event's output arrived; ``alive`` raises if the process died."""
-        ids = list(event_ids)
+        ids = self.ledger.missing(event_ids)  # the progress bar counts what is still out
         total = len(ids)
         progress = Progress(total, label)
-        progress.update(total - len(self.ledger.missing(ids)))
         self._arrivals = progress
         deadline = time.monotonic() + timeout_s
         try:

@@ -66,6 +66,11 @@ def kafka_for(settings: Settings, explicit: bool, keep_broker: bool) -> Iterator
             local.stop()
 
 
+def needs_kafka(options: BenchOptions) -> bool:
+    """False for a state-size-only run (``--events 0 --state-users U``)."""
+    return options.soak is not None or options.plan.events > 0
+
+
 def model_registry(options: BenchOptions, work_dir: Path) -> Path:
     """The registry the worker serves from; an empty one means fallback lists."""
     if options.registry is not None:
@@ -109,6 +114,8 @@ def _run(options: BenchOptions) -> dict[str, Any]:
     run_id = uuid.uuid4().hex[:8]
     work_dir = Path(tempfile.mkdtemp(prefix=f"stream-rec-{run_marker(run_id)}-"))
     try:
+        if not needs_kafka(options):
+            return _measure(options, base, run_id, work_dir)
         with kafka_for(base, explicit, options.keep_broker) as settings:
             try:
                 return _measure(options, settings, run_id, work_dir)
@@ -125,8 +132,7 @@ def _run(options: BenchOptions) -> dict[str, Any]:
 def _measure(options: BenchOptions, settings: Settings, run_id: str,
              work_dir: Path) -> dict[str, Any]:
     plan = options.plan
-    needs_kafka = options.soak is not None or plan.events > 0
-    registry = model_registry(options, work_dir) if needs_kafka else work_dir
+    registry = model_registry(options, work_dir) if needs_kafka(options) else work_dir
     _stderr(f"loading {plan.data}")
     workload = load_workload(plan.data, settings)
     _stderr(f"{len(workload.sessions)} sessions, {len(workload.catalog)} catalog items; "

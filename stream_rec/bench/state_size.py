@@ -150,7 +150,7 @@ def write_tables(folder: Path, values: list[bytes], users: int, partitions: int)
 
 
 def measure_state_size(workload: Workload, users: int, work_dir: Path, partitions: int = 4,
-                       dim: int = 100, templates: int = 5000, seed: int = 0,
+                       dim: int = 100, templates: int = 2000, seed: int = 0,
                        limits: StateLimits | None = None) -> StateSize:
     """Build shoppers, write ``users`` of them to RocksDB, measure, delete the folder."""
     started = time.monotonic()

@@ -1,0 +1,121 @@
+"""`stream-rec bench` counts what it claims: every event's output matched by event_id.
+
+Small runs on the real broker with a made-up sessions dataset (the real worker serving its
+fallback lists). No assertion here is about speed: the numbers only have to be present, sane
+and consistent with each other.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from stream_rec.bench.benchmark import BenchPlan, run_benchmark
+from stream_rec.bench.report import RESULT_KEYS
+from stream_rec.bench.topics import delete_run_topics, run_marker
+from stream_rec.bench.workload import load_workload
+from stream_rec.config import load_settings
+from stream_rec.stage_clock import STAGES
+from tests.integration.worker_fixtures import TopicReader
+
+pytestmark = pytest.mark.integration
+TARGETS = ("pipeline", "faust_passthrough", "aiokafka_passthrough")
+
+
+@pytest.fixture
+def sessions_spec(tmp_path: Path) -> str:
+    """A small dataset in the ``sessions`` format: 400 sessions over 1,000 items."""
+    folder = tmp_path / "shop"
+    folder.mkdir()
+    rng = random.Random(7)
+    lines = [" ".join(str(rng.randrange(1, 1000)) for _ in range(rng.randrange(2, 8)))
+             for _ in range(400)]
+    (folder / "train_sessions.txt").write_text("\n".join(lines) + "\n")
+    (folder / "test.tsv").write_text("prefix\ttarget\n1 2 3\t4\n5 6\t7\n")
+    return f"sessions:{folder}"
+
+
+def test_every_event_is_matched_once_and_the_numbers_are_consistent(
+        broker: str, sessions_spec: str, tmp_path: Path) -> None:
+    settings = load_settings({}, broker=broker, partitions=2, batch_wait_ms=5)
+    workload = load_workload(sessions_spec, settings)
+    plan = BenchPlan(events=300, rate=200.0, latency_events=150, warmup_events=30,
+                     concurrency=50, data=sessions_spec)
+    run_id = uuid.uuid4().hex[:8]
+    registry = tmp_path / "no-model"
+    registry.mkdir()
+    try:
+        bench = run_benchmark(plan, settings, workload, run_id, tmp_path / "work", registry)
+        recs = TopicReader(broker, f"{run_marker(run_id)}-pipeline.recs")
+        published = recs.wait_for(lambda v: len(v) >= 480, 60)
+        recs.close()
+    finally:
+        delete_run_topics(settings, run_id)
+
+    sent = {"pipeline": 30 + 300 + 150, "faust_passthrough": 330, "aiokafka_passthrough": 330}
+    for name in TARGETS:
+        checks = bench.targets[name].checks
+        assert checks == {"sent": sent[name], "matched": sent[name], "missing": 0,
+                          "duplicates": 0, "unknown": 0}, name
+
+    # Independently of the bench's own parser: every list on the topic, decoded in full.
+    ids = Counter(r["event_id"] for r in published)
+    assert len(ids) == 480 and set(ids.values()) == {1}
+    assert {i.split(":")[1] for i in ids} == {"warmup", "throughput", "latency"}
+    assert all(r["user_id"] and len(r["items"]) <= 20 for r in published)
+
+    result = bench.result
+    assert tuple(result) == RESULT_KEYS
+    assert result["events"] == 300 and result["offered_rate"] == 200.0
+    for key in ("pipeline_events_per_s", "faust_passthrough_events_per_s",
+                "aiokafka_passthrough_events_per_s"):
+        assert result[key] > 0
+    assert result["ratio_vs_faust"] == pytest.approx(
+        result["pipeline_events_per_s"] / result["faust_passthrough_events_per_s"], abs=1e-3)
+    latency = result["latency_ms"]
+    assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"]
+    assert result["catalog_items"] == len(workload.catalog)
+    assert (result["candidates"], result["k"]) == (200, 20)
+    assert result["worker_rss_mb"]["peak"] >= result["worker_rss_mb"]["current"] > 0
+    assert set(result["stages_us"]) == set(STAGES)
+    assert all(v is None or v >= 0 for v in result["stages_us"].values())
+
+
+def test_cli_prints_exactly_one_json_object(broker: str, sessions_spec: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "stream_rec.cli", "bench", "--broker", broker,
+         "--data", sessions_spec, "--events", "100", "--latency-events", "50",
+         "--warmup-events", "10", "--rate", "100", "--no-model", "--targets", "pipeline",
+         "--state-users", "3000", "--json"],
+        capture_output=True, text=True, timeout=600, check=False)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout)  # one object, nothing else on stdout
+    assert tuple(result)[: len(RESULT_KEYS)] == RESULT_KEYS
+    assert result["pipeline_events_per_s"] > 0
+    assert result["faust_passthrough_events_per_s"] is None and result["ratio_vs_faust"] is None
+    assert result["state_users"] == 3000
+    assert 0 < result["state_bytes_per_user"] <= result["state_max_bytes_per_user"]
+    assert result["rocksdb_bytes"] > 0
+    assert "pipeline throughput" in out.stderr  # progress goes to stderr
+
+
+def test_soak_reports_lag_memory_and_counts(broker: str, sessions_spec: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "stream_rec.cli", "bench", "--broker", broker,
+         "--data", sessions_spec, "--soak", "12s", "--rate", "40", "--sample", "3",
+         "--warmup-events", "10", "--no-model", "--json"],
+        capture_output=True, text=True, timeout=600, check=False)
+    assert out.returncode == 0, out.stderr[-3000:]
+    soak = json.loads(out.stdout)
+    assert soak["events_in"] == 480 == soak["recommendations_out"]
+    assert len(soak["lag"]) >= 3
+    assert all(s["committed_lag"] is None or s["committed_lag"] >= 0 for s in soak["lag"])
+    assert soak["lag"][-1]["in_flight"] == 0
+    assert soak["rss_mb"]["start"] > 0 and soak["rss_mb"]["end"] > 0
