@@ -12,7 +12,7 @@ from stream_rec.datasets.event_files import read_events_format
 from stream_rec.datasets.event_names import EVENT_NAME_MAP, contract_type
 from stream_rec.datasets.session_files import read_categories_format, read_sessions_format
 from stream_rec.datasets.spec import FORMATS, DataSpec, parse_spec
-from stream_rec.datasets.split import split_by_time
+from stream_rec.datasets.split import hide_items, split_by_time
 from stream_rec.datasets.types import (
     Dataset,
     Interaction,
@@ -55,6 +55,7 @@ __all__ = [
     "Session",
     "TestCase",
     "contract_type",
+    "hide_items",
     "iter_cases",
     "load_dataset",
     "parse_spec",

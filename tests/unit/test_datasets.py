@@ -151,3 +151,19 @@ def test_real_datasets_load(data_dir):
     for spec in (f"categories:{data_dir / 'cosmetics'}", f"events:{data_dir / 'jdata2018'}"):
         data = load_dataset(spec)
         assert data.train and data.test_cases()
+
+
+def test_hide_items_removes_them_from_training_only():
+    from stream_rec.datasets import Dataset, hide_items
+
+    def session(name: str, items: str) -> Session:
+        return Session(name, "u", tuple(Interaction(i, "view", n, "u")
+                                        for n, i in enumerate(items.split())))
+
+    data = Dataset("d", (session("a", "1 2 3"), session("b", "4"), session("c", "5 6")),
+                   (session("t", "1 4 6"),), items={"4": {"category": "x"}})
+    hidden = hide_items(data, 0.5, seed=1)
+    kept = {e.item_id for s in hidden.train for e in s.events}
+    assert len(kept) == 3 and kept < {"1", "2", "3", "4", "5", "6"}
+    assert hidden.test == data.test and hidden.items == data.items
+    assert hide_items(data, 0.5, seed=1) == hidden
