@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
+from stream_rec.cli import build_parser
 from stream_rec.config import Settings, load_settings, settings_reference
+from stream_rec.durations import parse_duration_ms
 from stream_rec.rerank import RerankPolicy
 
 REPO = Path(__file__).resolve().parents[2]
@@ -181,8 +183,14 @@ def test_trainer_runs_one_round_at_a_time_on_the_events_topic() -> None:
     spec = TRAINER["spec"]
     assert spec["concurrencyPolicy"] == "Forbid"
     assert TRAINER_POD["spec"]["restartPolicy"] == "Never"
-    args = container(TRAINER_POD)["args"]
-    assert args[args.index("--data") + 1] == f"kafka:{CONFIG['STREAM_REC_EVENTS_TOPIC']}"
+    args = build_parser().parse_args(container(TRAINER_POD)["args"])
+    assert args.once is True  # a CronJob run must end, not loop
+    assert args.data == f"kafka:{CONFIG['STREAM_REC_EVENTS_TOPIC']}"
+    assert parse_duration_ms(args.window) > 0 and parse_duration_ms(args.every) > 0
+
+
+def test_worker_arguments_are_what_the_cli_accepts() -> None:
+    assert build_parser().parse_args(container(WORKER_POD)["args"]).command == "worker"
 
 
 def test_topics_job_runs_the_projects_own_topic_layout(monkeypatch: pytest.MonkeyPatch,
