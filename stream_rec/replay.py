@@ -47,8 +47,15 @@ def dataset_events(dataset: Dataset, split: str = "all") -> list[ReplayEvent]:
 
 
 def catalog_messages(dataset: Dataset) -> Iterator[tuple[bytes, bytes]]:
+    """Catalog entries; a numeric ``price`` column is sent as a number, as the contract says."""
     for item_id, attributes in dataset.items.items():
-        yield item_id.encode(), json.dumps({**attributes, "in_stock": True}).encode()
+        entry: dict[str, Any] = {**attributes, "in_stock": True}
+        if "price" in entry:
+            try:
+                entry["price"] = float(entry["price"])
+            except (TypeError, ValueError):
+                del entry["price"]
+        yield item_id.encode(), json.dumps(entry).encode()
 
 
 class RateLimiter:

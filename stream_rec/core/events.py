@@ -119,7 +119,7 @@ def decode_object(raw: RawValue, max_bytes: int) -> dict[str, Any]:
 def event_from_dict(data: dict[str, Any]) -> Event:
     """Validate an already-decoded JSON object against the contract."""
     event_type = data.get("type")
-    if event_type not in TYPE_CODE:
+    if not isinstance(event_type, str) or event_type not in TYPE_CODE:
         if "type" not in data:
             raise InvalidEvent("missing field 'type'")
         raise InvalidEvent(f"unknown event type {_preview(event_type)}; "

@@ -54,16 +54,17 @@ latest_recs = app.Table("latest-recs", key_type=bytes, value_type=bytes,
 def dead_letter(reason: str, message: Any) -> bytes:
     """The DLQ record: why, the raw bytes (base64) and where the message came from."""
     value = message.value
-    raw = value if isinstance(value, bytes | bytearray) else str(value).encode()
+    raw = None if value is None else bytes(value) if isinstance(value, bytes | bytearray) \
+        else str(value).encode()
     return json.dumps({
         "reason": reason,
-        "raw_base64": base64.b64encode(raw).decode("ascii"),
+        "raw_base64": None if raw is None else base64.b64encode(raw).decode("ascii"),
         "key_base64": None if message.key is None else
         base64.b64encode(bytes(message.key)).decode("ascii"),
         "topic": message.topic,
         "partition": message.partition,
         "offset": message.offset,
-        "timestamp_ms": message.timestamp * 1000 if message.timestamp else None,
+        "timestamp_ms": None if message.timestamp is None else round(message.timestamp * 1000),
     }).encode()
 
 

@@ -24,6 +24,7 @@ from stream_rec.model import (
     ServedModel,
     load_served_model,
 )
+from stream_rec.model.registry import VERSION_RE
 from stream_rec.worker.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,6 @@ def announced_version(record: ConsumerRecord) -> str:
         version = message["version"]
     except (TypeError, ValueError, KeyError) as exc:
         raise ModelRefused(f"unreadable model announcement at offset {record.offset}") from exc
-    if not isinstance(version, str) or not version or "/" in version or version.startswith("."):
+    if not isinstance(version, str) or not VERSION_RE.match(version):
         raise ModelRefused(f"announcement names no valid version: {version!r}")
     return version

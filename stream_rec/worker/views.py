@@ -78,6 +78,12 @@ class Metrics(web.View):
                          content_type="text/plain; version=0.0.4")
 
 
+# Each route also answers without its trailing slash (``/health`` as well as ``/health/``).
+for _view in (UserRecommendations, UserStateView, Health, Metrics):
+    app.page(_view.view_path.rstrip("/"), name=f"{_view.__name__}Bare")(
+        type(f"{_view.__name__}Bare", (_view,), {}))
+
+
 def state_summary(state: UserState) -> dict[str, Any]:
     return {
         "history": [{"item_id": h.item_id, "type": EVENT_TYPES[h.type_code], "ts": h.ts_ms}
