@@ -1,7 +1,8 @@
 """``kafka:TOPIC``: a bounded time window of the live event topic, read with kafka-python.
 
 Events follow the contract in DESIGN.md (``stream_rec.core.events``); invalid messages are
-counted and skipped, duplicates (same ``event_id``) kept once. Item attributes come from the
+counted and skipped, duplicates (same ``event_id``) kept once, and a forget-user request
+removes that shopper's earlier events from the window. Item attributes come from the
 compacted catalog topic when it exists. The most recent ``holdout_fraction`` of the window is
 the test split.
 """
@@ -16,7 +17,7 @@ from typing import Any
 from stream_rec.config import Settings
 from stream_rec.connection import kafka_python_config
 from stream_rec.core.catalog import parse_catalog_item
-from stream_rec.core.events import Event, InvalidEvent, parse_event
+from stream_rec.core.events import Event, ForgetUser, InvalidEvent, parse_message
 from stream_rec.datasets.event_files import SESSION_GAP_MS, split_on_gaps
 from stream_rec.datasets.problems import Problems
 from stream_rec.datasets.split import split_by_time
@@ -39,9 +40,14 @@ def read_kafka_window(topic: str, settings: Settings, window_ms: int,
     events: list[Event] = []
     for where, value in raw:
         try:
-            event = parse_event(value, MAX_EVENT_BYTES)
+            event = parse_message(value, MAX_EVENT_BYTES)
         except InvalidEvent as exc:
             problems.add(where, exc.reason)
+            continue
+        if isinstance(event, ForgetUser):
+            # A shopper's messages share a partition, so everything read so far for this
+            # shopper came before the request: drop it from training (privacy).
+            events = [e for e in events if e.user_id != event.user_id]
             continue
         if event.event_id in seen or not now - window_ms <= event.ts_ms <= now:
             continue
