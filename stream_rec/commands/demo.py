@@ -9,12 +9,19 @@ from stream_rec.config import load_settings
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("demo", help="run stream-rec live on a local Kafka broker")
+    parser.add_argument("--data", help="dataset to stream (default: the first one found "
+                        "under settings.data_dir)")
+    parser.add_argument("--rate", type=float, default=50.0, help="shopper events per second")
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.add_argument("--port", type=int, help="local Kafka port (default 9092)")
+    parser.add_argument("--registry", help="model registry (default: settings.registry_dir)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from stream_rec.demo import run_demo
 
-    return run_demo(load_settings(kafka_port=args.port), duration_s=args.duration)
+    settings = load_settings(kafka_port=args.port, registry_dir=args.registry)
+    if args.port:
+        settings = settings.with_overrides(broker=f"127.0.0.1:{args.port}")
+    return run_demo(settings, data=args.data, duration_s=args.duration, rate=args.rate)
