@@ -208,6 +208,20 @@ async def follow_models() -> None:
     await tail
 
 
+@app.timer(interval=5.0)
+async def measure_lag() -> None:
+    """Events not yet processed, per assigned partition (highwater - next offset to read)."""
+    consumer = app.consumer
+    lag: dict[str, int] = {}
+    for tp in consumer.assignment():
+        if tp.topic != settings.events_topic:
+            continue
+        position = await consumer.position(tp)
+        if position is not None:
+            lag[f"{tp.topic}:{tp.partition}"] = max(0, consumer.highwater(tp) - position)
+    runtime.metrics.consumer_lag = lag
+
+
 @app.task
 async def follow_catalog() -> None:
     """Keep this worker's copy of the catalog current (every worker reads all of it)."""
