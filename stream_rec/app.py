@@ -8,6 +8,7 @@ against their own broker, state folder and consumer group. Agents, tables and to
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,9 +17,14 @@ import faust
 from stream_rec.config import Settings, load_settings
 from stream_rec.connection import faust_credentials
 
+log = logging.getLogger(__name__)
+
 
 def create_app(settings: Settings, *, discover: Sequence[str] = ()) -> faust.App:
     """A Faust app whose tables live in RocksDB (through rocksdict) with Kafka changelogs."""
+    if settings.processing_guarantee != "at_least_once":
+        log.warning("processing_guarantee=%s is not supported: it lost state updates in the "
+                    "crash test (docs/operations.md)", settings.processing_guarantee)
     return faust.App(
         settings.app_id,
         broker=f"kafka://{settings.broker.replace(',', ';')}",

@@ -71,7 +71,8 @@ class Settings:
     batch_wait_ms: int = _setting(10, "Longest wait to fill a batch, in ms.")
     standby_replicas: int = _setting(1, "Standby copies of each state partition on other workers.")
     processing_guarantee: str = _setting(
-        "at_least_once", "Faust processing guarantee: at_least_once or exactly_once.")
+        "at_least_once", "at_least_once (supported); exactly_once only to re-run its "
+        "evaluation: it lost state updates in our crash test (docs/operations.md).")
     onnx_threads: int = _setting(1, "onnxruntime intra-op threads per worker process.")
     blas_threads: int = _setting(
         1, "numpy (BLAS) threads per worker process; more only helps with idle cores.")
