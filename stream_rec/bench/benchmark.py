@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -119,7 +120,8 @@ def measure(target: Target, bootstrap: str, warmup: Sequence[BenchEvent],
         stages[moment] = read_stage_totals(url) if url else None
         cpu[moment] = read_cpu_seconds(target.pid) if target.pid is not None else None
 
-    _stderr(f"starting {target.name}")
+    _stderr(f"starting {target.name} (load average {os.getloadavg()[0]:.1f} on "
+            f"{os.cpu_count()} CPUs)")
     try:
         target.start()
         run = asyncio.run(drive(target, bootstrap, warmup, measured, at_rate, plan.rate, plan,

@@ -42,6 +42,7 @@ class SoakPlan:
     concurrency: int = 1000
     data: str = DEFAULT_DATA
     seed: int = 0
+    give_up_behind_s: float = 60.0  # stop early once the worker is this far behind the input
 
     @property
     def rss_warmup_s(self) -> float:
@@ -71,6 +72,7 @@ class Sample:
 class SoakState:
     samples: list[Sample] = field(default_factory=list)
     rss_start_mb: float | None = None
+    gave_up: str | None = None  # why the soak stopped early, if it did
 
 
 async def committed_lag(admin: AIOKafkaAdminClient, flow: Flow, group: str, topic: str,
@@ -130,6 +132,8 @@ async def soak_drive(target: PipelineTarget, plan: SoakPlan, stream: ShopperStre
                     await asyncio.sleep(plan.sample_s)
 
             sampling = asyncio.ensure_future(sampler())
+            behind_limit = plan.rate * plan.give_up_behind_s
+            drain_s: float | None = None
             try:
                 next_due = t0
                 chunk = max(1, int(plan.rate))  # one second of events at a time
@@ -138,10 +142,19 @@ async def soak_drive(target: PipelineTarget, plan: SoakPlan, stream: ShopperStre
                     sent_ids.extend(e.event_id for e in events)
                     next_due = await flow.send_at_rate(events, plan.rate, start=next_due)
                     target.check_alive()
-                sent_at = time.monotonic()
-                await flow.wait_for(sent_ids, 300.0 + total / 50,
-                                    "soak drain", target.check_alive)
-                drain_s = time.monotonic() - sent_at
+                    behind = len(sent_ids) + len(warmup) - len(flow.ledger.arrived)
+                    if behind > behind_limit:
+                        # Lag is not bounded: draining would take longer than the soak.
+                        state.gave_up = (f"{behind} events in flight after "
+                                         f"{time.monotonic() - t0:.0f} s, more than "
+                                         f"{plan.give_up_behind_s:.0f} s of input")
+                        print(f"soak: giving up: {state.gave_up}", file=sys.stderr)
+                        break
+                if state.gave_up is None:
+                    sent_at = time.monotonic()
+                    await flow.wait_for(sent_ids, 300.0 + total / 50, "soak drain",
+                                        target.check_alive)
+                    drain_s = round(time.monotonic() - sent_at, 2)
             finally:
                 sampling.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -150,7 +163,7 @@ async def soak_drive(target: PipelineTarget, plan: SoakPlan, stream: ShopperStre
         finally:
             await admin.close()
         arrived = flow.ledger.arrived
-        return {"drain_s": round(drain_s, 2), "events_in": len(sent_ids),
+        return {"drain_s": drain_s, "events_in": len(sent_ids),
                 "recommendations_out": sum(1 for e in sent_ids if e in arrived),
                 "duplicates": flow.ledger.duplicates, "unknown": flow.ledger.unknown,
                 "latency_ms": latency_summary(flow.ledger.latencies_ms(sent_ids))}
@@ -180,7 +193,7 @@ def soak_report(plan: SoakPlan, target: PipelineTarget, state: SoakState,
         growth = round((end.rss_mb - warm.rss_mb) / warm.rss_mb * 100.0, 2)
     lags = [s.committed_lag for s in samples if s.committed_lag is not None]
     return {
-        "soak_s": plan.duration_s, "offered_rate": plan.rate,
+        "soak_s": plan.duration_s, "offered_rate": plan.rate, "gave_up": state.gave_up,
         "events_in": counts["events_in"], "recommendations_out": counts["recommendations_out"],
         "duplicates": counts["duplicates"], "drain_s": counts["drain_s"],
         "latency_ms": counts["latency_ms"],
