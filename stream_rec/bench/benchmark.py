@@ -30,6 +30,7 @@ from stream_rec.bench.probes import (
     read_stage_totals,
 )
 from stream_rec.bench.processes import Target
+from stream_rec.bench.profiler import Profiler
 from stream_rec.bench.report import bench_result
 from stream_rec.bench.stats import per_second
 from stream_rec.bench.topics import create_topics, run_marker, wait_for_topics
@@ -52,6 +53,7 @@ class BenchPlan:
     data: str = DEFAULT_DATA
     seed: int = 0
     targets: tuple[str, ...] = TARGETS
+    profile: Path | None = None  # py-spy output for the pipeline's throughput phase
 
     def phase_timeout_s(self, n: int) -> float:
         """Generous: a phase fails only if the target manages under ~50 events/s."""
@@ -110,7 +112,8 @@ async def drive(target: Target, bootstrap: str, warmup: Sequence[BenchEvent],
 
 def measure(target: Target, bootstrap: str, warmup: Sequence[BenchEvent],
             measured: Sequence[BenchEvent], at_rate: Sequence[BenchEvent], plan: BenchPlan,
-            base_url: Callable[[], str | None] = lambda: None) -> TargetRun:
+            base_url: Callable[[], str | None] = lambda: None,
+            profiler: Profiler | None = None) -> TargetRun:
     """Start ``target``, drive it, read its memory, stop it (always)."""
     stages: dict[str, StageTotals | None] = {}
     cpu: dict[str, float | None] = {}
@@ -119,6 +122,12 @@ def measure(target: Target, bootstrap: str, warmup: Sequence[BenchEvent],
         url = base_url()
         stages[moment] = read_stage_totals(url) if url else None
         cpu[moment] = read_cpu_seconds(target.pid) if target.pid is not None else None
+        if profiler is not None and target.pid is not None:
+            if moment == "before":
+                profiler.start(target.pid)
+            elif moment == "after_throughput":
+                profiler.stop()
+                _stderr(f"profile of the throughput phase: {profiler.path}")
 
     _stderr(f"starting {target.name} (load average {os.getloadavg()[0]:.1f} on "
             f"{os.cpu_count()} CPUs)")
@@ -129,6 +138,8 @@ def measure(target: Target, bootstrap: str, warmup: Sequence[BenchEvent],
         if target.pid is not None:
             run.memory = read_memory(target.pid)
     finally:
+        if profiler is not None:
+            profiler.stop()
         target.stop()
     run.stages = stages
     before, after = cpu.get("before"), cpu.get("after_throughput")
@@ -142,8 +153,9 @@ def measure(target: Target, bootstrap: str, warmup: Sequence[BenchEvent],
 def _measure_pipeline(pipeline: PipelineTarget, bootstrap: str, warmup: Sequence[BenchEvent],
                       measured: Sequence[BenchEvent], at_rate: Sequence[BenchEvent],
                       plan: BenchPlan) -> TargetRun:
+    profiler = Profiler(plan.profile) if plan.profile is not None else None
     run = measure(pipeline, bootstrap, warmup, measured, at_rate, plan,
-                  base_url=lambda: pipeline.base_url)
+                  base_url=lambda: pipeline.base_url, profiler=profiler)
     run.health = pipeline.health
     return run
 

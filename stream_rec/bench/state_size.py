@@ -23,7 +23,7 @@ import random
 import shutil
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -106,7 +106,10 @@ def fullest_state(workload: Workload, dim: int, limits: StateLimits) -> UserStat
     """A shopper at every bound (history, categories, purchases, shown, dedup window)."""
     items = list(workload.catalog[: max(limits.shown, limits.purchased, limits.history)])
     items += [f"item-{n}" for n in range(len(items), limits.shown)]
-    return UserState(
+    # The profile through the real transition, so its stored form is whatever the core keeps.
+    profiled = update_profile(UserState(), np.full(dim, 0.1), 0, "bench", limits)
+    return replace(
+        profiled,
         history=tuple(HistoryEntry(items[n], n % 4, 1_700_000_000_000 + n)
                       for n in range(limits.history)),
         category_affinity=tuple((f"category-{n}", 1.0 / (n + 1))
@@ -114,7 +117,7 @@ def fullest_state(workload: Workload, dim: int, limits: StateLimits) -> UserStat
         purchased=tuple(items[: limits.purchased]),
         shown=tuple((item, 3) for item in items[: limits.shown]),
         seen_events=tuple(event_digest(f"event-{n}") for n in range(limits.dedup_window)),
-        profile=tuple(float(x) for x in np.full(dim, 0.1, dtype=np.float16)),
+        profile=np.full(dim, 0.1, dtype=np.float16).tobytes(),
         profile_model="bench", n_events=10**6, last_ts_ms=1_700_000_000_000)
 
 

@@ -52,6 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="comma-separated subset of the three targets to measure")
     parser.add_argument("--concurrency", type=int, default=1000,
                         help="shoppers with an open session at once (default 1000)")
+    parser.add_argument("--profile", type=Path, metavar="PATH",
+                        help="py-spy the worker during the throughput phase into PATH "
+                             "(.svg flame graph, .json speedscope, else raw stacks)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", action="store_true",
                         help="keep the work folder (logs) and the run's topics")
@@ -72,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
     data = args.data or DEFAULT_DATA
     plan = BenchPlan(events=args.events, rate=args.rate, latency_events=args.latency_events,
                      warmup_events=args.warmup_events, concurrency=args.concurrency, data=data,
-                     seed=args.seed, targets=tuple(t.strip() for t in args.targets.split(",")))
+                     seed=args.seed, targets=tuple(t.strip() for t in args.targets.split(",")),
+                     profile=args.profile)
     soak = None
     if args.soak:
         soak = SoakPlan(duration_s=parse_duration_ms(args.soak) / 1000.0, rate=args.rate,

@@ -119,3 +119,21 @@ def test_soak_reports_lag_memory_and_counts(broker: str, sessions_spec: str) -> 
     assert all(s["committed_lag"] is None or s["committed_lag"] >= 0 for s in soak["lag"])
     assert soak["lag"][-1]["in_flight"] == 0
     assert soak["rss_mb"]["start"] > 0 and soak["rss_mb"]["end"] > 0
+
+
+@pytest.mark.slow
+def test_full_bench_with_the_real_catalog_and_model(broker: str, data_dir: Path) -> None:
+    """The documented run: diginetica's 43,097 items and a served model (trained for one
+    epoch into ~/.cache/stream-rec/bench-model on first use, ~10 minutes on 2 cores)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "stream_rec.cli", "bench", "--broker", broker,
+         "--data", f"sessions:{data_dir / 'diginetica'}", "--events", "3000",
+         "--latency-events", "1000", "--json"],
+        capture_output=True, text=True, timeout=3600, check=False)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout)
+    assert tuple(result) == RESULT_KEYS
+    assert result["catalog_items"] == 43_097
+    assert "model served: none" not in out.stderr
+    assert all(result[k] > 0 for k in ("pipeline_events_per_s", "faust_passthrough_events_per_s",
+                                       "aiokafka_passthrough_events_per_s"))
