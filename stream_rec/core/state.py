@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import numpy as np
 
@@ -35,8 +36,9 @@ TYPE_WEIGHT: tuple[float, ...] = (1.0, 1.0, 3.0, 5.0)  # view, click, add_to_car
 PURCHASE = TYPE_CODE["purchase"]
 
 
-@dataclass(frozen=True, slots=True)
-class HistoryEntry:
+class HistoryEntry(NamedTuple):
+    """One past event (a named tuple: thousands are rebuilt per second when state is read)."""
+
     item_id: str
     type_code: int
     ts_ms: int
@@ -51,7 +53,7 @@ class UserState:
     purchased: tuple[str, ...] = ()  # oldest first
     shown: tuple[tuple[str, int], ...] = ()  # item -> times shown since the shopper's last click
     seen_events: tuple[str, ...] = ()  # short digests of recent event ids, oldest first
-    profile: tuple[float, ...] = ()  # long-term taste in the model's item-embedding space
+    profile: bytes = b""  # long-term taste in the model's item-embedding space, float16
     profile_model: str = ""  # model version the profile vector belongs to
     n_events: int = 0
     last_ts_ms: int = 0
@@ -63,6 +65,11 @@ class UserState:
     @property
     def history_types(self) -> list[int]:
         return [h.type_code for h in self.history]
+
+    @property
+    def profile_vector(self) -> np.ndarray:
+        """The profile as float64 numbers (empty when there is none)."""
+        return np.frombuffer(self.profile, dtype=np.float16).astype(np.float64)
 
     def shown_count(self, item_id: str) -> int:
         return dict(self.shown).get(item_id, 0)
@@ -121,14 +128,13 @@ def update_profile(state: UserState, item_vector: Sequence[float] | np.ndarray |
     """
     if item_vector is None:
         return state
-    old = state.profile if state.profile_model == model_version else ()
+    old = state.profile_vector if state.profile_model == model_version else np.empty(0)
     weight = min(1.0, (1.0 - limits.profile_decay) * TYPE_WEIGHT[type_code])
     new = np.asarray(item_vector, dtype=np.float64)
     if len(old) == len(new):
-        new = (1.0 - weight) * np.asarray(old) + weight * new
-    # Stored as float16: rounding here keeps live and restored state bit-identical.
-    profile = tuple(new.astype(np.float16).astype(np.float64).tolist())
-    return replace(state, profile=profile, profile_model=model_version)
+        new = (1.0 - weight) * old + weight * new
+    # Kept as float16 bytes: compact, and live and restored state stay bit-identical.
+    return replace(state, profile=new.astype(np.float16).tobytes(), profile_model=model_version)
 
 
 def top_categories(state: UserState, n: int) -> list[str]:

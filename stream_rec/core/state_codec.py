@@ -1,17 +1,17 @@
 """Compact, versioned bytes for ``UserState`` (the RocksDB table value).
 
 JSON with one-letter keys keeps it debuggable with any Kafka tool; the profile vector is
-float16 in base64 (2 bytes a dimension) because it dominates the size otherwise. No pickle:
+float16 in base64 (2 bytes a dimension) because it dominates the size otherwise. orjson does
+the (de)serialising: state is read and written once per event, on the hot path. No pickle:
 state read back from a changelog is data, never code.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 from typing import Any
 
-import numpy as np
+import orjson
 
 from stream_rec.core.state import DIGEST_CHARS, HistoryEntry, UserState
 
@@ -34,37 +34,32 @@ def encode_state(state: UserState) -> bytes:
         "t": state.last_ts_ms,
     }
     if state.profile:
-        vector = np.asarray(state.profile, dtype=np.float16).tobytes()
-        doc["p"] = base64.b64encode(vector).decode("ascii")
+        doc["p"] = base64.b64encode(state.profile).decode("ascii")
         doc["m"] = state.profile_model
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return orjson.dumps(doc)
 
 
 def decode_state(raw: bytes | None) -> UserState:
     if not raw:
         return UserState()
     try:
-        doc = json.loads(raw)
+        doc = orjson.loads(raw)
         if doc.get("v") != FORMAT_VERSION:
             raise StateDecodeError(f"unknown state format version {doc.get('v')!r}")
         digests = doc["e"]
-        profile: tuple[float, ...] = ()
-        if "p" in doc:
-            vector = np.frombuffer(base64.b64decode(doc["p"]), dtype=np.float16)
-            profile = tuple(float(x) for x in vector)
         return UserState(
-            history=tuple(HistoryEntry(str(i), int(t), int(ts)) for i, t, ts in doc["h"]),
-            category_affinity=tuple((str(c), float(s)) for c, s in doc["c"]),
-            purchased=tuple(str(i) for i in doc["b"]),
-            shown=tuple((str(i), int(n)) for i, n in doc["s"]),
+            history=tuple(map(HistoryEntry._make, doc["h"])),
+            category_affinity=tuple(map(tuple, doc["c"])),
+            purchased=tuple(doc["b"]),
+            shown=tuple(map(tuple, doc["s"])),
             seen_events=tuple(digests[k:k + DIGEST_CHARS]
                               for k in range(0, len(digests), DIGEST_CHARS)),
-            profile=profile,
+            profile=base64.b64decode(doc["p"]) if "p" in doc else b"",
             profile_model=str(doc.get("m", "")),
             n_events=int(doc["n"]),
             last_ts_ms=int(doc["t"]),
         )
     except StateDecodeError:
         raise
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
         raise StateDecodeError(f"unreadable user state: {exc}") from exc

@@ -64,9 +64,9 @@ def test_shown_counts_reset_when_the_shopper_interacts() -> None:
 def test_profile_moves_toward_items_and_restarts_for_a_new_model() -> None:
     state = update_profile(UserState(), [1.0, 0.0], 1, "v1")
     state = update_profile(state, [0.0, 1.0], 3, "v1")
-    assert 0 < state.profile[1] < state.profile[0] < 1.0
+    assert 0 < state.profile_vector[1] < state.profile_vector[0] < 1.0
     fresh = update_profile(state, [0.0, 1.0], 1, "v2")
-    assert fresh.profile == (0.0, 1.0) and fresh.profile_model == "v2"
+    assert fresh.profile_vector.tolist() == [0.0, 1.0] and fresh.profile_model == "v2"
 
 
 events = st.builds(
