@@ -41,9 +41,10 @@ def served(broker: str, new_topic, tmp_path: Path, data_dir: Path, trained_regis
 def _send(settings: Settings, user: str, items: list[str], kind: str = "click",
           start: int = 0) -> list[str]:
     ids = [f"{user}-{start + n}" for n in range(len(items))]
-    produce(settings.broker, settings.events_topic,
-            [event_bytes({"event_id": i, "user_id": user, "item_id": item, "type": kind,
-                          "ts": TS + start + n}) for n, (i, item) in enumerate(zip(ids, items, strict=True))])
+    messages = [event_bytes({"event_id": i, "user_id": user, "item_id": item, "type": kind,
+                             "ts": TS + start + n})
+                for n, (i, item) in enumerate(zip(ids, items, strict=True))]
+    produce(settings.broker, settings.events_topic, messages)
     return ids
 
 
