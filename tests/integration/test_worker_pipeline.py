@@ -54,8 +54,10 @@ def _catalog(data_dir: Path) -> list[tuple[bytes, bytes]]:
 
 
 def test_replay_with_malformed_and_duplicate_events(broker: str, new_topic, tmp_path: Path,
-                                                    data_dir: Path) -> None:
-    settings = isolated_settings(broker, new_topic, tmp_path)
+                                                    data_dir: Path,
+                                                    trained_registry: Path) -> None:
+    settings = isolated_settings(broker, new_topic, tmp_path,
+                                 registry_dir=str(trained_registry))
     events = _jdata_events(data_dir)
     produce(broker, settings.items_topic, _catalog(data_dir))
     worker = WorkerProcess(settings, tmp_path / "worker.log").start()
@@ -98,6 +100,7 @@ def test_replay_with_malformed_and_duplicate_events(broker: str, new_topic, tmp_
             assert not listed & bought[event["user_id"]], event
             assert len(rec["items"]) <= settings.list_length
             assert rec["policy"]["method"] in {"dpp", "mmr", "none"}
+            assert rec["model_version"] and not rec["fallback"]
     assert sum(len(r) for r in by_event.values()) >= len(events)
     # every malformed message is in the DLQ, with a reason and its exact bytes
     assert len(dlq.values) == len(sent_malformed)
@@ -158,7 +161,7 @@ def _alive(worker: WorkerProcess) -> None:
 
 def test_forget_user_deletes_state_everywhere_and_survives_restart(broker: str, new_topic,
                                                                    tmp_path: Path) -> None:
-    settings = isolated_settings(broker, new_topic, tmp_path)
+    settings = isolated_settings(broker, new_topic, tmp_path, http_token="s3cret")
 
     def event(n: int, user: str) -> tuple[bytes, bytes]:
         return event_bytes({"event_id": f"{user}-{n}", "user_id": user, "item_id": f"i{n}",
@@ -170,13 +173,17 @@ def test_forget_user_deletes_state_everywhere_and_survives_restart(broker: str, 
         produce(broker, settings.events_topic, [event(n, u) for n in range(3)
                                                 for u in ("bob", "carol")])
         recs.wait_for(lambda v: len(v) >= 6, 120, alive=lambda: _alive(worker))
-        assert worker.get_json("/users/bob/state/")["n_events"] == 3
+        # the API wants the bearer token (health stays open for probes)
+        assert _status(worker, "/users/bob/state/", token=None) == 401
+        assert _status(worker, "/users/bob/state/", token="wrong") == 401
+        assert _status(worker, "/health/", token=None) == 200
+        assert worker.get_json("/users/bob/state/", token="s3cret")["n_events"] == 3
         produce(broker, settings.events_topic,
                 [(b"bob", json.dumps({"type": "forget_user", "user_id": "bob",
                                       "request_id": "gdpr-1"}).encode())])
         _wait_until(lambda: _status(worker, "/users/bob/state/") == 404, 60)
         assert _status(worker, "/users/bob/recommendations/") == 404
-        assert worker.get_json("/users/carol/state/")["n_events"] == 3
+        assert worker.get_json("/users/carol/state/", token="s3cret")["n_events"] == 3
     finally:
         worker.stop()
     import shutil
@@ -186,16 +193,16 @@ def test_forget_user_deletes_state_everywhere_and_survives_restart(broker: str, 
     try:
         assert _status(worker, "/users/bob/state/") == 404
         assert _status(worker, "/users/bob/recommendations/") == 404
-        assert worker.get_json("/users/carol/state/")["n_events"] == 3
+        assert worker.get_json("/users/carol/state/", token="s3cret")["n_events"] == 3
     finally:
         worker.stop()
         recs.close()
 
 
-def _status(worker: WorkerProcess, path: str) -> int:
+def _status(worker: WorkerProcess, path: str, token: str | None = "s3cret") -> int:
     from stream_rec.worker_process import http_status
 
-    return http_status(worker.base_url + path)
+    return http_status(worker.base_url + path, token)
 
 
 def _wait_until(condition, timeout_s: float) -> None:  # type: ignore[no-untyped-def]
