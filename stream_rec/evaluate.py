@@ -111,11 +111,10 @@ def prepare_pools(artifact: ModelArtifact, dataset: Dataset, pool: int = 200, k:
     vectors = np.zeros((len(universe), artifact.item_embeddings.shape[1]), dtype=np.float32)
     vectors[: len(artifact.item_ids)] = artifact.item_embeddings
     return Pools(universe, candidates, scores, targets, cold, vectors,
-                 stable_item_keys(universe), _category_codes(universe, artifact, dataset))
+                 stable_item_keys(universe), _category_codes(universe, dataset))
 
 
-def _category_codes(universe: list[str], artifact: ModelArtifact, dataset: Dataset
-                    ) -> NDArray[np.int64] | None:
+def _category_codes(universe: list[str], dataset: Dataset) -> NDArray[np.int64] | None:
     raw = [dataset.items.get(i, {}).get(CATEGORY_ATTRIBUTE) for i in universe]
     if all(v is None for v in raw):
         return None
@@ -163,15 +162,21 @@ def metrics_for(pools: Pools, policy: Any = None, k: int = 20,
     return out
 
 
-def evaluate(artifact: ModelArtifact, dataset: Dataset, k: int = 20, policy: Any = None,
-             pool: int = 200, batch_size: int = 256, threads: int = 2,
-             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Metrics over the test split; with cold targets, also a ``cold_targets`` block."""
-    pools = prepare_pools(artifact, dataset, pool=pool, k=k, batch_size=batch_size,
-                          threads=threads, progress=progress)
+def summarise(pools: Pools, policy: Any = None, k: int = 20) -> dict[str, Any]:
+    """``metrics_for`` over all cases, plus a ``cold_targets`` block (same metrics over the
+    cases whose target the model never saw in training) when there are such cases."""
     out = metrics_for(pools, policy, k)
     if pools.cold_target.any():
         cold = metrics_for(pools, policy, k, only=pools.cold_target)
         out["cold_targets"] = {key: cold[key] for key in ("n_cases", f"P@{k}", f"MRR@{k}",
                                                            f"NDCG@{k}")}
     return out
+
+
+def evaluate(artifact: ModelArtifact, dataset: Dataset, k: int = 20, policy: Any = None,
+             pool: int = 200, batch_size: int = 256, threads: int = 2,
+             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Metrics over the test split (see ``summarise``)."""
+    pools = prepare_pools(artifact, dataset, pool=pool, k=k, batch_size=batch_size,
+                          threads=threads, progress=progress)
+    return summarise(pools, policy, k)

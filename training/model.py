@@ -205,8 +205,8 @@ class FusionCore(keras.layers.Layer):
         content = self.content(attributes) if self.use_content else None
         return self.items(items), content
 
-    def fuse(self, user: tf.Tensor, content_user: tf.Tensor | None, gates: tf.Tensor,
-             collab_scores: tf.Tensor, content_scores: tf.Tensor | None) -> tf.Tensor:
+    def fuse(self, gates: tf.Tensor, collab_scores: tf.Tensor,
+             content_scores: tf.Tensor | None) -> tf.Tensor:
         """Gate-weighted sum of the branch scores (inputs are cosines; output is scaled)."""
         total = gates[:, :1] * collab_scores
         if content_scores is not None:
@@ -220,7 +220,7 @@ class FusionCore(keras.layers.Layer):
                                              inputs.get("candidate_attributes"))
         collab = pair_scores(user, cand)
         content = pair_scores(content_user, cand_content) if content_user is not None else None
-        scores = self.fuse(user, content_user, gates, collab, content)
+        scores = self.fuse(gates, collab, content)
         return {"scores": scores, "user_embedding": self.scale * user}
 
     def get_config(self) -> dict[str, Any]:

@@ -253,14 +253,14 @@ def _make_step(core: FusionCore, config: TrainConfig, use_content: bool,
             collab = tf.matmul(user, neg_vec, transpose_b=True)
             content = (tf.matmul(content_user, neg_content, transpose_b=True)
                        if content_user is not None and neg_content is not None else None)
-            logits = core.fuse(user, content_user, gates, collab, content)
+            logits = core.fuse(gates, collab, content)
             if sampled:
                 t_vec, t_content = core.candidates(
                     cold(targets), tf.gather(attr_table, targets) if use_content else None)
                 t_collab = tf.reduce_sum(user * t_vec, axis=-1, keepdims=True)
                 t_cont = (tf.reduce_sum(content_user * t_content, axis=-1, keepdims=True)
                           if content_user is not None and t_content is not None else None)
-                positive = core.fuse(user, content_user, gates, t_collab, t_cont)
+                positive = core.fuse(gates, t_collab, t_cont)
                 logits = tf.concat([positive, logits + correction], axis=1)
                 labels = tf.zeros_like(targets)
             else:

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     from stream_rec.datasets import load_dataset
     from stream_rec.errors import UserError
-    from stream_rec.evaluate import metrics_for, prepare_pools
+    from stream_rec.evaluate import prepare_pools, summarise
     from stream_rec.model.artifact import ArtifactError, load_artifact
     from stream_rec.model.registry import FileRegistry, RegistryError
     from stream_rec.rerank import RerankPolicy
@@ -57,11 +57,7 @@ def run(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.data, settings)
     pools = prepare_pools(artifact, dataset, pool=max(args.pool, k), k=k,
                           batch_size=settings.eval_batch_size, threads=args.threads)
-    metrics = metrics_for(pools, policy, k)
-    if pools.cold_target.any():
-        cold = metrics_for(pools, policy, k, only=pools.cold_target)
-        metrics["cold_targets"] = {key: cold[key]
-                                   for key in ("n_cases", f"P@{k}", f"MRR@{k}", f"NDCG@{k}")}
+    metrics = summarise(pools, policy, k)
     metrics["model_version"] = artifact.version
     metrics["rerank"] = policy.to_dict()
     if args.json:
