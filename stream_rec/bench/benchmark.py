@@ -25,9 +25,11 @@ from stream_rec.bench.pipeline import PipelineTarget, pipeline_settings
 from stream_rec.bench.probes import (
     Memory,
     StageTotals,
+    parse_counter,
+    parse_stage_totals,
     read_cpu_seconds,
     read_memory,
-    read_stage_totals,
+    read_metrics_text,
 )
 from stream_rec.bench.processes import Target
 from stream_rec.bench.profiler import Profiler
@@ -110,17 +112,30 @@ async def drive(target: Target, bootstrap: str, warmup: Sequence[BenchEvent],
     return run
 
 
+def mean_batch(before: str | None, after: str | None) -> float | None:
+    """Events per ``take_events`` batch between two /metrics pages (None if not exported)."""
+    if before is None or after is None:
+        return None
+    counts = [parse_counter(page, name) for page in (before, after)
+              for name in ("stream_rec_events_in_total", "stream_rec_batches_total")]
+    if any(c is None for c in counts):
+        return None
+    events_before, batches_before, events_after, batches_after = (float(c or 0) for c in counts)
+    batches = batches_after - batches_before
+    return (events_after - events_before) / batches if batches > 0 else None
+
+
 def measure(target: Target, bootstrap: str, warmup: Sequence[BenchEvent],
             measured: Sequence[BenchEvent], at_rate: Sequence[BenchEvent], plan: BenchPlan,
             base_url: Callable[[], str | None] = lambda: None,
             profiler: Profiler | None = None) -> TargetRun:
     """Start ``target``, drive it, read its memory, stop it (always)."""
-    stages: dict[str, StageTotals | None] = {}
+    pages: dict[str, str | None] = {}
     cpu: dict[str, float | None] = {}
 
     def probe(moment: str) -> None:
         url = base_url()
-        stages[moment] = read_stage_totals(url) if url else None
+        pages[moment] = read_metrics_text(url) if url else None
         cpu[moment] = read_cpu_seconds(target.pid) if target.pid is not None else None
         if profiler is not None and target.pid is not None:
             if moment == "before":
@@ -141,7 +156,10 @@ def measure(target: Target, bootstrap: str, warmup: Sequence[BenchEvent],
         if profiler is not None:
             profiler.stop()
         target.stop()
-    run.stages = stages
+    run.stages = {k: parse_stage_totals(v) if v else None for k, v in pages.items()}
+    batch = mean_batch(pages.get("before"), pages.get("after_throughput"))
+    if batch is not None:
+        _stderr(f"{target.name}: {batch:.1f} events per batch in the throughput phase")
     before, after = cpu.get("before"), cpu.get("after_throughput")
     if before is not None and after is not None and run.events_per_s:
         run.cpu_ms_per_event = round((after - before) * 1000.0 / len(measured), 3)

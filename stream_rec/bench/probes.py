@@ -105,10 +105,29 @@ def stage_us_per_event(before: StageTotals | None, after: StageTotals | None
     return out
 
 
-def read_stage_totals(base_url: str, timeout_s: float = 10.0) -> StageTotals | None:
-    """Stage counters from ``<base_url>/metrics/``; None when unreachable or not exported."""
+_LAG_LINE = re.compile(r'^stream_rec_consumer_lag\{topic="([^"]+)",partition="[^"]*"\}\s+(\S+)$')
+
+
+def parse_consumer_lag(metrics_text: str, topic: str) -> int | None:
+    """The worker's own lag gauge summed over ``topic``'s partitions; None if not exported."""
+    values = [float(m.group(2)) for line in metrics_text.splitlines()
+              if (m := _LAG_LINE.match(line)) and m.group(1) == topic]
+    return int(sum(values)) if values else None
+
+
+def parse_counter(metrics_text: str, name: str) -> float | None:
+    """The value of an unlabelled counter or gauge ``name``; None when the page lacks it."""
+    for line in metrics_text.splitlines():
+        metric, _, value = line.partition(" ")
+        if metric == name:
+            return float(value)
+    return None
+
+
+def read_metrics_text(base_url: str, timeout_s: float = 10.0) -> str | None:
+    """The worker's /metrics page, or None when it does not answer."""
     try:
         with urllib.request.urlopen(base_url + "/metrics/", timeout=timeout_s) as response:
-            return parse_stage_totals(response.read().decode("utf-8", "replace"))
+            return str(response.read().decode("utf-8", "replace"))
     except (OSError, ValueError):
         return None

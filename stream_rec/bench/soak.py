@@ -6,6 +6,9 @@ Shares the benchmark's pieces (workload, ``Flow``, ``PipelineTarget``, probes). 
 - ``committed_lag``: end offsets of the events topic minus the worker group's committed
   offsets, from the broker (what an operator's lag monitor sees; it includes up to one commit
   interval of events that are already processed);
+- ``worker_lag``: the worker's own ``stream_rec_consumer_lag`` gauge from /metrics (log end
+  minus its fetch position, refreshed every 5 s; events fetched but not yet processed are not
+  in it);
 - ``in_flight``: events sent minus recommendations received, from the client (exact).
 
 Lag that stays bounded and RSS that stops growing after warm-up are what a soak must show.
@@ -25,7 +28,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from stream_rec.bench.harness import Flow
 from stream_rec.bench.pipeline import PipelineTarget
-from stream_rec.bench.probes import read_memory
+from stream_rec.bench.probes import parse_consumer_lag, read_memory, read_metrics_text
 from stream_rec.bench.stats import latency_summary
 from stream_rec.bench.workload import DEFAULT_DATA, ShopperStream, Workload
 
@@ -55,6 +58,7 @@ class Sample:
     events_in: int
     recommendations_out: int
     committed_lag: int | None
+    worker_lag: int | None  # the worker's own gauge (fetch position behind the log end)
     rss_mb: float | None
 
     @property
@@ -64,7 +68,7 @@ class Sample:
     def to_dict(self) -> dict[str, Any]:
         return {"t_s": round(self.t_s, 1), "events_in": self.events_in,
                 "recommendations_out": self.recommendations_out, "in_flight": self.in_flight,
-                "committed_lag": self.committed_lag,
+                "committed_lag": self.committed_lag, "worker_lag": self.worker_lag,
                 "rss_mb": None if self.rss_mb is None else round(self.rss_mb, 1)}
 
 
@@ -90,6 +94,11 @@ async def committed_lag(admin: AIOKafkaAdminClient, flow: Flow, group: str, topi
         done = meta.offset if meta is not None and meta.offset >= 0 else 0
         total += max(0, ends.get(tp, 0) - done)
     return total
+
+
+def _worker_lag(target: PipelineTarget) -> int | None:
+    text = read_metrics_text(target.base_url, timeout_s=2.0)
+    return parse_consumer_lag(text, target.in_topic) if text is not None else None
 
 
 def _rss(pid: int | None) -> float | None:
@@ -119,12 +128,12 @@ async def soak_drive(target: PipelineTarget, plan: SoakPlan, stream: ShopperStre
                     sum(1 for e in sent_ids if e in flow.ledger.arrived),
                     await committed_lag(admin, flow, settings.app_id, settings.events_topic,
                                         settings.partitions),
-                    _rss(target.pid)))
+                    await asyncio.to_thread(_worker_lag, target), _rss(target.pid)))
                 last = state.samples[-1]
                 print(f"soak: t={last.t_s:.0f}s in={last.events_in} out="
                       f"{last.recommendations_out} in_flight={last.in_flight} committed_lag="
-                      f"{last.committed_lag} rss={last.rss_mb and round(last.rss_mb)} MB",
-                      file=sys.stderr, flush=True)
+                      f"{last.committed_lag} worker_lag={last.worker_lag} "
+                      f"rss={last.rss_mb and round(last.rss_mb)} MB", file=sys.stderr, flush=True)
 
             async def sampler() -> None:
                 while True:

@@ -7,8 +7,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from stream_rec.bench.benchmark import mean_batch
 from stream_rec.bench.probes import (
     StageTotals,
+    parse_consumer_lag,
+    parse_counter,
     parse_cpu_seconds,
     parse_proc_status,
     parse_stage_totals,
@@ -79,3 +82,22 @@ def test_stages_absent_or_empty_are_none() -> None:
     assert stage_us_per_event(None, StageTotals({}, 1)) is None
     same = StageTotals({"state": 1.0}, 10)
     assert stage_us_per_event(same, same) is None
+
+
+def test_consumer_lag_from_the_real_metrics_page() -> None:
+    metrics = WorkerMetrics()
+    metrics.consumer_lag = {"events:0": 5, "events:1": 7, "other:0": 100}
+    assert parse_consumer_lag(metrics.render(), "events") == 12
+    assert parse_consumer_lag(metrics.render(), "missing") is None
+
+
+def test_events_per_batch_from_two_metrics_pages() -> None:
+    metrics = WorkerMetrics()
+    metrics.events_in, metrics.batches = 100, 10
+    before = metrics.render()
+    metrics.events_in, metrics.batches = 1100, 14
+    after = metrics.render()
+    assert parse_counter(after, "stream_rec_batches_total") == 14
+    assert parse_counter(after, "stream_rec_nothing_total") is None
+    assert mean_batch(before, after) == 250.0
+    assert mean_batch(before, before) is None and mean_batch(None, after) is None
