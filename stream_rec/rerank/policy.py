@@ -26,7 +26,7 @@ from typing import Any
 METHODS = ("none", "dpp", "mmr")
 
 #: Shipped DPP default (see docs/results.md, "Re-ranking", for the measurements behind it).
-DEFAULT_DPP_THETA = 0.5
+DEFAULT_DPP_THETA = 0.4
 #: MMR's parameter when a policy string names the method without one.
 DEFAULT_MMR_LAMBDA = 0.7
 
