@@ -23,8 +23,10 @@ class FusedAdam:
     """
 
     def __init__(self, variables: Sequence[tf.Variable], peak_lr: float, total_steps: int,
-                 beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-7) -> None:
+                 beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-7,
+                 lazy: bool = True) -> None:
         self.variables = list(variables)
+        self.lazy = lazy
         self.peak_lr = peak_lr
         self.total_steps = tf.Variable(float(max(1, total_steps)), trainable=False)
         self.beta1, self.beta2, self.epsilon = beta1, beta2, epsilon
@@ -44,13 +46,13 @@ class FusedAdam:
         for var, m, v, grad in zip(self.variables, self.m, self.v, gradients, strict=True):
             if grad is None:
                 continue
-            if isinstance(grad, tf.IndexedSlices):
+            if isinstance(grad, tf.IndexedSlices) and self.lazy:
                 self._sparse(var, m, v, grad, lr * tf.sqrt(1.0 - b2_power) / (1.0 - b1_power))
                 continue
             tf.raw_ops.ResourceApplyAdam(
                 var=var.handle, m=m.handle, v=v.handle, beta1_power=b1_power,
                 beta2_power=b2_power, lr=lr, beta1=self.beta1, beta2=self.beta2,
-                epsilon=self.epsilon, grad=grad)
+                epsilon=self.epsilon, grad=tf.convert_to_tensor(grad))
 
     def _sparse(self, var: tf.Variable, m: tf.Variable, v: tf.Variable,
                 grad: tf.IndexedSlices, lr_t: tf.Tensor) -> None:

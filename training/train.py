@@ -51,6 +51,7 @@ class TrainConfig:
     use_content: bool = True
     seed: int = 1
     time_budget_s: float = 0.0  # 0 = none; otherwise finish (decay included) within it
+    lazy_embeddings: bool = True  # Adam updates only the embedding rows a step touched
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> TrainConfig:
@@ -86,8 +87,12 @@ def _stderr(line: str) -> None:
 
 
 def train_model(dataset: Dataset, config: TrainConfig, warm: ModelArtifact | None = None,
-                progress: Callable[[str], None] = _stderr) -> TrainResult:
-    """Train a new model on ``dataset.train``; optionally start from ``warm``'s weights."""
+                progress: Callable[[str], None] = _stderr,
+                on_epoch: Callable[[int, FusionCore], None] | None = None) -> TrainResult:
+    """Train a new model on ``dataset.train``; optionally start from ``warm``'s weights.
+
+    ``on_epoch(epoch, core)`` runs after every epoch (e.g. to follow a validation metric).
+    """
     started = time.monotonic()
     tf.random.set_seed(config.seed)
     vocab = build_vocabulary(dataset, config.min_item_count, config.price_buckets,
@@ -144,6 +149,8 @@ def train_model(dataset: Dataset, config: TrainConfig, warm: ModelArtifact | Non
                               "seconds": round(seconds, 1), "steps": n})
         progress(f"epoch {epoch}/{config.epochs}: loss {total / max(n, 1):.4f}, "
                  f"{seconds:.0f} s, {time.monotonic() - started:.0f} s in all")
+        if on_epoch is not None:
+            on_epoch(epoch, core)
         if done >= planned:
             break
     result.wall_time_s = time.monotonic() - started
@@ -214,7 +221,8 @@ def _batches(pairs: Pairs, config: TrainConfig, epoch: int
 def _make_step(core: FusionCore, config: TrainConfig, use_content: bool,
                item_attrs: np.ndarray, universe_items: np.ndarray, universe_attrs: np.ndarray,
                total_steps: int) -> tuple[Callable[..., tf.Tensor], FusedAdam]:
-    optimizer = FusedAdam(core.trainable_variables, config.learning_rate, total_steps)
+    optimizer = FusedAdam(core.trainable_variables, config.learning_rate, total_steps,
+                          lazy=config.lazy_embeddings)
     attr_table = tf.constant(item_attrs)
     u_items = tf.constant(universe_items)
     u_attrs = tf.constant(universe_attrs)

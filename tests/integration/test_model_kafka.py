@@ -36,13 +36,13 @@ def test_kafka_reader_reads_a_bounded_window(broker, new_topic, caplog):
     old = {"event_id": "old", "user_id": "u0", "item_id": "x", "type": "view",
            "ts": now - 10 * 86_400_000}
     producer.send(events, key=b"u0", value=json.dumps(old).encode())
-    for n in range(40):  # 20 shoppers, two events each, one minute apart
-        user = f"u{n % 20}"
+    for n in range(40):  # 20 shoppers one after the other, two events each, a minute apart
+        user = f"u{n // 2}"
         event = {"event_id": f"e{n}", "user_id": user, "item_id": f"i{n % 7}",
                  "type": "purchase" if n % 5 == 0 else "view",
                  "ts": now - 3_600_000 + 60_000 * n, "price": 9.5}
         producer.send(events, key=user.encode(), value=json.dumps(event).encode())
-    duplicate = {"event_id": "e3", "user_id": "u3", "item_id": "i3", "type": "view",
+    duplicate = {"event_id": "e3", "user_id": "u1", "item_id": "i3", "type": "view",
                  "ts": now - 3_600_000 + 180_000}
     producer.send(events, key=b"u3", value=json.dumps(duplicate).encode())
     producer.send(events, key=b"u1", value=b"{not json")
@@ -58,7 +58,7 @@ def test_kafka_reader_reads_a_bounded_window(broker, new_topic, caplog):
     all_events = [e for s in (*data.train, *data.test) for e in s.events]
     assert len(all_events) == 40  # the old one is outside the window; duplicate kept once
     assert {e.event_type for e in all_events} == {"view", "purchase"}
-    assert data.test and data.train
+    assert len(data.test) == 5 and len(data.train) == 15  # the newest quarter is held out
     assert max(e.ts_ms for s in data.train for e in s.events) <= min(
         s.events[0].ts_ms for s in data.test)
     assert data.items["i1"]["category"] == "shoes" and data.items["i1"]["price"] == "9.5"
