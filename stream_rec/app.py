@@ -35,6 +35,9 @@ def create_app(settings: Settings, *, discover: Sequence[str] = ()) -> faust.App
         topic_replication_factor=settings.replication_factor,
         table_standby_replicas=settings.standby_replicas,
         processing_guarantee=settings.processing_guarantee,
+        # One produce request per list is the largest per-event cost after scoring; a few ms
+        # of linger lets a batch's lists, state and changelog writes share requests.
+        producer_linger=settings.producer_linger_ms / 1000.0,
         web_bind=settings.web_host,
         web_host=settings.web_host,
         web_port=settings.web_port,

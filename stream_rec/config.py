@@ -69,6 +69,8 @@ class Settings:
     max_event_bytes: int = _setting(65536, "Larger event payloads go to the DLQ, in bytes.")
     batch_max_events: int = _setting(256, "Events scored together in one stream.take batch.")
     batch_wait_ms: int = _setting(10, "Longest wait to fill a batch, in ms.")
+    producer_linger_ms: int = _setting(
+        5, "How long the worker's producer gathers messages into one request, in ms.")
     standby_replicas: int = _setting(1, "Standby copies of each state partition on other workers.")
     processing_guarantee: str = _setting(
         "at_least_once", "at_least_once (supported); exactly_once only to re-run its "
