@@ -213,12 +213,18 @@ async def measure_lag() -> None:
     """Events not yet processed, per assigned partition (highwater - next offset to read)."""
     consumer = app.consumer
     lag: dict[str, int] = {}
-    for tp in consumer.assignment():
-        if tp.topic != settings.events_topic:
-            continue
-        position = await consumer.position(tp)
-        if position is not None:
-            lag[f"{tp.topic}:{tp.partition}"] = max(0, consumer.highwater(tp) - position)
+    try:
+        for tp in consumer.assignment():
+            if tp.topic != settings.events_topic:
+                continue
+            position = await consumer.position(tp)
+            highwater = consumer.highwater(tp)
+            # Both are unknown for a moment after a rebalance: report nothing rather than guess.
+            if position is not None and highwater is not None:
+                lag[f"{tp.topic}:{tp.partition}"] = max(0, highwater - position)
+    except Exception as exc:  # a metric must never take the worker down
+        log.warning("consumer lag not measured: %r", exc)
+        return
     runtime.metrics.consumer_lag = lag
 
 
