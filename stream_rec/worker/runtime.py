@@ -19,9 +19,21 @@ from stream_rec.core.events import InvalidEvent
 from stream_rec.core.state import StateLimits
 from stream_rec.core.trending import Trending
 from stream_rec.recommender import Recommender, RecommenderConfig
+from stream_rec.rerank import BusinessRules, RerankPolicy
 from stream_rec.worker.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
+
+
+def recommender_config(settings: Settings) -> RecommenderConfig:
+    """List length, candidate pool, default re-ranking policy and business rules."""
+    return RecommenderConfig(
+        k=settings.list_length, pool=settings.candidate_pool,
+        policy=RerankPolicy.parse(settings.rerank_policy),
+        rules=BusinessRules(exclude_purchased=settings.rerank_exclude_purchased,
+                            max_shows_without_click=settings.rerank_max_shows_without_click,
+                            max_per_category=settings.rerank_max_per_category),
+        category_weight=settings.rerank_category_weight)
 
 
 class WorkerRuntime:
@@ -32,9 +44,8 @@ class WorkerRuntime:
         self.settings = settings
         self.metrics = WorkerMetrics()
         self.limits = StateLimits(history=settings.history_length)
-        self.recommender = Recommender(
-            RecommenderConfig(k=settings.list_length, pool=settings.candidate_pool),
-            trending=Trending(half_life_ms=settings.trending_half_life_s * 1000.0))
+        self.recommender = Recommender(recommender_config(settings),
+                                       trending=Trending(settings.trending_half_life_s * 1000.0))
         self._events: dict[str, asyncio.Event] = {}
 
     def _event(self, name: str) -> asyncio.Event:

@@ -42,3 +42,14 @@ def test_every_setting_is_documented_and_named_for_its_env_var() -> None:
 def test_controller_port_defaults_next_to_client_port() -> None:
     assert load_settings({}, kafka_port=19000).controller_port == 19001
     assert load_settings({}, kafka_port=19000, kafka_controller_port=19500).controller_port == 19500
+
+
+def test_worker_lists_follow_the_rerank_settings() -> None:
+    from stream_rec.worker.runtime import recommender_config
+
+    config = recommender_config(load_settings({
+        "STREAM_REC_RERANK_POLICY": "mmr:0.6", "STREAM_REC_LIST_LENGTH": "12",
+        "STREAM_REC_RERANK_MAX_PER_CATEGORY": "3",
+        "STREAM_REC_RERANK_EXCLUDE_PURCHASED": "false"}))
+    assert (config.policy.method, config.policy.param, config.k) == ("mmr", 0.6, 12)
+    assert config.rules.max_per_category == 3 and not config.rules.exclude_purchased
