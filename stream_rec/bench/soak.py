@@ -80,12 +80,14 @@ class SoakState:
 
 
 async def committed_lag(admin: AIOKafkaAdminClient, flow: Flow, group: str, topic: str,
-                        partitions: int) -> int | None:
+                        partitions: int, timeout_s: float = 3.0) -> int | None:
     """Messages of ``topic`` not yet committed by ``group`` (None if the broker won't say)."""
     tps = [TopicPartition(topic, p) for p in range(partitions)]
     try:
-        ends = await flow.consumer.end_offsets(tps)
-        committed = await admin.list_consumer_group_offsets(group, partitions=tps)
+        # Bounded: a slow group coordinator must not stretch the sampling interval.
+        ends = await asyncio.wait_for(flow.consumer.end_offsets(tps), timeout_s)
+        committed = await asyncio.wait_for(
+            admin.list_consumer_group_offsets(group, partitions=tps), timeout_s)
     except Exception:  # a lag probe must never end a soak; the sample just has no lag
         return None
     total = 0
@@ -127,7 +129,7 @@ async def soak_drive(target: PipelineTarget, plan: SoakPlan, stream: ShopperStre
                     time.monotonic() - t0, len(sent_ids),
                     sum(1 for e in sent_ids if e in flow.ledger.arrived),
                     await committed_lag(admin, flow, settings.app_id, settings.events_topic,
-                                        settings.partitions),
+                                        settings.partitions, min(3.0, plan.sample_s)),
                     await asyncio.to_thread(_worker_lag, target), _rss(target.pid)))
                 last = state.samples[-1]
                 print(f"soak: t={last.t_s:.0f}s in={last.events_in} out="
