@@ -196,7 +196,7 @@ class LocalBroker:
         return True
 
     def _format(self, java: str, classpath: str, config: Path) -> None:
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         result = subprocess.run(
             [java, "-Xmx256m", f"-Dlog4j2.configurationFile={DEPLOY_DIR / 'log4j2.properties'}",
              "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", cluster_id,
@@ -216,6 +216,14 @@ class LocalBroker:
             time.sleep(0.5)
         raise UserError(f"Kafka did not answer on {self.bootstrap} within {timeout_s:.0f} s; "
                         f"see {self.log_file}")
+
+
+def new_cluster_id() -> str:
+    """A KRaft cluster id (base64url of 16 random bytes) that cannot be read as a flag."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):  # `format -t -abc...` would parse as an option
+            return cluster_id
 
 
 def answers_metadata(bootstrap: str, timeout_s: float = 5.0) -> bool:

@@ -29,7 +29,10 @@ def served(broker: str, new_topic, tmp_path: Path, data_dir: Path, trained_regis
            ) -> Any:
     registry = tmp_path / "registry"
     shutil.copytree(trained_registry, registry)
-    settings = isolated_settings(broker, new_topic, tmp_path, registry_dir=str(registry))
+    # Longer lists than the default 20, so "can a never-trained item make the list at all"
+    # is answered by the model's scores rather than by a one-epoch model's top few.
+    settings = isolated_settings(broker, new_topic, tmp_path, registry_dir=str(registry),
+                                 list_length=60)
     produce(broker, settings.items_topic, _catalog(data_dir))
     worker = WorkerProcess(settings, tmp_path / "worker.log").start()
     recs = TopicReader(broker, settings.recommendations_topic)

@@ -58,3 +58,9 @@ def test_stale_pid_file_is_not_a_running_broker(tmp_path: Path) -> None:
     local.pid_file.write_text("999999\n")
     assert local.pid() is None
     assert not local.stop()
+
+
+def test_cluster_ids_never_look_like_flags() -> None:
+    ids = {broker.new_cluster_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
