@@ -211,7 +211,9 @@ class Recommender:
         n_retrieve = min(cfg.pool, len(available))
         if n_retrieve:
             sims = queries @ vectors.T  # (B, N): the whole catalog, one matmul for the batch
-            top = np.argpartition(-sims, n_retrieve - 1, axis=1)[:, :n_retrieve]
+            # The n largest sit at the end after partitioning at N - n (no negated copy).
+            n_all = sims.shape[1]
+            top = np.argpartition(sims, n_all - n_retrieve, axis=1)[:, n_all - n_retrieve:]
             retrieved = available[top]
         else:
             retrieved = np.empty((len(queries), 0), dtype=np.int64)

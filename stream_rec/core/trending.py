@@ -3,12 +3,18 @@
 Every count decays at the same rate, so ranking by ``sum(2 ** (ts / half_life))`` over an item's
 events is the same as ranking by the decayed counts at any moment. Scores are kept relative to
 a reference time that moves forward (and rescales all scores) before they could overflow.
+
+The ranking is kept up to date incrementally: scores only ever grow (relative to each other),
+so an item that was outside the top list and has not been touched since cannot have passed
+anything in it. Re-ranking the last top list together with the items touched since is exact,
+and costs the number of events since the last call instead of a scan of the whole catalog.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from stream_rec.core.state import TYPE_WEIGHT
@@ -24,7 +30,9 @@ class Trending:
     max_items: int = 100_000
     _scores: dict[str, float] = field(default_factory=dict)
     _ref_ms: float | None = None
-    _top_cache: list[tuple[str, float]] | None = None
+    _top: list[tuple[str, float]] | None = None  # (item, raw score), best first
+    _top_size: int = 256
+    _touched: set[str] = field(default_factory=set)
 
     def add(self, item_id: str, ts_ms: int, type_code: int = 0) -> None:
         if self._ref_ms is None:
@@ -35,18 +43,28 @@ class Trending:
             exponent = 0.0
         gain = TYPE_WEIGHT[type_code] * math.pow(2.0, max(exponent, -1000.0))
         self._scores[item_id] = self._scores.get(item_id, 0.0) + gain
-        self._top_cache = None
+        self._touched.add(item_id)
         if len(self._scores) > 2 * self.max_items:
             self._scores = dict(heapq.nlargest(self.max_items, self._scores.items(),
                                                key=lambda kv: kv[1]))
+            self._top = None
 
     def top(self, n: int) -> list[tuple[str, float]]:
         """The n most popular items now, with scores scaled so the first is 1.0."""
-        if self._top_cache is None or len(self._top_cache) < n:
-            best = heapq.nlargest(max(n, 256), self._scores.items(), key=lambda kv: (kv[1], kv[0]))
-            peak = best[0][1] if best else 1.0
-            self._top_cache = [(item, score / peak) for item, score in best]
-        return self._top_cache[:n]
+        scores = self._scores
+        if self._top is None or n > self._top_size:
+            self._top_size = max(n, self._top_size)
+            pool: Iterable[str] = scores
+        elif self._touched:
+            pool = self._touched.union(item for item, _ in self._top)
+        else:
+            pool = ()
+        if self._top is None or pool:
+            self._top = heapq.nlargest(self._top_size, ((i, scores[i]) for i in pool),
+                                       key=lambda kv: (kv[1], kv[0]))
+            self._touched = set()
+        peak = self._top[0][1] if self._top else 1.0
+        return [(item, score / peak) for item, score in self._top[:n]]
 
     def __len__(self) -> int:
         return len(self._scores)
@@ -56,3 +74,4 @@ class Trending:
         factor = math.pow(2.0, -(new_ref_ms - self._ref_ms) / self.half_life_ms)
         self._scores = {k: v * factor for k, v in self._scores.items() if v * factor > 1e-300}
         self._ref_ms = new_ref_ms
+        self._top = None  # its raw scores are on the old scale

@@ -47,6 +47,7 @@ class WorkerMetrics:
     model_rejected: int = 0
     batches: int = 0
     forget_requests: int = 0
+    produce_failed: int = 0
     stages: StageClock = field(default_factory=StageClock)
     latency_ms: Histogram = field(default_factory=Histogram)
     model_version: str = ""
@@ -72,6 +73,8 @@ class WorkerMetrics:
         counter("model_rejected_total", self.model_rejected, "Model versions refused.")
         counter("batches_total", self.batches, "Event batches processed.")
         counter("forget_requests_total", self.forget_requests, "Forget-user requests applied.")
+        counter("produce_failed_total", self.produce_failed,
+                "Recommendation messages the producer failed to deliver.")
         lines += ["# HELP stream_rec_stage_seconds_total Time spent per pipeline stage.",
                   "# TYPE stream_rec_stage_seconds_total counter"]
         for stage, seconds in self.stages.seconds.items():
