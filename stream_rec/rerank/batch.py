@@ -91,11 +91,13 @@ def rerank_batch(
     else:
         z = standardise_relevance(rel_s, ok_s)
         spare = max(k - 1, 0) if policy.method == "dpp" else 0  # the DPP's Cholesky rows
+        # One buffer for every chunk: a fresh few MB per chunk would be paged in each time.
+        buf = np.empty((min(n_b, CHUNK_LISTS), vecs.shape[2] + spare, n_m)) if n_b > 1 else None
         for lo in range(0, n_b, CHUNK_LISTS):
             part = slice(lo, lo + CHUNK_LISTS)
             part_cats = None if cats_s is None else cats_s[part]
             kernel = similarity_kernel(
-                vecs[rows[part], order[part]], part_cats, category_weight, spare=spare
+                vecs[rows[part], order[part]], part_cats, category_weight, spare=spare, out=buf
             )
             cap = CategoryCap(part_cats, max_per_category)
             if policy.method == "dpp":

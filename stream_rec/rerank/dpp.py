@@ -70,12 +70,11 @@ def dpp_greedy(
         return np.full((n_b, max(k, 0)), -1, dtype=np.int64)
     work = kernel.workspace(_cond_width(k, window)[0])
     if n_b <= LOOP_MAX_LISTS:
-        return np.stack(
-            [
-                _dpp_one(kernel, work[b], b, relevance[b], allowed[b], k, theta, cap, window, eps)
-                for b in range(n_b)
-            ]
-        )
+        one = [
+            _dpp_one(kernel, work[b], b, relevance[b], allowed[b], k, theta, cap, window, eps)
+            for b in range(n_b)
+        ]
+        return one[0][None] if n_b == 1 else np.stack(one)
     return _dpp_many(kernel, work, relevance, allowed, k, theta, cap, window, eps)
 
 
@@ -101,15 +100,16 @@ def _dpp_one(
 
     ``work`` (F + width, M) holds [F^T ; C]: every candidate's features, then its Cholesky
     coordinates (one row per chosen item; scratch until written), so the new factor row
-    S_j. - C^T c_j is the single product ``work^T [F_j ; -c_j]``, written in place as the
-    next row of C.
+    S_j. - C^T c_j is the single product ``work^T [F_j ; -c_j]`` plus the category term,
+    written in place as the next row of C.
     """
     dim, n_m = kernel.feats_t.shape[1:]
     out = np.full(k, -1, dtype=np.int64)
     width, windowed = _cond_width(k, window)
     fill = theta == 0.0 or width == 0
     coords = work[dim:]  # (width, M): row r = every candidate's r-th coordinate
-    sign = np.concatenate([np.ones(dim), -np.ones(width)])
+    sign = np.ones(dim + width)
+    sign[dim:] = -1.0
     chol_v = np.zeros((width, width)) if windowed else None
     open_ = allowed.copy()
     base_2d, use_log = _gain_base(relevance[None], allowed[None], theta)
@@ -119,6 +119,8 @@ def _dpp_one(
     d2 = np.ones(n_m)
     tmp = np.empty(n_m)
     probe = np.empty(dim + width)
+    codes = kernel.codes[b] if kernel.has_categories and kernel.codes is not None else None
+    same = np.empty(n_m, dtype=bool)
     used = 0
     for step in range(k):
         if not fill:
@@ -154,6 +156,9 @@ def _dpp_one(
         new = work[n_live]
         # (S_j. - C^T c_j) / d_j, except at j itself (S_jj lacks fix[j]), which is blocked.
         np.dot(work[:n_live].T, live, out=new)
+        if codes is not None and codes[j] >= 0:
+            np.equal(codes, codes[j], out=same)
+            np.add(new, kernel.category_weight / d_j, out=new, where=same)
         used += 1
         np.multiply(new, new, out=tmp)
         d2 -= tmp
@@ -193,28 +198,42 @@ def _dpp_many(
     rows_b = np.arange(n_b)
     width, windowed = _cond_width(k, window)
     coords = work[:, dim:]
-    sign = np.concatenate([np.ones(dim), -np.ones(width)])
+    sign = np.ones(dim + width)
+    sign[dim:] = -1.0
     chol_v = np.zeros((n_b, width, width)) if windowed else None
+    codes = kernel.codes if kernel.has_categories else None
     d2 = np.ones((n_b, n_m))
-    base, use_log = _gain_base(relevance, allowed, theta)
+    base_raw, use_log = _gain_base(relevance, allowed, theta)
+    blocked = -np.inf if use_log else -1.0
+    # Picked and ineligible candidates carry a losing base, so the argmax needs no mask; a
+    # winner that is blocked anyway (-1 times a d^2 rounded below 0) is caught by recheck.
+    base = np.where(allowed, base_raw, blocked)
     gain = base.copy()
+    sq = np.empty((n_b, n_m))
     fill = np.full(n_b, theta == 0.0 or width == 0)
     used = 0
     for step in range(k):
-        jd = np.where(allowed, gain, -np.inf).argmax(axis=1)
+        jd = gain.argmax(axis=1)
         recheck = (d2[rows_b, jd] < eps) | ~allowed[rows_b, jd]
-        if recheck.any():  # rare: look again among the unspanned only
-            ok = allowed & (d2 >= eps)
-            jd = np.where(recheck, np.where(ok, gain, -np.inf).argmax(axis=1), jd)
-            fill |= recheck & ~ok.any(axis=1)
-        jf = allowed.argmax(axis=1)
-        alive = allowed[rows_b, jf]
-        if not alive.any():
-            break
-        pick = np.where(fill, jf, jd)
-        out[:, step] = np.where(alive, pick, -1)
+        settled = not recheck.any() and not fill.any()
+        if settled:  # the common step: every list takes its best gain
+            pick, alive = jd, None
+        else:
+            if recheck.any():  # rare: look again among the unspanned only
+                ok = allowed & (d2 >= eps)
+                jd = np.where(recheck, np.where(ok, gain, -np.inf).argmax(axis=1), jd)
+                fill |= recheck & ~ok.any(axis=1)
+            jf = allowed.argmax(axis=1)
+            alive = allowed[rows_b, jf]
+            if not alive.any():
+                break
+            pick = np.where(fill, jf, jd)
+        out[:, step] = pick if alive is None else np.where(alive, pick, -1)
         allowed[rows_b, pick] = False
-        cap.after_pick(out[:, step], allowed)
+        base[rows_b, pick] = blocked
+        if cap.active:
+            cap.after_pick(out[:, step], allowed)
+            np.copyto(base, blocked, where=~allowed)
         if step == k - 1 or bool(fill.all()):
             continue
         if chol_v is not None and used == width:
@@ -222,16 +241,31 @@ def _dpp_many(
             used -= 1
         n_live = dim + used
         d_pick = np.sqrt(np.maximum(d2[rows_b, pick], _TINY))
-        inv = np.where(fill | ~alive, 0.0, 1.0 / d_pick)  # finished lists: a zero update
-        probe = work[rows_b, :n_live, pick] * (sign[:n_live] * inv[:, None])
+        inv = 1.0 / d_pick
+        if alive is not None:  # finished lists and fill-ups: a zero update
+            inv[fill | ~alive] = 0.0
+        probe = work[rows_b, :n_live, pick]
+        probe *= sign[:n_live]
+        probe *= inv[:, None]
         if chol_v is not None:
             chol_v[:, used, :used] = coords[rows_b, :used, pick]
             chol_v[:, used, used] = np.where(inv > 0, d_pick, 0.0)
         new = np.matmul(probe[:, None, :], work[:, :n_live])[:, 0]  # as in _dpp_one
+        if codes is not None:
+            code = codes[rows_b, pick]
+            scale = np.where(code >= 0, kernel.category_weight * inv, 0.0)
+            new += (codes == code[:, None]) * scale[:, None]
         work[:, n_live] = new
         used += 1
-        d2 -= new * new
-        gain = base + theta * np.log(np.maximum(d2, _TINY)) if use_log else base * d2
+        np.multiply(new, new, out=sq)
+        d2 -= sq
+        if use_log:
+            np.maximum(d2, _TINY, out=sq)
+            np.log(sq, out=sq)
+            sq *= theta
+            np.add(base, sq, out=gain)
+        else:
+            np.multiply(base, d2, out=gain)
     return out
 
 
@@ -285,13 +319,12 @@ def _gain_base(
     """
     if theta == 0.0:
         return (1.0 - theta) * relevance, True
-    some = allowed.any(axis=1, keepdims=True)
-    top = np.where(
-        some, np.max(relevance, axis=1, where=allowed, initial=-np.inf, keepdims=True), 0.0
-    )
-    low = np.where(
-        some, np.min(relevance, axis=1, where=allowed, initial=np.inf, keepdims=True), 0.0
-    )
-    if float(np.max(top - low)) * (1.0 - theta) > _EXP_SAFE * theta:
+    # A list with nothing allowed gets top = -inf and low = inf: its gap (-inf) never asks
+    # for the log form, and its base (exp(0) = 1 everywhere) is never used.
+    top = np.max(relevance, axis=1, where=allowed, initial=-np.inf, keepdims=True)
+    low = np.min(relevance, axis=1, where=allowed, initial=np.inf, keepdims=True)
+    gap = float(np.max(top - low))
+    # A subnormal theta makes the exponent's factor infinite (inf * 0 would be nan).
+    if gap * (1.0 - theta) > _EXP_SAFE * theta or not math.isfinite((1.0 - theta) / theta):
         return (1.0 - theta) * relevance, True
     return np.exp((1.0 - theta) / theta * np.minimum(relevance - top, 0.0)), False

@@ -59,6 +59,8 @@ def _mmr_one(
     base = np.where(allowed, lam * relevance, -np.inf)
     score = np.where(allowed, relevance, -np.inf)  # nothing chosen yet: no redundancy term
     cols, fix = kernel.feats_t[b], kernel.fix[b]
+    codes = kernel.codes[b] if kernel.has_categories and kernel.codes is not None else None
+    same = np.empty(relevance.shape[0], dtype=bool)
     row = np.empty(relevance.shape[0])
     max_sim = np.full(relevance.shape[0], -np.inf)
     for step in range(k):
@@ -73,6 +75,9 @@ def _mmr_one(
         if step == k - 1:
             break
         np.dot(cols.T, cols[:, j], out=row)
+        if codes is not None and codes[j] >= 0:
+            np.equal(codes, codes[j], out=same)
+            np.add(row, kernel.category_weight, out=row, where=same)
         row[j] += fix[j]
         np.maximum(max_sim, row, out=max_sim)
         np.multiply(max_sim, lam - 1.0, out=score)
@@ -91,24 +96,35 @@ def _mmr_many(
     """All B lists in lock-step."""
     n_b, n_m = relevance.shape
     cols, fix = kernel.feats_t, kernel.fix
+    codes = kernel.codes if kernel.has_categories else None
     out = np.full((n_b, k), -1, dtype=np.int64)
     allowed = allowed.copy()
     rows_b = np.arange(n_b)
-    base = lam * relevance
-    score = relevance.copy()
+    # Blocked candidates carry a base of -inf, so the argmax needs no mask.
+    base = np.where(allowed, lam * relevance, -np.inf)
+    score = np.where(allowed, relevance, -np.inf)
     max_sim = np.full((n_b, n_m), -np.inf)
     for step in range(k):
-        pick = np.where(allowed, score, -np.inf).argmax(axis=1)
+        pick = score.argmax(axis=1)
         alive = allowed[rows_b, pick]
         if not alive.any():
             break
         out[:, step] = np.where(alive, pick, -1)
         allowed[rows_b, pick] = False
-        cap.after_pick(out[:, step], allowed)
+        base[rows_b, pick] = -np.inf
+        if cap.active:
+            cap.after_pick(out[:, step], allowed)
+            np.copyto(base, -np.inf, where=~allowed)
         if step == k - 1:
             break
         row = np.matmul(cols[rows_b, :, pick][:, None, :], cols)[:, 0]
+        if codes is not None:
+            code = codes[rows_b, pick]
+            row += (codes == code[:, None]) * np.where(code >= 0, kernel.category_weight, 0.0)[
+                :, None
+            ]
         row[rows_b, pick] += fix[rows_b, pick]
         np.maximum(max_sim, row, out=max_sim)
-        score = base - (1.0 - lam) * max_sim
+        np.multiply(max_sim, lam - 1.0, out=score)
+        score += base
     return out

@@ -10,7 +10,7 @@ a category of its own; an item without a vector (all zeros) is similar to nothin
 (a diagonal fix-up keeps S_ii = 1). Without categories, S is the plain cosine.
 
 The greedy loops never build the M x M matrix: they compute the one row of S they need per
-pick from the feature rows held in a :class:`SimilarityKernel`.
+pick from the feature rows and category codes held in a :class:`SimilarityKernel`.
 
 Relevance is standardised per list (z-scores over the list's eligible candidates) so that one
 trade-off parameter means the same thing for every model, score scale and dataset: the
@@ -33,25 +33,35 @@ I64 = NDArray[np.int64]
 
 @dataclass(frozen=True)
 class SimilarityKernel:
-    """S for B lists of M candidates as a Gram matrix: S = F F^T + Diag(fix).
+    """S for B lists of M candidates: S = F F^T + w [same known category] + Diag(fix).
 
-    Feature rows F_i (length D + C): the unit item vector scaled by sqrt(1 - w), then a
-    one-hot of the item's category (C = most distinct known categories in one list) scaled by
-    sqrt(w). They are stored transposed, ``feats_t`` (B, D + C, M), so that a greedy step gets
-    a row of S from one matrix-vector product and writes its results as contiguous rows.
+    Feature rows F_i (length F): the unit item vector scaled by sqrt(1 - w), optionally
+    followed by sqrt(w) times a one-hot of the item's category. They are stored transposed,
+    ``feats_t`` (B, F, M), so that a greedy step gets a row of F F^T from one matrix-vector
+    product and writes its results as contiguous rows. Without one-hot rows the category
+    part comes from ``codes`` (B, M) (-1 = unknown, similar to nothing), compared per row.
     ``fix`` (B, M) >= 0 tops the diagonal up to exactly 1 (unknown category: w; no vector:
-    1 - w). The Gram form keeps S PSD by construction.
+    1 - w). Both parts are Gram matrices, so S is PSD.
     """
 
     feats_t: F64
     fix: F64
     #: ``feats_t`` plus zero or more spare rows: scratch the DPP may write past the features.
     buffer: F64 | None = None
+    #: (B, M) int64 category codes, -1 = unknown; None = no category term beyond F's rows.
+    codes: I64 | None = None
+    #: w, the weight of category equality (ignored without ``codes``).
+    category_weight: float = 0.0
 
     @property
     def feats(self) -> F64:
-        """Feature rows, (B, M, D + C) (a transposed view)."""
+        """Feature rows, (B, M, F) (a transposed view)."""
         return np.swapaxes(self.feats_t, 1, 2)
+
+    @property
+    def has_categories(self) -> bool:
+        """Whether S has a category term."""
+        return self.codes is not None and self.category_weight > 0.0
 
     def workspace(self, extra: int) -> F64:
         """(B, F + extra, M) array starting with ``feats_t``; rows past F are scratch space.
@@ -66,16 +76,28 @@ class SimilarityKernel:
         work[:, :n_f] = self.feats_t
         return work
 
+    def same_category(self) -> NDArray[np.bool_]:
+        """(B, M, M) True where two candidates share a known category."""
+        if self.codes is None:
+            n_b, _, n_m = self.feats_t.shape
+            return np.zeros((n_b, n_m, n_m), dtype=bool)
+        codes = self.codes
+        return (codes[:, :, None] == codes[:, None, :]) & (codes[:, :, None] >= 0)
+
     def row(self, b: int, j: int) -> F64:
         """Row j of list b's S, shape (M,) (a fresh array)."""
         cols = self.feats_t[b]
         out = cols.T @ cols[:, j]
+        if self.has_categories and self.codes is not None and self.codes[b, j] >= 0:
+            out += self.category_weight * (self.codes[b] == self.codes[b, j])
         out[j] += self.fix[b, j]
         return out
 
     def matrix(self) -> F64:
         """The full (B, M, M) similarity (tests and the naive greedy)."""
         sim = np.matmul(self.feats, self.feats_t)
+        if self.has_categories:
+            sim += self.category_weight * self.same_category()
         idx = np.arange(self.feats_t.shape[2])
         sim[:, idx, idx] += self.fix
         return sim
@@ -87,53 +109,56 @@ def similarity_kernel(
     category_weight: float,
     *,
     spare: int = 0,
+    out: F64 | None = None,
+    category_rows: bool | None = None,
 ) -> SimilarityKernel:
     """Build the kernel for (B, M, D) item vectors and (B, M) category codes (-1 = unknown).
 
     Vectors are re-normalised to unit length here; zero vectors stay zero. Without
     categories the weight is ignored and S is the plain cosine. ``spare`` reserves that many
-    scratch rows after the features (see :meth:`SimilarityKernel.workspace`).
+    scratch rows after the features (see :meth:`SimilarityKernel.workspace`). ``out``, a
+    float64 array of at least (B, F + spare) x M, is used as that buffer instead of a fresh
+    one: a batch reuses one buffer for all its chunks rather than paging in a new few MB
+    each time.
+
+    ``category_rows`` puts the category term into the feature rows, one row per known
+    category (sqrt(w) times a one-hot), instead of comparing codes per pick. For one list the
+    rows are cheaper (a slightly longer product replaces a comparison and a masked add per
+    pick); for many lists in lock-step the comparison is (it is one pass over the batch, the
+    rows a longer product per list). None chooses rows for a single list.
     """
     if not 0.0 <= category_weight <= 1.0:
         raise ValueError(f"category_weight must be in [0, 1], got {category_weight}")
     vecs = np.asarray(item_vectors)
     n_b, n_m, dim = vecs.shape
     weight = 0.0 if categories is None else float(category_weight)
+    codes = None
+    known = np.empty(0, dtype=np.int64)
     if weight:
-        cats = np.asarray(categories, dtype=np.int64).reshape(n_b, n_m)
-        dense, width = _dense_codes(cats)
+        codes = np.asarray(categories, dtype=np.int64).reshape(n_b, n_m)
+        if n_b == 1 if category_rows is None else category_rows:
+            known = np.unique(codes[codes >= 0])
+    n_f = dim + known.size
+    room = out is not None and out.shape[0] >= n_b and out.shape[1] >= n_f + spare
+    if room and out is not None and out.shape[2] == n_m:
+        buffer = out[:n_b, : n_f + spare]
     else:
-        dense, width = np.full((n_b, n_m), -1, dtype=np.int64), 0
-    # np.empty, not zeros: zeroing a ~200 KB buffer per list costs more than a greedy step.
-    buffer = np.empty((n_b, dim + width + spare, n_m))
+        # np.empty, not zeros: zeroing a ~200 KB buffer per list costs more than a greedy step.
+        buffer = np.empty((n_b, n_f + spare, n_m))
     unit = buffer[:, :dim]
     unit[...] = np.swapaxes(vecs, 1, 2)
-    norms = np.sqrt(np.square(unit).sum(axis=1))
+    norms = np.sqrt(np.einsum("bdm,bdm->bm", unit, unit))
     has_vec = norms > 1e-12
     unit *= (np.sqrt(1.0 - weight) / np.where(has_vec, norms, np.inf))[:, None, :]
     fix = (1.0 - weight) * ~has_vec
-    if width:
-        onehot = buffer[:, dim : dim + width]
-        onehot[...] = 0.0
-        bi, mi = np.nonzero(dense >= 0)
-        onehot[bi, dense[bi, mi], mi] = np.sqrt(weight)
-        fix = fix + weight * (dense < 0)
-    return SimilarityKernel(buffer[:, : dim + width], fix, buffer if spare else None)
-
-
-def _dense_codes(cats: I64) -> tuple[I64, int]:
-    """Per-list codes 0..n-1 for the known categories (-1 stays -1), and the largest n."""
-    order = np.argsort(cats, axis=1, kind="stable")
-    rows = np.arange(cats.shape[0])[:, None]
-    ranked = cats[rows, order]
-    known = ranked >= 0
-    new = known.copy()
-    new[:, 1:] &= ranked[:, 1:] != ranked[:, :-1]
-    dense_sorted = np.where(known, np.cumsum(new, axis=1) - 1, -1)
-    dense = np.empty_like(cats)
-    dense[rows, order] = dense_sorted
-    width = int(new.sum(axis=1).max(initial=0))
-    return dense, width
+    if codes is not None:
+        fix = fix + weight * (codes < 0)
+    if known.size and codes is not None:
+        rows = buffer[:, dim:n_f]
+        np.equal(known[None, :, None], codes[:, None, :], out=rows)
+        rows *= np.sqrt(weight)
+        codes = None  # the rows carry the category term now
+    return SimilarityKernel(buffer[:, :n_f], fix, buffer if spare else None, codes, weight)
 
 
 def standardise_relevance(relevance: NDArray[np.floating], eligible: NDArray[np.bool_]) -> F64:
@@ -147,4 +172,4 @@ def standardise_relevance(relevance: NDArray[np.floating], eligible: NDArray[np.
     mean = np.where(mask, rel, 0.0).sum(axis=1, keepdims=True) / n
     dev = np.where(mask, rel - mean, 0.0)
     std = np.sqrt(np.square(dev).sum(axis=1, keepdims=True) / n)
-    return np.divide(dev, std, out=np.zeros_like(dev), where=std > 1e-12)
+    return dev / np.where(std > 1e-12, std, np.inf)  # dev / inf = 0 for a flat list
