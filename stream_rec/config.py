@@ -49,6 +49,8 @@ class Settings:
     kafka_data_dir: str = _setting(
         "~/.local/share/stream-rec/kafka", "KRaft log and metadata folder of the local broker."
     )
+    demo_port: int = _setting(
+        8080, "Port of `stream-rec demo`'s live web page (127.0.0.1 only); 0 = any free port.")
 
     # --- Topics -----------------------------------------------------------------------------
     events_topic: str = _setting("storefront.events", "Shopper events in (key = user_id).")

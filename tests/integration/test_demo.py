@@ -1,4 +1,7 @@
-"""`stream-rec demo` (the README's main job) runs unattended and exits cleanly."""
+"""`stream-rec demo --data SPEC` streams a real dataset, runs unattended and exits cleanly.
+
+(The default data, the synthetic storefront, and the live page are in test_demo_page.py.)
+"""
 
 from __future__ import annotations
 
@@ -22,12 +25,14 @@ def test_demo_streams_and_stops(tmp_path: Path, trained_registry: Path, data_dir
     port = _free_port_pair()
     env = {**os.environ, "STREAM_REC_KAFKA_DATA_DIR": str(tmp_path / "kafka"),
            "STREAM_REC_STATE_DIR": str(tmp_path / "state"),
-           "STREAM_REC_WEB_PORT": str(free_port()), "STREAM_REC_DATA_DIR": str(data_dir)}
+           "STREAM_REC_WEB_PORT": str(free_port()), "STREAM_REC_DEMO_PORT": "0"}
     result = subprocess.run(
         [sys.executable, "-m", "stream_rec.cli", "demo", "--port", str(port), "--duration", "25",
-         "--registry", str(trained_registry), "--rate", "40"],
+         "--registry", str(trained_registry), "--rate", "40",
+         "--data", f"events:{data_dir / 'jdata2018'}"],
         capture_output=True, text=True, env=env, timeout=400, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     served = [int(n) for n in re.findall(r"lists out (\d+)", result.stdout)]
     assert served and served[-1] > 0, result.stdout
+    assert "Serving model" in result.stdout  # the registry's jdata2018 model fits the data
     assert "Stopped the worker." in result.stdout and "Stopped Kafka." in result.stdout

@@ -1,0 +1,111 @@
+"""The demo's headline figures from the worker's Prometheus text (pure: no I/O here).
+
+Rates and the p99 latency are over a sliding window of samples (the last ~10 s), so they show
+what the worker does now rather than since it started. The latency histogram only knows
+buckets, so p99 is the upper bound of the bucket that holds it ("<= 20 ms").
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+LATENCY = "stream_rec_recommendation_latency_ms"
+_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$')
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+
+@dataclass(frozen=True)
+class MetricsSample:
+    """One scrape: unlabelled counters, cumulative latency buckets (le, count), model label."""
+
+    at_s: float  # a monotonic clock reading
+    counters: dict[str, float]
+    latency_buckets: tuple[tuple[float, float], ...]
+    model_version: str | None
+
+
+def parse_metrics(text: str, at_s: float) -> MetricsSample:
+    counters: dict[str, float] = {}
+    buckets: list[tuple[float, float]] = []
+    model: str | None = None
+    for line in text.splitlines():
+        match = _SAMPLE.match(line.strip())
+        if not match or line.startswith("#"):
+            continue
+        name, labels, raw = match.groups()
+        try:
+            value = float(raw)
+        except ValueError:
+            continue
+        found = dict(_LABEL.findall(labels or ""))
+        if name == f"{LATENCY}_bucket" and "le" in found:
+            buckets.append((float(found["le"]), value))  # float("+Inf") is inf
+        elif name == "stream_rec_model_info":
+            model = None if found.get("version") in (None, "none") else found["version"]
+        elif labels is None:
+            counters[name] = value
+    buckets.sort()
+    return MetricsSample(at_s, counters, tuple(buckets), model)
+
+
+def latency_quantile(buckets: Sequence[tuple[float, float]], q: float) -> float | None:
+    """Upper bound of the bucket holding the q-quantile; None without observations."""
+    total = buckets[-1][1] if buckets else 0.0
+    if total <= 0:
+        return None
+    for bound, cumulative in buckets:
+        if cumulative >= q * total:
+            return bound
+    return math.inf
+
+
+def window_figures(window: Sequence[MetricsSample]) -> dict[str, Any]:
+    """Totals of the newest sample; rates and p99 between the oldest and the newest."""
+    if not window:
+        return {"events_in": None, "lists_out": None, "dead_letters": None,
+                "events_per_s": None, "lists_per_s": None, "p99_ms": None, "p99_label": "–",
+                "model_version": None}
+    first, last = window[0], window[-1]
+    span = last.at_s - first.at_s
+
+    def total(name: str) -> float:
+        return last.counters.get(f"stream_rec_{name}_total", 0.0)
+
+    def rate(name: str) -> float | None:
+        if span <= 0:
+            return None
+        key = f"stream_rec_{name}_total"
+        return max(last.counters.get(key, 0.0) - first.counters.get(key, 0.0), 0.0) / span
+
+    recent = _bucket_difference(last.latency_buckets, first.latency_buckets) \
+        if span > 0 else last.latency_buckets
+    p99 = latency_quantile(recent, 0.99)
+    return {"events_in": int(total("events_in")), "lists_out": int(total("recommendations")),
+            "dead_letters": int(total("dlq")), "events_per_s": _round(rate("events_in")),
+            "lists_per_s": _round(rate("recommendations")),
+            "p99_ms": None if p99 is None or math.isinf(p99) else p99,
+            "p99_label": _latency_label(p99, last.latency_buckets),
+            "model_version": last.model_version}
+
+
+def _bucket_difference(new: Sequence[tuple[float, float]],
+                       old: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    before = dict(old)
+    return [(le, count - before.get(le, 0.0)) for le, count in new]
+
+
+def _latency_label(p99: float | None, buckets: Sequence[tuple[float, float]]) -> str:
+    if p99 is None:
+        return "–"
+    if math.isinf(p99):
+        finite = [le for le, _ in buckets if not math.isinf(le)]
+        return f"> {finite[-1]:g} ms" if finite else "–"
+    return f"≤ {p99:g} ms"
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
