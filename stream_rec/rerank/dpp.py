@@ -201,7 +201,11 @@ def _dpp_many(
     sign = np.ones(dim + width)
     sign[dim:] = -1.0
     chol_v = np.zeros((n_b, width, width)) if windowed else None
-    codes = kernel.codes if kernel.has_categories else None
+    codes = None
+    if kernel.has_categories and kernel.codes is not None:
+        # An unknown category becomes a code of its own (-1 - position), matching only
+        # itself: that is the w its diagonal holds in ``fix``, so no test for -1 per step.
+        codes = np.where(kernel.codes >= 0, kernel.codes, -1 - np.arange(n_m))
     d2 = np.ones((n_b, n_m))
     base_raw, use_log = _gain_base(relevance, allowed, theta)
     blocked = -np.inf if use_log else -1.0
@@ -214,9 +218,9 @@ def _dpp_many(
     used = 0
     for step in range(k):
         jd = gain.argmax(axis=1)
-        recheck = (d2[rows_b, jd] < eps) | ~allowed[rows_b, jd]
-        settled = not recheck.any() and not fill.any()
-        if settled:  # the common step: every list takes its best gain
+        d2_pick = d2[rows_b, jd]
+        recheck = (d2_pick < eps) | ~allowed[rows_b, jd]
+        if not recheck.any() and not fill.any():  # the common step: every list takes its best
             pick, alive = jd, None
         else:
             if recheck.any():  # rare: look again among the unspanned only
@@ -228,6 +232,7 @@ def _dpp_many(
             if not alive.any():
                 break
             pick = np.where(fill, jf, jd)
+            d2_pick = d2[rows_b, pick]
         out[:, step] = pick if alive is None else np.where(alive, pick, -1)
         allowed[rows_b, pick] = False
         base[rows_b, pick] = blocked
@@ -239,8 +244,9 @@ def _dpp_many(
         if chol_v is not None and used == width:
             _drop_oldest(coords, chol_v, d2)
             used -= 1
+            d2_pick = d2[rows_b, pick]  # the downdate gave d^2 back
         n_live = dim + used
-        d_pick = np.sqrt(np.maximum(d2[rows_b, pick], _TINY))
+        d_pick = np.sqrt(np.maximum(d2_pick, _TINY))
         inv = 1.0 / d_pick
         if alive is not None:  # finished lists and fill-ups: a zero update
             inv[fill | ~alive] = 0.0
@@ -250,12 +256,11 @@ def _dpp_many(
         if chol_v is not None:
             chol_v[:, used, :used] = coords[rows_b, :used, pick]
             chol_v[:, used, used] = np.where(inv > 0, d_pick, 0.0)
-        new = np.matmul(probe[:, None, :], work[:, :n_live])[:, 0]  # as in _dpp_one
+        new = work[:, n_live]
+        np.matmul(probe[:, None, :], work[:, :n_live], out=new[:, None])  # as in _dpp_one
         if codes is not None:
-            code = codes[rows_b, pick]
-            scale = np.where(code >= 0, kernel.category_weight * inv, 0.0)
-            new += (codes == code[:, None]) * scale[:, None]
-        work[:, n_live] = new
+            same = codes == codes[rows_b, pick][:, None]
+            np.add(new, (kernel.category_weight * inv)[:, None], out=new, where=same)
         used += 1
         np.multiply(new, new, out=sq)
         d2 -= sq

@@ -133,12 +133,12 @@ def similarity_kernel(
     n_b, n_m, dim = vecs.shape
     weight = 0.0 if categories is None else float(category_weight)
     codes = None
-    known = np.empty(0, dtype=np.int64)
+    known = None
     if weight:
         codes = np.asarray(categories, dtype=np.int64).reshape(n_b, n_m)
         if n_b == 1 if category_rows is None else category_rows:
             known = np.unique(codes[codes >= 0])
-    n_f = dim + known.size
+    n_f = dim if known is None else dim + known.size
     room = out is not None and out.shape[0] >= n_b and out.shape[1] >= n_f + spare
     if room and out is not None and out.shape[2] == n_m:
         buffer = out[:n_b, : n_f + spare]
@@ -153,7 +153,7 @@ def similarity_kernel(
     fix = (1.0 - weight) * ~has_vec
     if codes is not None:
         fix = fix + weight * (codes < 0)
-    if known.size and codes is not None:
+    if known is not None and codes is not None:
         rows = buffer[:, dim:n_f]
         np.equal(known[None, :, None], codes[:, None, :], out=rows)
         rows *= np.sqrt(weight)

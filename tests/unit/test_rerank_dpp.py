@@ -269,3 +269,37 @@ def test_similarity_kernel_is_psd_with_unit_diagonal() -> None:
     want = 0.6 * unit @ np.swapaxes(unit, 1, 2) + 0.4 * same
     off = ~np.eye(30, dtype=bool)
     assert np.allclose(sim[:, off], want[:, off])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    m=st.integers(1, 30),
+    k=st.integers(1, 25),
+    n_b=st.sampled_from([1, 3]),
+    theta=st.floats(0.05, 1.0),
+    weight=st.sampled_from([0.3, 1.0]),
+    window=st.sampled_from([None, 3]),
+)
+def test_category_rows_and_per_pick_comparison_are_the_same_kernel(
+    seed: int, m: int, k: int, n_b: int, theta: float, weight: float, window: int | None
+) -> None:
+    """One list keeps categories as one-hot feature rows, a lock-step batch compares codes."""
+    rng = np.random.default_rng(seed)
+    vecs = rng.normal(size=(n_b, m, 4))
+    vecs[:, 0] = 0.0  # no vector
+    cats = rng.integers(-1, 4, size=(n_b, m)) * 10**9  # large codes, unknowns among them
+    rows = similarity_kernel(vecs, cats, weight, category_rows=True)
+    codes = similarity_kernel(vecs, cats, weight, category_rows=False)
+    assert codes.codes is not None and rows.codes is None
+    sims = codes.matrix()
+    assert np.allclose(rows.matrix(), sims)
+    assert np.allclose(codes.row(n_b - 1, m - 1), sims[n_b - 1, m - 1])
+    rel = -np.sort(-rng.normal(size=(n_b, m)), axis=1)
+    allowed = rng.random((n_b, m)) < 0.9
+    got_rows = dpp_greedy(rows, rel, allowed, k, theta, window=window)
+    got_codes = dpp_greedy(codes, rel, allowed, k, theta, window=window)
+    for b in range(n_b):
+        assert_same_greedy(got_codes[b], got_rows[b], sims[b], rel[b], theta, window)
+        naive = naive_dpp_greedy(sims[b], rel[b], allowed[b], k, theta, window=window)
+        assert_same_greedy(got_codes[b], naive, sims[b], rel[b], theta, window)

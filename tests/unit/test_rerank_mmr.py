@@ -87,3 +87,17 @@ def test_mmr_respects_the_category_cap(seed: int, lam: float, cap: int) -> None:
         picked = cats[b][got[b][got[b] >= 0]]
         known = picked[picked >= 0]
         assert (np.bincount(known, minlength=4) <= cap).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n_b=st.sampled_from([1, 4]), lam=st.floats(0.0, 0.95))
+def test_category_rows_and_per_pick_comparison_pick_alike(seed: int, n_b: int, lam: float) -> None:
+    rng = np.random.default_rng(seed)
+    vecs, cats = rng.normal(size=(n_b, 25, 5)), rng.integers(-1, 3, (n_b, 25))
+    rel = -np.sort(-rng.normal(size=(n_b, 25)), axis=1)
+    allowed = rng.random((n_b, 25)) < 0.8
+    got = [
+        mmr_greedy(similarity_kernel(vecs, cats, 0.5, category_rows=rows), rel, allowed, 12, lam)
+        for rows in (True, False)
+    ]
+    assert got[0].tolist() == got[1].tolist()
