@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Prepares a machine for stream-rec: checks Python, Java and Maven (installing Java and Maven
-# with apt-get when run as root on Debian/Ubuntu), then creates .venv in the repository root and
-# installs stream-rec into it with the extras given as arguments, e.g. `deploy/setup.sh train dev`.
+# Prepares a machine for stream-rec: checks Python, Java and Maven (installing Java and Maven,
+# and Chromium for the `dev` extra's browser test, with apt-get when run as root on
+# Debian/Ubuntu), then creates .venv in the repository root and installs stream-rec into it with
+# the extras given as arguments, e.g. `deploy/setup.sh train dev`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,6 +36,16 @@ if ! command -v java >/dev/null || [ "$(java_major)" -lt 17 ]; then
   apt_install openjdk-17-jre-headless
 fi
 command -v mvn >/dev/null || apt_install maven
+# The test extra brings the demo page's end-to-end test, which drives headless Chromium (it is
+# skipped, saying why, where no chromium is installed).
+if [[ ",$extras," == *,dev,* ]] && ! command -v chromium >/dev/null \
+    && ! command -v chromium-browser >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt_install chromium || say "could not install chromium: the browser test will be skipped"
+  else
+    say "no chromium found: the demo page's browser test will be skipped"
+  fi
+fi
 
 if [ ! -x .venv/bin/python ]; then
   say "creating .venv"

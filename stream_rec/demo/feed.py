@@ -13,6 +13,7 @@ from stream_rec.demo.traffic import EventSender, Shoppers, storefront_traffic
 from stream_rec.progress import Progress
 from stream_rec.replay import RateLimiter, catalog_messages
 from stream_rec.storefront import Storefront
+from stream_rec.topics import ensure_topics
 
 
 def stream_storefront(settings: Settings, storefront: Storefront, rate: float,
@@ -26,6 +27,7 @@ def stream_storefront(settings: Settings, storefront: Storefront, rate: float,
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    ensure_topics(settings)  # a broker that auto-creates topics would not compact the catalog
     sender = EventSender(settings, Shoppers())
     try:
         catalog = Dataset("storefront", (), (), storefront.catalog.attributes())

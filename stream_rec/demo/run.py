@@ -118,20 +118,22 @@ def _serve(settings: Settings, dataset: Dataset, synthetic: bool, duration_s: fl
         sender.producer.flush(timeout=60)
         _say(f"Published {len(dataset.items)} catalog items to {settings.items_topic}.")
 
+        client = WorkerClient(settings)
+        sampler = FigureSampler(client)
+        site = DemoSite(settings, client, sampler, sender, shoppers, dataset.items, dataset.name)
+        server = _bind_page(site, settings.demo_port)  # a taken port fails before the worker
+        stack.callback(_say, "Stopped the web page.")
+        stack.callback(server.stop)
+
         worker = WorkerProcess(settings, Path(settings.state_dir).expanduser() / "worker.log")
         _say("Starting the worker ...")
         stack.callback(_stop_worker, worker)
         worker.start()
         _say(f"Worker ready: {worker.base_url}/health/ ; lists at "
              f"{worker.base_url}/users/USER_ID/recommendations/")
-
-        client = WorkerClient(settings)
-        sampler = FigureSampler(client).start()
+        sampler.start()
         stack.callback(sampler.stop)
-        site = DemoSite(settings, client, sampler, sender, shoppers, dataset.items, dataset.name)
-        server = DemoServer(site, settings.demo_port).start()
-        stack.callback(_say, "Stopped the web page.")
-        stack.callback(server.stop)
+        server.start()
         _say(f"Live page: {server.url}  (pick a shopper, click an item, watch the list react)")
 
         events = (storefront_traffic(make_storefront(), shoppers) if synthetic
@@ -141,8 +143,16 @@ def _serve(settings: Settings, dataset: Dataset, synthetic: bool, duration_s: fl
         sender_thread.start()
         stack.callback(sender_thread.join, 10)
         stack.callback(stop.set)
-        _report_until(site, client, stop, duration_s)
+        _report_until(site, stop, duration_s)
     return 0
+
+
+def _bind_page(site: DemoSite, port: int) -> DemoServer:
+    try:
+        return DemoServer(site, port)
+    except OSError as exc:
+        raise UserError(f"cannot serve the demo page on 127.0.0.1:{port} ({exc.strerror}): "
+                        "pass --page-port or set STREAM_REC_DEMO_PORT") from None
 
 
 def _replayed(dataset: Dataset) -> Iterator[dict[str, Any]]:
@@ -150,17 +160,16 @@ def _replayed(dataset: Dataset) -> Iterator[dict[str, Any]]:
         yield json.loads(event.value)
 
 
-def _report_until(site: DemoSite, client: WorkerClient, stop: threading.Event,
-                  duration_s: float | None) -> None:
+def _report_until(site: DemoSite, stop: threading.Event, duration_s: float | None) -> None:
     deadline = None if duration_s is None else time.monotonic() + duration_s
     while not stop.wait(5.0 if deadline is None else
                         max(min(5.0, deadline - time.monotonic()), 0.0)):
-        _report(site, client)
+        _report(site)
         if deadline is not None and time.monotonic() >= deadline:
             break
 
 
-def _report(site: DemoSite, client: WorkerClient) -> None:
+def _report(site: DemoSite) -> None:
     figures = site.sampler.figures()
     if figures["events_in"] is None:
         return
