@@ -326,9 +326,9 @@ def _gain_base(
         return (1.0 - theta) * relevance, True
     # A list with nothing allowed gets top = -inf and low = inf: its gap (-inf) never asks
     # for the log form, and its base (exp(0) = 1 everywhere) is never used.
-    top = np.max(relevance, axis=1, where=allowed, initial=-np.inf, keepdims=True)
-    low = np.min(relevance, axis=1, where=allowed, initial=np.inf, keepdims=True)
-    gap = float(np.max(top - low))
+    top = np.maximum.reduce(relevance, axis=1, where=allowed, initial=-np.inf, keepdims=True)
+    low = np.minimum.reduce(relevance, axis=1, where=allowed, initial=np.inf, keepdims=True)
+    gap = float(np.maximum.reduce(top - low, axis=None))
     # A subnormal theta makes the exponent's factor infinite (inf * 0 would be nan).
     if gap * (1.0 - theta) > _EXP_SAFE * theta or not math.isfinite((1.0 - theta) / theta):
         return (1.0 - theta) * relevance, True

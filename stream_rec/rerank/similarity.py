@@ -166,10 +166,11 @@ def standardise_relevance(relevance: NDArray[np.floating], eligible: NDArray[np.
 
     A list with fewer than two eligible candidates, or with equal scores, gets all zeros.
     """
+    # np.add.reduce is what .sum() calls, minus a Python layer (this runs once per list).
     rel = np.asarray(relevance, dtype=np.float64)
     mask = eligible & np.isfinite(rel)
-    n = np.maximum(mask.sum(axis=1, keepdims=True), 1)
-    mean = np.where(mask, rel, 0.0).sum(axis=1, keepdims=True) / n
+    n = np.maximum(np.add.reduce(mask, axis=1, keepdims=True, dtype=np.int64), 1)
+    mean = np.add.reduce(np.where(mask, rel, 0.0), axis=1, keepdims=True) / n
     dev = np.where(mask, rel - mean, 0.0)
-    std = np.sqrt(np.square(dev).sum(axis=1, keepdims=True) / n)
+    std = np.sqrt(np.add.reduce(np.square(dev), axis=1, keepdims=True) / n)
     return dev / np.where(std > 1e-12, std, np.inf)  # dev / inf = 0 for a flat list
