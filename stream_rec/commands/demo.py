@@ -12,7 +12,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                             "web page")
     parser.add_argument("--data", metavar="SPEC", help="stream this dataset's test split "
                         "(default: live traffic from the synthetic storefront)")
-    parser.add_argument("--rate", type=float, default=20.0, help="shopper events per second")
+    parser.add_argument("--rate", type=float, default=20.0,
+                        help="shopper events per second (default %(default)g)")
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.add_argument("--port", type=int, help="local Kafka port (default 9092)")
     parser.add_argument("--page-port", type=int,

@@ -10,10 +10,12 @@ from stream_rec.config import load_settings
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("storefront", help="write the synthetic storefront's history as "
                             "an events: dataset, or stream its shoppers into Kafka")
-    parser.add_argument("--seed", type=int, default=7, help="the shop and its shoppers")
+    parser.add_argument("--seed", type=int, default=7,
+                        help="the shop and its shoppers (default %(default)s)")
     parser.add_argument("--write", metavar="DIR", help="write events_train.csv, "
                         "events_test.csv and items.csv into DIR and exit")
-    parser.add_argument("--rate", type=float, default=20.0, help="live events per second")
+    parser.add_argument("--rate", type=float, default=20.0,
+                        help="live events per second (default %(default)g)")
     parser.add_argument("--duration", type=float, help="stop streaming after this many seconds")
     parser.add_argument("--broker", help="Kafka bootstrap servers")
     parser.set_defaults(func=run)

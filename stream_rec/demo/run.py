@@ -82,10 +82,11 @@ def _ensure_model(settings: Settings, spec: str, dataset: Dataset, epochs: int,
     registry = FileRegistry(settings.registry_dir)
     current = registry.current()
     trained_on = _trained_on(registry.root / current) if current else None
-    if current is not None and trained_on == dataset.name:
+    if current is not None and trained_on == _data_identity(dataset):
         _say(f"Serving model {current} from {registry.root}.")
         return True
-    why = "yet" if current is None else f"for {dataset.name} (current {current}: {trained_on})"
+    why = "yet" if current is None else f"for this data ({current} was trained on " \
+        f"{(trained_on or {}).get('dataset', 'something else')})"
     _say(f"No model in {registry.root} {why}: training a small one on {spec} "
          f"({epochs} epochs) ...")
     command = [sys.executable, "-m", "stream_rec.cli", "train", "--data", spec,
@@ -99,12 +100,23 @@ def _ensure_model(settings: Settings, spec: str, dataset: Dataset, epochs: int,
     raise UserError("training the demo model failed (see the messages above)")
 
 
-def _trained_on(folder: Path) -> str | None:
+def _trained_on(folder: Path) -> dict[str, Any] | None:
+    """The identity of the data a registry version was trained on (see _data_identity)."""
     try:
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-        return str(manifest["training"]["data_range"]["dataset"])
+        trained = manifest["training"]["data_range"]
+        return {key: trained[key] for key in ("dataset", "from_ms", "to_ms", "train_events")}
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def _data_identity(dataset: Dataset) -> dict[str, Any]:
+    """Name, time span and size of the training split: a model trained on other data (or on
+    a storefront of another seed) does not know the items the demo is about to stream."""
+    span = dataset.time_range_ms()
+    return {"dataset": dataset.name, "from_ms": span[0] if span else None,
+            "to_ms": span[1] if span else None,
+            "train_events": sum(len(s) for s in dataset.train)}
 
 
 def _serve(settings: Settings, dataset: Dataset, synthetic: bool, duration_s: float | None,
