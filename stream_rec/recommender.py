@@ -31,6 +31,7 @@ from stream_rec.rerank import (
     rerank_batch,
     stable_item_keys,
 )
+from stream_rec.retrieval import top_n
 from stream_rec.stage_clock import StageClock
 
 History = Sequence[tuple[str, int]]  # (raw item id, event type code), oldest first
@@ -211,10 +212,7 @@ class Recommender:
         n_retrieve = min(cfg.pool, len(available))
         if n_retrieve:
             sims = queries @ vectors.T  # (B, N): the whole catalog, one matmul for the batch
-            # The n largest sit at the end after partitioning at N - n (no negated copy).
-            n_all = sims.shape[1]
-            top = np.argpartition(sims, n_all - n_retrieve, axis=1)[:, n_all - n_retrieve:]
-            retrieved = available[top]
+            retrieved = available[top_n(sims, n_retrieve)]
         else:
             retrieved = np.empty((len(queries), 0), dtype=np.int64)
         trending = table.positions(i for i, _ in self.trending.top(cfg.trending_candidates))

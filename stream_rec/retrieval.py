@@ -1,0 +1,61 @@
+"""Exact top-n per row of a (B, N) score matrix, faster than a full ``argpartition``.
+
+Retrieval scores every catalog item for every shopper in a batch and keeps the best few hundred
+of tens of thousands. ``np.argpartition`` over each full row was the single most expensive step
+of the worker's hot path. Here a strided sample of each row gives a threshold that, in
+expectation, about twice ``n`` scores pass; one vectorised comparison over the matrix keeps
+only those, and the exact top ``n`` is picked among them. A row where fewer than ``n`` scores
+pass (a sample can be unlucky) falls back to ``argpartition`` for that row, so the result is
+always exact: every returned column holds one of the row's ``n`` largest scores.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+SAMPLE_PER_PICK = 16  # sample size, in multiples of n: larger = tighter threshold, more work
+
+
+def top_n(scores: NDArray[np.floating], n: int) -> NDArray[np.int64]:
+    """(B, n) column indices of each row's n largest scores, best first.
+
+    Scores must be finite. Ties at the n-th place are broken arbitrarily (as by
+    ``argpartition``).
+    """
+    n_rows, n_cols = scores.shape
+    if not 0 < n <= n_cols:
+        raise ValueError(f"n must be in 1..{n_cols}, got {n}")
+    if n_cols <= 4 * SAMPLE_PER_PICK * n or n_rows == 0:
+        return _sorted_top(scores, np.argpartition(scores, n_cols - n, axis=1)[:, n_cols - n:])
+    step = n_cols // (SAMPLE_PER_PICK * n)
+    sample = scores[:, ::step]
+    width = sample.shape[1]
+    keep = min(width, 2 * -(-n * width // n_cols) + 8)  # ~2n of the row pass
+    threshold = np.partition(sample, width - keep, axis=1)[:, width - keep]
+    passed = scores >= threshold[:, None]
+    counts = np.count_nonzero(passed, axis=1)
+    flat = np.flatnonzero(passed)  # row-major, so grouped by row (far cheaper than nonzero)
+    rows, cols = np.divmod(flat, n_cols)
+    values = scores.ravel()[flat]
+    order = np.argsort(-values, kind="stable")
+    # Regroup by row keeping the best-first order inside each (a stable radix sort on rows).
+    order = order[np.argsort(rows[order].astype(_row_type(n_rows)), kind="stable")]
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    rank = np.arange(len(flat)) - np.repeat(starts, counts)
+    out = np.empty((n_rows, n), dtype=np.int64)
+    full = counts >= n
+    out[full] = cols[order][(rank < n) & np.repeat(full, counts)].reshape(-1, n)
+    for row in np.flatnonzero(~full):  # rare: the sample put the threshold too high
+        part = np.argpartition(scores[row], n_cols - n)[n_cols - n:]
+        out[row] = part[np.argsort(-scores[row, part], kind="stable")]
+    return out
+
+
+def _row_type(n_rows: int) -> type[np.integer]:
+    return np.int16 if n_rows <= np.iinfo(np.int16).max else np.int64
+
+
+def _sorted_top(scores: NDArray[np.floating], top: NDArray[np.int64]) -> NDArray[np.int64]:
+    order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(top, order, axis=1).astype(np.int64)

@@ -1,0 +1,46 @@
+"""top_n: the exact n best columns of every row, whichever path computes them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stream_rec.retrieval import top_n
+
+
+def assert_exact_top(scores: np.ndarray, got: np.ndarray, n: int) -> None:
+    assert got.shape == (scores.shape[0], n)
+    for row, cols in zip(scores, got, strict=True):
+        assert len(set(cols.tolist())) == n  # no column twice
+        expected = np.sort(row)[::-1][:n]
+        np.testing.assert_array_equal(row[cols], expected)  # the best n, best first
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.integers(1, 6), cols=st.integers(1, 9000), n=st.integers(1, 60),
+       seed=st.integers(0, 2**32 - 1), levels=st.sampled_from([3, 50, 0]))
+def test_returns_the_n_largest_scores_of_every_row(rows: int, cols: int, n: int, seed: int,
+                                                     levels: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = min(n, cols)
+    # levels > 0: few distinct values, so many ties at the n-th place
+    scores = (rng.integers(0, levels, (rows, cols)) if levels
+              else rng.standard_normal((rows, cols))).astype(np.float32)
+    assert_exact_top(scores, top_n(scores, n), n)
+
+
+def test_a_row_whose_sample_misleads_falls_back_to_an_exact_pick() -> None:
+    n, cols = 20, 5120  # the sample takes every 16th column
+    scores = np.zeros((3, cols), dtype=np.float32)
+    # The row's best scores are all sampled: the threshold lets only a dozen of them pass.
+    scores[1, ::16] = np.arange(cols // 16) + 100.0
+    scores[1, 5::16][:40] = np.arange(40) + 50.0
+    scores[2] = np.random.default_rng(1).standard_normal(cols)
+    assert_exact_top(scores, top_n(scores, n), n)
+
+
+def test_rejects_an_impossible_n() -> None:
+    with pytest.raises(ValueError):
+        top_n(np.zeros((2, 5), dtype=np.float32), 6)
