@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 from stream_rec.rerank.dpp import dpp_greedy
 from stream_rec.rerank.mmr import mmr_greedy
 from stream_rec.rerank.policy import RerankPolicy
+from stream_rec.rerank.prefix import dpp_prefix_first, first_width
 from stream_rec.rerank.rules import CategoryCap
 from stream_rec.rerank.similarity import (
     DEFAULT_CATEGORY_WEIGHT,
@@ -92,11 +93,21 @@ def rerank_batch(
     else:
         z = standardise_relevance(rel_s, ok_s)
         spare = max(k - 1, 0) if policy.method == "dpp" else 0  # the DPP's Cholesky rows
+        prefix = policy.method == "dpp" and window is None
+        width = first_width(n_m, k, policy.param) if prefix else n_m
         # One buffer for every chunk: a fresh few MB per chunk would be paged in each time.
-        buf = np.empty((min(n_b, CHUNK_LISTS), vecs.shape[2] + spare, n_m)) if n_b > 1 else None
+        shape = (min(n_b, CHUNK_LISTS), vecs.shape[2] + spare, width)
+        buf = np.empty(shape) if n_b > 1 else None
         for lo in range(0, n_b, CHUNK_LISTS):
             part = slice(lo, lo + CHUNK_LISTS)
             part_cats = None if cats_s is None else cats_s[part]
+            if prefix:
+                picked[part] = dpp_prefix_first(
+                    vecs[part], order[part], part_cats, z[part], ok_s[part], k, policy.param,
+                    category_weight=category_weight, max_per_category=max_per_category,
+                    out=buf,
+                )  # fmt: skip
+                continue
             kernel = similarity_kernel(
                 vecs[rows[part], order[part]], part_cats, category_weight, spare=spare, out=buf
             )

@@ -32,6 +32,7 @@ deterministically, and "first allowed position" is "most relevant left".
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -46,6 +47,17 @@ LOOP_MAX_LISTS = 1
 _TINY = 1e-300
 #: Largest exponent magnitude for which exp() of relevance gaps stays a normal float64.
 _EXP_SAFE = 600.0
+
+
+class DppTrace(NamedTuple):
+    """The picks, and what a caller needs to prove that candidates left out could not win."""
+
+    #: (B, k) int64 positions, -1 where a list ran out.
+    picks: NDArray[np.int64]
+    #: (B,) the smallest gain (as compared: q^2 d^2, or the log form) at which a pick was made.
+    least_gain: NDArray[np.float64]
+    #: (B,) True when every pick was the plain argmax: none spanned, no fill by relevance.
+    clean: NDArray[np.bool_]
 
 
 def dpp_greedy(
@@ -64,18 +76,47 @@ def dpp_greedy(
     ``relevance`` (B, M) is standardised; ``allowed`` (B, M) is the eligibility mask (not
     modified); ``cap`` enforces a per-category limit during selection.
     """
+    return dpp_greedy_traced(
+        kernel, relevance, allowed, k, theta, cap=cap, window=window, eps=eps
+    ).picks
+
+
+def dpp_greedy_traced(
+    kernel: SimilarityKernel,
+    relevance: NDArray[np.float64],
+    allowed: NDArray[np.bool_],
+    k: int,
+    theta: float,
+    *,
+    cap: CategoryCap | None = None,
+    window: int | None = None,
+    eps: float = DEFAULT_EPS,
+    base: tuple[NDArray[np.float64], bool] | None = None,
+) -> DppTrace:
+    """:func:`dpp_greedy` that also reports each list's smallest pick gain and cleanness.
+
+    ``base`` is :func:`gain_base` of a wider pool whose first M candidates these are, so
+    that gains are on that pool's scale (default: computed from ``relevance``).
+    """
     n_b, n_m = relevance.shape
     cap = cap or CategoryCap(None, None)
     if k <= 0 or n_m == 0:
-        return np.full((n_b, max(k, 0)), -1, dtype=np.int64)
+        none = np.full((n_b, max(k, 0)), -1, dtype=np.int64)
+        return DppTrace(none, np.full(n_b, np.inf), np.zeros(n_b, dtype=bool))
+    base = base or gain_base(relevance, allowed, theta)
     work = kernel.workspace(_cond_width(k, window)[0])
     if n_b <= LOOP_MAX_LISTS:
         one = [
-            _dpp_one(kernel, work[b], b, relevance[b], allowed[b], k, theta, cap, window, eps)
+            _dpp_one(kernel, work[b], b, base[0][b], base[1], allowed[b], k, theta, cap,
+                     window, eps)
             for b in range(n_b)
-        ]
-        return one[0][None] if n_b == 1 else np.stack(one)
-    return _dpp_many(kernel, work, relevance, allowed, k, theta, cap, window, eps)
+        ]  # fmt: skip
+        return DppTrace(
+            np.stack([o[0] for o in one]),
+            np.array([o[1] for o in one]),
+            np.array([o[2] for o in one], dtype=bool),
+        )
+    return _dpp_many(kernel, work, base, allowed, k, theta, cap, window, eps)
 
 
 def _cond_width(k: int, window: int | None) -> tuple[int, bool]:
@@ -88,14 +129,15 @@ def _dpp_one(
     kernel: SimilarityKernel,
     work: NDArray[np.float64],
     b: int,
-    relevance: NDArray[np.float64],
+    base_row: NDArray[np.float64],
+    use_log: bool,
     allowed: NDArray[np.bool_],
     k: int,
     theta: float,
     cap: CategoryCap,
     window: int | None,
     eps: float,
-) -> NDArray[np.int64]:
+) -> tuple[NDArray[np.int64], float, bool]:
     """One list, with preallocated buffers and one matrix-vector product per pick.
 
     ``work`` (F + width, M) holds [F^T ; C]: every candidate's features, then its Cholesky
@@ -112,10 +154,10 @@ def _dpp_one(
     sign[dim:] = -1.0
     chol_v = np.zeros((width, width)) if windowed else None
     open_ = allowed.copy()
-    base_2d, use_log = _gain_base(relevance[None], allowed[None], theta)
     blocked = -np.inf if use_log else -1.0
-    base = np.where(allowed, base_2d[0], blocked)
+    base = np.where(allowed, base_row, blocked)
     gain = base.copy()
+    least, clean = math.inf, not fill
     d2 = np.ones(n_m)
     tmp = np.empty(n_m)
     probe = np.empty(dim + width)
@@ -128,6 +170,8 @@ def _dpp_one(
             if not open_[j] or d2[j] < eps:  # rare: look again among the unspanned only
                 j = _best_unspanned(gain, open_, d2, eps)
                 fill = j < 0  # every candidate left is spanned: fill by relevance
+                clean = False
+            least = min(least, float(gain[j]))
         if fill:
             j = int(open_.argmax())
             if not open_[j]:
@@ -169,7 +213,7 @@ def _dpp_one(
             np.add(base, tmp, out=gain)
         else:
             np.multiply(base, d2, out=gain)
-    return out
+    return out, least, clean
 
 
 def _best_unspanned(
@@ -183,14 +227,14 @@ def _best_unspanned(
 def _dpp_many(
     kernel: SimilarityKernel,
     work: NDArray[np.float64],
-    relevance: NDArray[np.float64],
+    base_in: tuple[NDArray[np.float64], bool],
     allowed: NDArray[np.bool_],
     k: int,
     theta: float,
     cap: CategoryCap,
     window: int | None,
     eps: float,
-) -> NDArray[np.int64]:
+) -> DppTrace:
     """All B lists in lock-step: each step is a handful of (B, M) array operations."""
     n_b, dim, n_m = kernel.feats_t.shape
     out = np.full((n_b, k), -1, dtype=np.int64)
@@ -207,7 +251,7 @@ def _dpp_many(
         # itself: that is the w its diagonal holds in ``fix``, so no test for -1 per step.
         codes = np.where(kernel.codes >= 0, kernel.codes, -1 - np.arange(n_m))
     d2 = np.ones((n_b, n_m))
-    base_raw, use_log = _gain_base(relevance, allowed, theta)
+    base_raw, use_log = base_in
     blocked = -np.inf if use_log else -1.0
     # Picked and ineligible candidates carry a losing base, so the argmax needs no mask; a
     # winner that is blocked anyway (-1 times a d^2 rounded below 0) is caught by recheck.
@@ -215,14 +259,17 @@ def _dpp_many(
     gain = base.copy()
     sq = np.empty((n_b, n_m))
     fill = np.full(n_b, theta == 0.0 or width == 0)
+    least, clean = np.full(n_b, np.inf), ~fill
     used = 0
     for step in range(k):
         jd = gain.argmax(axis=1)
         d2_pick = d2[rows_b, jd]
         recheck = (d2_pick < eps) | ~allowed[rows_b, jd]
+        np.minimum(least, gain[rows_b, jd], out=least)
         if not recheck.any() and not fill.any():  # the common step: every list takes its best
             pick, alive = jd, None
         else:
+            clean &= ~recheck
             if recheck.any():  # rare: look again among the unspanned only
                 ok = allowed & (d2 >= eps)
                 jd = np.where(recheck, np.where(ok, gain, -np.inf).argmax(axis=1), jd)
@@ -271,7 +318,7 @@ def _dpp_many(
             np.add(base, sq, out=gain)
         else:
             np.multiply(base, d2, out=gain)
-    return out
+    return DppTrace(out, least, clean)
 
 
 def _drop_oldest(
@@ -312,7 +359,7 @@ def _drop_oldest(
     chol_v[:, :, width - 1] = 0.0
 
 
-def _gain_base(
+def gain_base(
     relevance: NDArray[np.float64], allowed: NDArray[np.bool_], theta: float
 ) -> tuple[NDArray[np.float64], bool]:
     """Per-candidate part of the gain (B, M), and whether it is in log form.

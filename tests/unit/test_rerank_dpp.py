@@ -237,7 +237,7 @@ def test_tiny_theta_uses_the_log_form_and_still_matches_naive() -> None:
     kernel = random_kernel(rng, 1, 60, 6)
     rel = -np.sort(-rng.normal(size=(1, 60)) * 5, axis=1)
     allowed = np.ones((1, 60), dtype=bool)
-    base, use_log = dpp_module._gain_base(rel, allowed, 0.001)
+    base, use_log = dpp_module.gain_base(rel, allowed, 0.001)
     assert use_log and np.isfinite(base).all()
     fast = dpp_greedy(kernel, rel, allowed, 20, 0.001)[0]
     naive = naive_dpp_greedy(kernel.matrix()[0], rel[0], allowed[0], 20, 0.001)
