@@ -75,7 +75,7 @@ def dpp_prefix_first(
             base=(base[0][rows, :width], base[1]),
         )
         left_out = np.where(allowed[rows, width:], base[0][rows, width:], -np.inf)
-        bound = np.max(left_out, axis=1, initial=-np.inf)
+        bound = np.maximum.reduce(left_out, axis=1, initial=-np.inf)
         return trace.picks, trace.clean & (bound < trace.least_gain)
 
     width = first_width(n_m, k, theta, prefix)
