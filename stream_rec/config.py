@@ -77,6 +77,9 @@ class Settings:
     processing_guarantee: str = _setting(
         "at_least_once", "at_least_once (supported); exactly_once only to re-run its "
         "evaluation: it lost state updates in our crash test (docs/operations.md).")
+    recommend_in_thread: bool = _setting(
+        True, "Score and re-rank each batch on a helper thread, so Kafka I/O and the next "
+        "batch's intake use the second core meanwhile (numpy and onnxruntime free the GIL).")
     onnx_threads: int = _setting(1, "onnxruntime intra-op threads per worker process.")
     blas_threads: int = _setting(
         1, "numpy (BLAS) threads per worker process; more only helps with idle cores.")

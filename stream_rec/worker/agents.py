@@ -138,7 +138,7 @@ async def handle_batch(batch: Sequence[EventT]) -> None:
             states[key], owner[key] = state, message_event
         requests.append(RecRequest(parsed.user_id, parsed.event_id, state, taken_ms))
         fresh.append(not duplicate)
-    lists = recommender.recommend(requests, clock) if requests else []
+    lists = await runtime.recommend(requests, clock)
     with clock.stage("state"):
         for rec, is_fresh in zip(lists, fresh, strict=True):
             key = rec.user_id.encode()

@@ -1,14 +1,19 @@
 """Per-process state of a worker that is not in a table: the recommender, catalog, metrics.
 
 One ``WorkerRuntime`` lives in each worker process. The catalog and model feeds write into it,
-the event agent reads from it; all of them run on the one event loop, so no locks are needed
-(a model swap is one attribute assignment between two batches).
+the event agent reads from it; all of them run on the one event loop. The one exception is
+``Recommender.recommend``, which may run on a helper thread (``recommend_off_loop``) while the
+loop goes on taking in events: catalog changes that arrive meanwhile wait in a queue and are
+applied on the loop between two batches, so the recommender never sees a half-applied change
+(a model swap is one attribute assignment, read once per batch).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from aiokafka import ConsumerRecord
 from threadpoolctl import threadpool_limits
@@ -18,8 +23,9 @@ from stream_rec.core.catalog import parse_catalog_item
 from stream_rec.core.events import InvalidEvent
 from stream_rec.core.state import StateLimits
 from stream_rec.core.trending import Trending
-from stream_rec.recommender import Recommender, RecommenderConfig
+from stream_rec.recommender import RecList, Recommender, RecommenderConfig, RecRequest
 from stream_rec.rerank import BusinessRules, RerankPolicy
+from stream_rec.stage_clock import StageClock
 from stream_rec.worker.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
@@ -47,6 +53,26 @@ class WorkerRuntime:
         self.recommender = Recommender(recommender_config(settings),
                                        trending=Trending(settings.trending_half_life_s * 1000.0))
         self._events: dict[str, asyncio.Event] = {}
+        self._thread = (ThreadPoolExecutor(1, thread_name_prefix="recommend")
+                        if settings.recommend_in_thread else None)
+        self._in_flight = False
+        self._deferred: list[ConsumerRecord] = []  # catalog records that arrived mid-batch
+
+    async def recommend(self, requests: Sequence[RecRequest], clock: StageClock
+                        ) -> list[RecList]:
+        """The batch's lists, computed off the event loop when configured."""
+        if self._thread is None or not requests:
+            return self.recommender.recommend(requests, clock)
+        self._in_flight = True
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._thread, self.recommender.recommend,
+                                              requests, clock)
+        finally:
+            self._in_flight = False
+            deferred, self._deferred = self._deferred, []
+            for record in deferred:
+                self.apply_catalog_record(record)
 
     def _event(self, name: str) -> asyncio.Event:
         # Created on first use so that it binds to the worker's running loop.
@@ -68,6 +94,9 @@ class WorkerRuntime:
 
     def apply_catalog_record(self, record: ConsumerRecord) -> None:
         """One message of the compacted catalog topic: an item, or a tombstone that delists."""
+        if self._in_flight:
+            self._deferred.append(record)
+            return
         if record.key is None:
             self.metrics.catalog_rejected += 1
             log.warning("catalog message at offset %s has no key (item_id); ignored",
