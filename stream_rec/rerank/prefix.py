@@ -80,9 +80,7 @@ def dpp_prefix_first(
 
     width = first_width(n_m, k, theta, prefix)
     picks, exact = run(slice(None), width)  # a slice keeps the other inputs as views
-    if width == n_m:
-        return picks
-    redo = np.flatnonzero(~exact)
-    if redo.size:
+    if width < n_m and not exact.all():
+        redo = np.flatnonzero(~exact)
         picks[redo] = run(redo, n_m)[0]
     return picks
