@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from stream_rec.bench.benchmark import BenchPlan, run_benchmark
-from stream_rec.bench.model import ensure_bench_model
+from stream_rec.bench.model import current_version, ensure_bench_model
 from stream_rec.bench.pipeline import PipelineTarget, pipeline_settings
 from stream_rec.bench.soak import SoakPlan, run_soak
 from stream_rec.bench.state_size import measure_state_size
@@ -24,6 +24,7 @@ from stream_rec.bench.topics import delete_run_topics, run_marker
 from stream_rec.bench.workload import load_workload
 from stream_rec.broker import LocalBroker
 from stream_rec.config import Settings, env_name, load_settings
+from stream_rec.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,10 @@ def needs_kafka(options: BenchOptions) -> bool:
 def model_registry(options: BenchOptions, work_dir: Path) -> Path:
     """The registry the worker serves from; an empty one means fallback lists."""
     if options.registry is not None:
+        # Serve its newest model when none is current, rather than quietly measuring the
+        # fallback lists of an unpromoted registry.
+        if options.use_model and current_version(options.registry) is None:
+            raise UserError(f"{options.registry} holds no model version to serve")
         return options.registry
     if options.use_model:
         cached = ensure_bench_model(options.plan.data, options.train_epochs)
