@@ -48,5 +48,17 @@ def create_app(settings: Settings, *, discover: Sequence[str] = ()) -> faust.App
     )
 
 
+def rocksdb_options(settings: Settings) -> dict[str, int]:
+    """Store options for one table: bounded memtables and block cache per partition.
+
+    A fresh dict per table, because Faust's RocksDB store pops keys from the one it gets.
+    """
+    mb = 1024 * 1024
+    return {"write_buffer_size": settings.rocksdb_write_buffer_mb * mb,
+            "max_write_buffer_number": 2,
+            "block_cache_size": settings.rocksdb_block_cache_mb * mb,
+            "block_cache_compressed_size": settings.rocksdb_block_cache_mb * mb}
+
+
 settings = load_settings()
 app = create_app(settings, discover=["stream_rec.worker"])

@@ -74,6 +74,11 @@ class Settings:
     producer_linger_ms: int = _setting(
         5, "How long the worker's producer gathers messages into one request, in ms.")
     standby_replicas: int = _setting(1, "Standby copies of each state partition on other workers.")
+    rocksdb_write_buffer_mb: int = _setting(
+        16, "RocksDB memtable size per table partition, in MB (two are kept); Faust's default "
+        "of 3 x 64 MB per partition lets a worker's memory grow by gigabytes.")
+    rocksdb_block_cache_mb: int = _setting(
+        32, "RocksDB block cache per table partition, in MB (Faust's default: 2 GB each).")
     processing_guarantee: str = _setting(
         "at_least_once", "at_least_once (supported); exactly_once only to re-run its "
         "evaluation: it lost state updates in our crash test (docs/operations.md).")

@@ -24,7 +24,7 @@ from faust import Stream, StreamT
 from faust.types import EventT
 from numpy.typing import NDArray
 
-from stream_rec.app import app, settings
+from stream_rec.app import app, rocksdb_options, settings
 from stream_rec.core.events import ForgetUser, InvalidEvent, parse_message
 from stream_rec.core.state import UserState, apply_event, is_duplicate, record_shown, update_profile
 from stream_rec.core.state_codec import StateDecodeError, decode_state, encode_state
@@ -45,10 +45,10 @@ recommendations_topic = app.topic(settings.recommendations_topic, key_serializer
 dlq_topic = app.topic(settings.dlq_topic, key_serializer="raw", value_serializer="raw")
 
 user_state = app.Table("user-state", key_type=bytes, value_type=bytes,
-                       partitions=settings.partitions,
+                       partitions=settings.partitions, options=rocksdb_options(settings),
                        help="Shopper state (UserState, see stream_rec.core.state_codec).")
 latest_recs = app.Table("latest-recs", key_type=bytes, value_type=bytes,
-                        partitions=settings.partitions,
+                        partitions=settings.partitions, options=rocksdb_options(settings),
                         help="The last recommendation message per shopper (JSON).")
 
 
