@@ -75,7 +75,7 @@ class Settings:
         5, "How long the worker's producer gathers messages into one request, in ms.")
     standby_replicas: int = _setting(1, "Standby copies of each state partition on other workers.")
     rocksdb_write_buffer_mb: int = _setting(
-        16, "RocksDB memtable size per table partition, in MB (two are kept); Faust's default "
+        8, "RocksDB memtable size per table partition, in MB (two are kept); Faust's default "
         "of 3 x 64 MB per partition lets a worker's memory grow by gigabytes.")
     rocksdb_block_cache_mb: int = _setting(
         32, "RocksDB block cache per table partition, in MB (Faust's default: 2 GB each).")
