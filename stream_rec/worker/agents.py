@@ -40,8 +40,6 @@ runtime = WorkerRuntime(settings)
 
 events_topic = app.topic(settings.events_topic, key_serializer="raw", value_serializer="raw",
                          partitions=settings.partitions)
-recommendations_topic = app.topic(settings.recommendations_topic, key_serializer="raw",
-                                  value_serializer="raw", partitions=settings.partitions)
 dlq_topic = app.topic(settings.dlq_topic, key_serializer="raw", value_serializer="raw")
 
 user_state = app.Table("user-state", key_type=bytes, value_type=bytes,

@@ -2,10 +2,10 @@
 
 One ``WorkerRuntime`` lives in each worker process. The catalog and model feeds write into it,
 the event agent reads from it; all of them run on the one event loop. The one exception is
-``Recommender.recommend``, which may run on a helper thread (``recommend_off_loop``) while the
-loop goes on taking in events: catalog changes that arrive meanwhile wait in a queue and are
-applied on the loop between two batches, so the recommender never sees a half-applied change
-(a model swap is one attribute assignment, read once per batch).
+``Recommender.recommend``, which may run on a helper thread (setting ``recommend_in_thread``)
+while the loop goes on taking in events: catalog changes that arrive meanwhile wait in a queue
+and are applied on the loop between two batches, so the recommender never sees a half-applied
+change (a model swap is one attribute assignment, read once per batch).
 """
 
 from __future__ import annotations
