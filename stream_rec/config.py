@@ -112,17 +112,24 @@ class Settings:
     # --- Training and evaluation ---
     data_dir: str = _setting(
         "../shared/data", "Where dataset folders named in a data spec are looked up.")
-    train_epochs: int = _setting(12, "Training epochs (passes over every prefix -> next pair).")
+    train_epochs: int = _setting(
+        8, "Most training epochs (passes over every prefix -> next pair); see train_patience.")
     train_batch_size: int = _setting(1024, "Training pairs per step.")
     train_time_budget_s: float = _setting(
         1680.0, "Training stops (learning-rate decay compressed) to fit this, in s; 0 = none.")
     train_negatives: int = _setting(
         4096, "Items sampled per step for the softmax (0 = full softmax over the catalog).")
+    train_validation_fraction: float = _setting(
+        0.02, "Most recent share of training sessions held out to stop early (0 = none).")
+    train_patience: int = _setting(
+        2, "Epochs without a better validation P@K before training stops (best kept).")
     learning_rate: float = _setting(0.002, "Adam's peak learning rate (cosine decay to 0).")
     embedding_dim: int = _setting(100, "Width of item, attribute and shopper vectors.")
     max_history: int = _setting(50, "Most recent history events the model reads.")
     score_scale: float = _setting(16.0, "Scale of the cosine scores (inverse temperature).")
     dropout: float = _setting(0.1, "Dropout on history item vectors while training.")
+    session_graph_steps: int = _setting(
+        1, "Propagation steps over the session's item-transition graph (0 = attention only).")
     cold_item_rate: float = _setting(
         0.1, "Share of items treated as unknown per step, so attributes learn to score them.")
     price_buckets: int = _setting(10, "Quantile buckets for a numeric price attribute.")

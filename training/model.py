@@ -25,6 +25,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from training.session_graph import SessionGraph
+
 N_EVENT_INDICES = 5  # 0 = padding, then view, click, add_to_cart, purchase
 SOFTPLUS_ONE = float(np.log(np.e - 1.0))  # softplus(SOFTPLUS_ONE) == 1
 
@@ -158,7 +160,7 @@ class FusionCore(keras.layers.Layer):
 
     def __init__(self, n_item_indices: int, attribute_sizes: list[int], dim: int,
                  max_history: int, scale: float, dropout: float = 0.0, use_content: bool = True,
-                 **kwargs: Any) -> None:
+                 graph_steps: int = 0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.n_item_indices = n_item_indices
         self.attribute_sizes = [int(s) for s in attribute_sizes]
@@ -167,7 +169,10 @@ class FusionCore(keras.layers.Layer):
         self.scale = float(scale)
         self.dropout = dropout
         self.use_content = bool(use_content and attribute_sizes)
+        self.graph_steps = int(graph_steps)
         self.items = ItemTower(n_item_indices, dim, name="item_tower")
+        self.graph = (SessionGraph(dim, self.graph_steps, name="session_graph")
+                      if self.graph_steps > 0 else None)
         self.collab_attention = SessionAttention(dim, max_history, dropout, name="collab_attn")
         self.gate = EventGate(2 if self.use_content else 1, name="event_gate")
         if self.use_content:
@@ -182,6 +187,8 @@ class FusionCore(keras.layers.Layer):
 
     def _branch_layers(self) -> list[keras.layers.Layer]:
         layers = [self.items, self.collab_attention, self.gate]
+        if self.graph is not None:
+            layers.append(self.graph)
         if self.use_content:
             layers += [self.content, self.content_attention]
         return layers
@@ -191,7 +198,10 @@ class FusionCore(keras.layers.Layer):
         """(collab shopper (B, D), content shopper (B, D) or None, gate weights (B, n))."""
         items, events = inputs["history_items"], inputs["history_events"]
         mask = tf.cast(items > 0, tf.float32)
-        user = self.collab_attention(self.items(items), events, mask, training=training)
+        vectors = self.items(items)
+        if self.graph is not None:
+            vectors = self.graph(vectors, items)
+        user = self.collab_attention(vectors, events, mask, training=training)
         content_user = None
         if self.use_content:
             attrs = inputs["history_attributes"]
@@ -227,7 +237,8 @@ class FusionCore(keras.layers.Layer):
         return {**super().get_config(), "n_item_indices": self.n_item_indices,
                 "attribute_sizes": self.attribute_sizes, "dim": self.dim,
                 "max_history": self.max_history, "scale": self.scale,
-                "dropout": self.dropout, "use_content": self.use_content}
+                "dropout": self.dropout, "use_content": self.use_content,
+                "graph_steps": self.graph_steps}
 
 
 def input_names(use_content: bool) -> list[str]:

@@ -23,12 +23,13 @@ import numpy as np
 import tensorflow as tf
 
 from stream_rec.config import Settings
-from stream_rec.datasets import Dataset
+from stream_rec.datasets import Dataset, Session
 from stream_rec.errors import UserError
 from stream_rec.model.artifact import FIRST_ITEM_INDEX, OOV_INDEX, ModelArtifact
 from training.model import FusionCore
 from training.optim import FusedAdam
 from training.pairs import Pairs, build_pairs
+from training.validation import MIN_VALIDATION_CASES, Validator, split_for_validation
 from training.vocab import Vocabulary, build_vocabulary
 from training.warm_start import warm_start
 
@@ -37,7 +38,7 @@ log = logging.getLogger("stream_rec.training")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 12
+    epochs: int = 8
     batch_size: int = 1024
     negatives: int = 4096
     learning_rate: float = 0.002
@@ -45,6 +46,7 @@ class TrainConfig:
     max_history: int = 50
     scale: float = 16.0
     dropout: float = 0.1
+    graph_steps: int = 1
     cold_item_rate: float = 0.1
     price_buckets: int = 10
     min_item_count: int = 1
@@ -52,6 +54,9 @@ class TrainConfig:
     seed: int = 1
     time_budget_s: float = 0.0  # 0 = none; otherwise finish (decay included) within it
     lazy_embeddings: bool = True  # Adam updates only the embedding rows a step touched
+    validation_fraction: float = 0.0  # most recent training sessions held out to stop early
+    patience: int = 2  # epochs without a better validation score before stopping
+    k: int = 20  # list length of the validation metrics
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> TrainConfig:
@@ -59,10 +64,13 @@ class TrainConfig:
                      negatives=settings.train_negatives, learning_rate=settings.learning_rate,
                      dim=settings.embedding_dim, max_history=settings.max_history,
                      scale=settings.score_scale, dropout=settings.dropout,
+                     graph_steps=settings.session_graph_steps,
                      cold_item_rate=settings.cold_item_rate,
                      price_buckets=settings.price_buckets,
                      min_item_count=settings.min_item_count,
-                     time_budget_s=settings.train_time_budget_s)
+                     time_budget_s=settings.train_time_budget_s,
+                     validation_fraction=settings.train_validation_fraction,
+                     patience=settings.train_patience, k=settings.eval_k)
         return replace(config, **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -75,11 +83,14 @@ class TrainResult:
     n_pairs: int
     wall_time_s: float
     epochs: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = 0  # the epoch whose weights were kept (0 = the last, no validation)
+    validation_cases: int = 0
 
     def summary(self) -> dict[str, Any]:
         return {"config": asdict(self.config), "pairs": self.n_pairs,
                 "items": len(self.vocab.item_ids), "attributes": self.vocab.attribute_names,
-                "wall_time_s": round(self.wall_time_s, 1), "epochs": self.epochs}
+                "wall_time_s": round(self.wall_time_s, 1), "epochs": self.epochs,
+                "best_epoch": self.best_epoch, "validation_cases": self.validation_cases}
 
 
 def _stderr(line: str) -> None:
@@ -95,6 +106,10 @@ def train_model(dataset: Dataset, config: TrainConfig, warm: ModelArtifact | Non
     """
     started = time.monotonic()
     tf.random.set_seed(config.seed)
+    fit, held_out = split_for_validation(dataset.train, config.validation_fraction)
+    if held_out and _count_cases(held_out) < MIN_VALIDATION_CASES:
+        fit, held_out = list(dataset.train), []  # too few cases to decide: train on all
+    dataset = replace(dataset, train=tuple(fit))
     vocab = build_vocabulary(dataset, config.min_item_count, config.price_buckets,
                              config.use_content)
     if not vocab.item_ids:
@@ -107,12 +122,17 @@ def train_model(dataset: Dataset, config: TrainConfig, warm: ModelArtifact | Non
     if len(pairs) == 0:
         raise UserError(f"{dataset.name}: no training session has two or more events")
     core = FusionCore(vocab.n_item_indices, vocab.attribute_sizes(), config.dim,
-                      config.max_history, config.scale, config.dropout, use_content)
+                      config.max_history, config.scale, config.dropout, use_content,
+                      config.graph_steps)
     core.build(None)
     if warm is not None:
         copied = warm_start(core, vocab, warm)
         progress(f"warm start from {warm.version}: {copied}")
     item_attrs = _item_attribute_table(vocab, dataset)
+    validator = (Validator(build_pairs(held_out, vocab, config.max_history,
+                                       keep_unknown_targets=True),
+                           config.k, item_attrs, use_content, config.seed)
+                 if held_out else None)
     universe_items = np.concatenate([np.arange(FIRST_ITEM_INDEX, vocab.n_item_indices),
                                      np.full(len(extra), OOV_INDEX)]).astype(np.int64)
     universe_attrs = np.concatenate([item_attrs[FIRST_ITEM_INDEX:],
@@ -123,8 +143,11 @@ def train_model(dataset: Dataset, config: TrainConfig, warm: ModelArtifact | Non
                                  universe_attrs, planned)
     progress(f"training on {len(pairs):,} pairs, {len(vocab.item_ids):,} items "
              f"(+{len(extra):,} catalog-only), attributes {vocab.attribute_names or 'none'}, "
-             f"{config.epochs} epochs of {steps_per_epoch} steps")
-    result = TrainResult(core, vocab, config, item_attrs, len(pairs), 0.0)
+             f"{config.epochs} epochs of {steps_per_epoch} steps"
+             + (f", early stopping on {len(validator):,} held-out cases of the most recent "
+                f"{len(held_out):,} sessions" if validator else ""))
+    result = TrainResult(core, vocab, config, item_attrs, len(pairs), 0.0,
+                         validation_cases=len(validator) if validator else 0)
     done, warm_steps, loop_start = 0, 20, time.monotonic()
     for epoch in range(1, config.epochs + 1):
         t0 = time.monotonic()
@@ -145,16 +168,34 @@ def train_model(dataset: Dataset, config: TrainConfig, warm: ModelArtifact | Non
             if done >= planned:
                 break
         seconds = time.monotonic() - t0
-        result.epochs.append({"epoch": epoch, "loss": round(total / max(n, 1), 4),
-                              "seconds": round(seconds, 1), "steps": n})
-        progress(f"epoch {epoch}/{config.epochs}: loss {total / max(n, 1):.4f}, "
+        record: dict[str, float] = {"epoch": epoch, "loss": round(total / max(n, 1), 4),
+                                    "seconds": round(seconds, 1), "steps": n}
+        note = ""
+        if validator is not None:
+            score, improved = validator.check(epoch, core)
+            record.update({f"valid_P@{config.k}": round(100 * score.hit_rate, 2),
+                           f"valid_MRR@{config.k}": round(100 * score.mrr, 2)})
+            note = f", {score.describe(config.k)}{' (best)' if improved else ''}"
+        result.epochs.append(record)
+        progress(f"epoch {epoch}/{config.epochs}: loss {total / max(n, 1):.4f}{note}, "
                  f"{seconds:.0f} s, {time.monotonic() - started:.0f} s in all")
         if on_epoch is not None:
             on_epoch(epoch, core)
         if done >= planned:
             break
+        if validator is not None and validator.stale >= config.patience:
+            progress(f"no better validation score for {validator.stale} epochs: stopping")
+            break
+    if validator is not None:
+        result.best_epoch = validator.best_epoch
+        if validator.restore_best(core):
+            progress(f"keeping the weights of epoch {validator.best_epoch}")
     result.wall_time_s = time.monotonic() - started
     return result
+
+
+def _count_cases(sessions: list[Session]) -> int:
+    return sum(max(len(s) - 1, 0) for s in sessions)
 
 
 def _bucket_widths(config: TrainConfig) -> list[int]:

@@ -103,7 +103,7 @@ def test_page_lists_shoppers_and_a_click_reranks_the_list(demo: Demo, tmp_path: 
         browser.kill()
     assert seen["after"]["event_id"] == seen["click"]  # the list now answers the click
     assert seen["after"]["items"] != seen["before"]["items"]
-    assert seen["newest_event"] == {"item_id": seen["clicked_item"], "type": "click"}
+    assert seen["clicked_event"] == {"item_id": seen["clicked_item"], "type": "click"}
     assert seen["picked"] == seen["heading"]
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -142,13 +142,17 @@ async def _click_through(websocket: str, url: str, screenshot: Path) -> dict[str
                             "the list made after the click")
         after = await page.evaluate(list_js)
         clicked_item = await page.evaluate("document.body.dataset.lastClickItem")
-        newest = await page.wait_for(
-            "(() => { const e = document.querySelector('#events li');"
-            " return e && e.dataset.itemId ? {item_id: e.dataset.itemId, type: e.dataset.type}"
-            " : null; })()", 30, "the shopper's recent events")
+        # The synthetic shopper keeps browsing, so the click need not be the newest event
+        # by the time the panel refreshes: look for it among the recent ones.
+        clicked_event = await page.wait_for(
+            f"(() => {{ const e = [...document.querySelectorAll('#events li')]"
+            f".find(li => li.dataset.itemId === {json.dumps(clicked_item)}"
+            f" && li.dataset.type === 'click');"
+            " return e ? {item_id: e.dataset.itemId, type: e.dataset.type} : null; })()",
+            30, "the click among the shopper's recent events")
         await page.screenshot(screenshot)
     return {"picked": picked, "heading": heading, "before": before, "after": after,
-            "click": click, "clicked_item": clicked_item, "newest_event": newest}
+            "click": click, "clicked_item": clicked_item, "clicked_event": clicked_event}
 
 
 def _post(url: str, body: bytes, content_type: str = "application/json") -> tuple[int, dict]:
