@@ -73,6 +73,8 @@ class Settings:
     batch_wait_ms: int = _setting(10, "Longest wait to fill a batch, in ms.")
     producer_linger_ms: int = _setting(
         5, "How long the worker's producer gathers messages into one request, in ms.")
+    session_timeout_s: float = _setting(
+        20.0, "A worker silent this long is dropped from the group and its partitions move.")
     standby_replicas: int = _setting(1, "Standby copies of each state partition on other workers.")
     rocksdb_write_buffer_mb: int = _setting(
         8, "RocksDB memtable size per table partition, in MB (two are kept); Faust's default "
@@ -113,7 +115,7 @@ class Settings:
     data_dir: str = _setting(
         "../shared/data", "Where dataset folders named in a data spec are looked up.")
     train_epochs: int = _setting(
-        8, "Most training epochs (passes over every prefix -> next pair); see train_patience.")
+        20, "Most training epochs (passes over every prefix -> next pair); see train_patience.")
     train_batch_size: int = _setting(1024, "Training pairs per step.")
     train_time_budget_s: float = _setting(
         1680.0, "Training stops (learning-rate decay compressed) to fit this, in s; 0 = none.")

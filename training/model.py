@@ -1,9 +1,10 @@
 """The hybrid fusion model: a collaborative branch, a content branch and an event-type gate.
 
 - Collaborative branch: item-id embeddings (L2-normalised, NISER-style). The shopper is their
-  recent history: soft attention over the history items (with event-type and
-  position-from-the-end embeddings) steered by the last item, combined with the last item
-  (SR-GNN/STAMP-style), then L2-normalised. No per-user embedding, so a new shopper is served
+  recent history: the items pass one gated step along the session's transition graph
+  (``SessionGraph``, SR-GNN), then soft attention over them (with event-type and
+  position-from-the-end embeddings) steered by the last item, combined with the last item,
+  then L2-normalised. No per-user embedding, so a new shopper is served
   from the first event. Score = ``scale * cos(shopper, item)``.
 - Content branch: the sum of an item's attribute embeddings (category, brand, shop, price
   bucket, ...), normalised; the shopper side is the same attention over the history's content

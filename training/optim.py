@@ -33,10 +33,19 @@ class FusedAdam:
         self.m = [tf.Variable(tf.zeros_like(v), trainable=False) for v in self.variables]
         self.v = [tf.Variable(tf.zeros_like(v), trainable=False) for v in self.variables]
         self.step = tf.Variable(0.0, trainable=False, dtype=tf.float32)
+        self.decay_start = tf.Variable(0.0, trainable=False, dtype=tf.float32)
+        self.level = tf.Variable(1.0, trainable=False, dtype=tf.float32)
 
     def learning_rate(self) -> tf.Tensor:
-        progress = tf.minimum(self.step / self.total_steps, 1.0)
-        return self.peak_lr * 0.5 * (1.0 + tf.cos(math.pi * progress))
+        span = tf.maximum(self.total_steps - self.decay_start, 1.0)
+        progress = tf.minimum((self.step - self.decay_start) / span, 1.0)
+        return self.peak_lr * self.level * 0.5 * (1.0 + tf.cos(math.pi * progress))
+
+    def anneal(self, steps: int, level: float) -> None:
+        """From now on, decay from ``level`` * peak to 0 over ``steps`` (a fresh cosine)."""
+        self.decay_start.assign(self.step)
+        self.total_steps.assign(self.step + float(max(1, steps)))
+        self.level.assign(level)
 
     def apply(self, gradients: Sequence[tf.Tensor | tf.IndexedSlices | None]) -> None:
         lr = self.learning_rate()

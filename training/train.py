@@ -38,7 +38,7 @@ log = logging.getLogger("stream_rec.training")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 8
+    epochs: int = 20
     batch_size: int = 1024
     negatives: int = 4096
     learning_rate: float = 0.002
@@ -148,7 +148,7 @@ def train_model(dataset: Dataset, config: TrainConfig, warm: ModelArtifact | Non
                 f"{len(held_out):,} sessions" if validator else ""))
     result = TrainResult(core, vocab, config, item_attrs, len(pairs), 0.0,
                          validation_cases=len(validator) if validator else 0)
-    done, warm_steps, loop_start = 0, 20, time.monotonic()
+    done, warm_steps, loop_start, annealed = 0, 20, time.monotonic(), False
     for epoch in range(1, config.epochs + 1):
         t0 = time.monotonic()
         total, n = 0.0, 0
@@ -184,8 +184,15 @@ def train_model(dataset: Dataset, config: TrainConfig, warm: ModelArtifact | Non
         if done >= planned:
             break
         if validator is not None and validator.stale >= config.patience:
-            progress(f"no better validation score for {validator.stale} epochs: stopping")
-            break
+            if annealed or not validator.restore_best(core):
+                progress(f"no better validation score for {validator.stale} epochs: stopping")
+                break
+            # Back to the best weights for one last epoch at a low, decaying learning rate:
+            # the quiet finish of a full schedule without the epochs that overfit.
+            progress(f"no better validation score for {validator.stale} epochs: back to "
+                     f"epoch {validator.best_epoch}, one last epoch at a decaying rate")
+            optimizer.anneal(steps_per_epoch, ANNEAL_LEVEL)
+            planned, annealed, validator.stale = done + steps_per_epoch, True, 0
     if validator is not None:
         result.best_epoch = validator.best_epoch
         if validator.restore_best(core):
@@ -233,6 +240,7 @@ def _item_attribute_table(vocab: Vocabulary, dataset: Dataset) -> np.ndarray:
     return table
 
 
+ANNEAL_LEVEL = 0.3  # share of the peak learning rate the final, annealing epoch starts at
 BUCKET_WIDTHS = (2, 4, 8, 16, 32)  # history widths of the length buckets (then max_history)
 
 

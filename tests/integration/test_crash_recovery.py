@@ -74,7 +74,7 @@ def test_repeated_sigkill_loses_nothing(broker: str, new_topic, tmp_path: Path) 
 
     worker = WorkerProcess(settings, tmp_path / "worker-final.log").start()
     try:
-        recs.wait_for(lambda _: covered() == wanted, 300)
+        recs.wait_for(lambda _: covered() == wanted, 480)
         users = sorted({e.user_id for e in events})
         states = {u: worker.get_json(f"/users/{u}/state/") for u in users}
     finally:

@@ -8,7 +8,6 @@ import tensorflow as tf
 
 from training.session_graph import SessionGraph, transition_matrices
 
-
 Graph = dict[int, dict[int, float]]
 
 

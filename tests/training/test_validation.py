@@ -43,15 +43,19 @@ def test_training_keeps_the_best_validated_epoch(shop) -> None:
     assert any("early stopping on" in line for line in lines)
 
 
-def test_patience_stops_training_early(shop) -> None:
+def test_patience_anneals_once_then_stops(shop) -> None:
     config = replace(TrainConfig(**SMALL), epochs=30, validation_fraction=0.3, patience=1,
                      learning_rate=0.05)
-    result = train_model(shop, config, progress=lambda line: None)
-    # With patience 1, training ends right after the first epoch that did not improve.
-    assert len(result.epochs) < 30
-    last, before = result.epochs[-1], result.epochs[:-1]
-    assert (last["valid_P@20"], last["valid_MRR@20"]) <= max(
-        (r["valid_P@20"], r["valid_MRR@20"]) for r in before)
+    lines: list[str] = []
+    result = train_model(shop, config, progress=lines.append)
+    scores = [(r["valid_P@20"], r["valid_MRR@20"]) for r in result.epochs]
+    # With patience 1, the first epoch that does not improve triggers one annealing epoch
+    # from the best weights, and training ends after it.
+    first_stale = next(n for n in range(1, len(scores)) if scores[n] <= max(scores[:n]))
+    assert len(scores) == first_stale + 2 < 30
+    assert sum("one last epoch" in line for line in lines) == 1
+    best = max(range(len(scores)), key=lambda n: scores[n])
+    assert result.best_epoch == best + 1
 
 
 def test_too_few_held_out_cases_means_no_hold_out() -> None:
