@@ -124,7 +124,8 @@ class Settings:
     train_validation_fraction: float = _setting(
         0.02, "Most recent share of training sessions held out to stop early (0 = none).")
     train_patience: int = _setting(
-        2, "Epochs without a better validation P@K before training stops (best kept).")
+        3, "Epochs without a better validation P@K before the best weights get one last,"
+        " annealing epoch and training stops.")
     learning_rate: float = _setting(0.002, "Adam's peak learning rate (cosine decay to 0).")
     embedding_dim: int = _setting(100, "Width of item, attribute and shopper vectors.")
     max_history: int = _setting(50, "Most recent history events the model reads.")

@@ -55,7 +55,7 @@ class TrainConfig:
     time_budget_s: float = 0.0  # 0 = none; otherwise finish (decay included) within it
     lazy_embeddings: bool = True  # Adam updates only the embedding rows a step touched
     validation_fraction: float = 0.0  # most recent training sessions held out to stop early
-    patience: int = 2  # epochs without a better validation score before stopping
+    patience: int = 3  # epochs without a better validation score before stopping
     k: int = 20  # list length of the validation metrics
 
     @classmethod
