@@ -115,7 +115,7 @@ class Settings:
     data_dir: str = _setting(
         "../shared/data", "Where dataset folders named in a data spec are looked up.")
     train_epochs: int = _setting(
-        20, "Most training epochs (passes over every prefix -> next pair); see train_patience.")
+        12, "Most training epochs (passes over every prefix -> next pair); see train_patience.")
     train_batch_size: int = _setting(1024, "Training pairs per step.")
     train_time_budget_s: float = _setting(
         1680.0, "Training stops (learning-rate decay compressed) to fit this, in s; 0 = none.")

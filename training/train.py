@@ -38,7 +38,7 @@ log = logging.getLogger("stream_rec.training")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 20
+    epochs: int = 12
     batch_size: int = 1024
     negatives: int = 4096
     learning_rate: float = 0.002
