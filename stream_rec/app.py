@@ -38,9 +38,6 @@ def create_app(settings: Settings, *, discover: Sequence[str] = ()) -> faust.App
         # One produce request per list is the largest per-event cost after scoring; a few ms
         # of linger lets a batch's lists, state and changelog writes share requests.
         producer_linger=settings.producer_linger_ms / 1000.0,
-        # Faust's 60 s default leaves a crashed worker's partitions unserved for a minute
-        # after its replacement has started; heartbeats go every 3 s, so 20 s is still safe.
-        broker_session_timeout=settings.session_timeout_s,
         web_bind=settings.web_host,
         web_host=settings.web_host,
         web_port=settings.web_port,

@@ -73,8 +73,6 @@ class Settings:
     batch_wait_ms: int = _setting(10, "Longest wait to fill a batch, in ms.")
     producer_linger_ms: int = _setting(
         5, "How long the worker's producer gathers messages into one request, in ms.")
-    session_timeout_s: float = _setting(
-        20.0, "A worker silent this long is dropped from the group and its partitions move.")
     standby_replicas: int = _setting(1, "Standby copies of each state partition on other workers.")
     rocksdb_write_buffer_mb: int = _setting(
         8, "RocksDB memtable size per table partition, in MB (two are kept); Faust's default "

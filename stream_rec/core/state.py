@@ -57,6 +57,10 @@ class UserState:
     profile_model: str = ""  # model version the profile vector belongs to
     n_events: int = 0
     last_ts_ms: int = 0
+    # (partition, offset) of the last source message applied. A shopper's events all come
+    # through one partition (keyed by user id), so a replayed message at or below it is a
+    # duplicate however long the replay: exact where ``seen_events`` only covers a window.
+    source: tuple[int, int] = (-1, -1)
 
     @property
     def history_items(self) -> list[str]:
@@ -86,6 +90,11 @@ def event_digest(event_id: str) -> str:
 def is_duplicate(state: UserState, event_id: str) -> bool:
     """True when this event id was already applied to this shopper's state."""
     return event_digest(event_id) in state.seen_events
+
+
+def already_applied(state: UserState, partition: int, offset: int) -> bool:
+    """True when the message at (partition, offset) is one this state already includes."""
+    return state.source[0] == partition and offset <= state.source[1]
 
 
 def apply_event(state: UserState, event: Event, category: str | None,

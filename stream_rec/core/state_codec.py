@@ -33,6 +33,8 @@ def encode_state(state: UserState) -> bytes:
         "n": state.n_events,
         "t": state.last_ts_ms,
     }
+    if state.source[0] >= 0:
+        doc["o"] = list(state.source)
     if state.profile:
         doc["p"] = base64.b64encode(state.profile).decode("ascii")
         doc["m"] = state.profile_model
@@ -58,6 +60,7 @@ def decode_state(raw: bytes | None) -> UserState:
             profile_model=str(doc.get("m", "")),
             n_events=int(doc["n"]),
             last_ts_ms=int(doc["t"]),
+            source=(int(doc["o"][0]), int(doc["o"][1])) if "o" in doc else (-1, -1),
         )
     except StateDecodeError:
         raise

@@ -15,6 +15,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, cast
 
 import numpy as np
@@ -26,7 +27,14 @@ from numpy.typing import NDArray
 
 from stream_rec.app import app, rocksdb_options, settings
 from stream_rec.core.events import ForgetUser, InvalidEvent, parse_message
-from stream_rec.core.state import UserState, apply_event, is_duplicate, record_shown, update_profile
+from stream_rec.core.state import (
+    UserState,
+    already_applied,
+    apply_event,
+    is_duplicate,
+    record_shown,
+    update_profile,
+)
 from stream_rec.core.state_codec import StateDecodeError, decode_state, encode_state
 from stream_rec.model import ServedModel
 from stream_rec.recommender import RecList, RecRequest
@@ -123,12 +131,14 @@ async def handle_batch(batch: Sequence[EventT]) -> None:
                 with acting_for(message_event):
                     states[key] = _read_state(key)
             state = states[key]
-            duplicate = is_duplicate(state, parsed.event_id)
+            duplicate = (already_applied(state, message.partition, message.offset)
+                         or is_duplicate(state, parsed.event_id))
             if duplicate:
                 metrics.events_duplicate += 1
             else:
                 state = apply_event(state, parsed, recommender.catalog.category(parsed.item_id),
                                     runtime.limits)
+                state = replace(state, source=(message.partition, message.offset))
                 if model is not None:
                     state = update_profile(state, item_vector(model, parsed.item_id),
                                            parsed.type_code, model.version, runtime.limits)

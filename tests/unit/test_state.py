@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -9,6 +11,7 @@ from stream_rec.core.events import EVENT_TYPES, Event
 from stream_rec.core.state import (
     StateLimits,
     UserState,
+    already_applied,
     apply_event,
     is_duplicate,
     record_shown,
@@ -42,6 +45,20 @@ def test_purchases_are_remembered_once() -> None:
 def test_duplicates_are_detected_within_the_window() -> None:
     state = apply_event(UserState(), _event(1), None, LIMITS)
     assert is_duplicate(state, "e1") and not is_duplicate(state, "e2")
+
+
+def test_replays_longer_than_the_window_are_caught_by_source_offset() -> None:
+    state = UserState()
+    for n in range(20):  # far more than the dedup window of 6
+        state = replace(apply_event(state, _event(n), None, LIMITS), source=(3, 100 + n))
+    assert not is_duplicate(state, "e0")  # the id window has forgotten it ...
+    assert already_applied(state, 3, 100)  # ... the source offset has not
+    assert already_applied(state, 3, 119) and not already_applied(state, 3, 120)
+    assert not already_applied(state, 2, 50)  # another partition: offsets do not compare
+    assert not already_applied(UserState(), 0, 0)
+    again = decode_state(encode_state(state))
+    assert again.source == (3, 119) and again == state
+    assert decode_state(encode_state(UserState())).source == (-1, -1)
 
 
 def test_category_affinity_follows_recent_behaviour() -> None:
