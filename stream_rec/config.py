@@ -82,8 +82,8 @@ class Settings:
     processing_guarantee: str = _setting(
         "at_least_once", "at_least_once (supported); exactly_once only to re-run its "
         "evaluation: it lost state updates in our crash test (docs/operations.md).")
-    # Off by default: with it on, a worker that took over a dead peer's partitions stalled
-    # after the rebalance in the two-worker test (tests/integration/test_rebalance_and_outage).
+    # Off by default until the takeover stall (docs/operations.md, Known issues), first seen
+    # with it on, is understood.
     recommend_in_thread: bool = _setting(
         False, "Score and re-rank each batch on a helper thread, so Kafka I/O and the next "
         "batch's intake use the second core meanwhile (numpy and onnxruntime free the GIL).")
