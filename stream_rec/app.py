@@ -16,6 +16,7 @@ import faust
 
 from stream_rec.config import Settings, load_settings
 from stream_rec.connection import faust_credentials
+from stream_rec.worker.faust_compat import App
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,7 @@ def create_app(settings: Settings, *, discover: Sequence[str] = ()) -> faust.App
     if settings.processing_guarantee != "at_least_once":
         log.warning("processing_guarantee=%s is not supported: it lost state updates in the "
                     "crash test (docs/operations.md)", settings.processing_guarantee)
-    return faust.App(
+    return App(
         settings.app_id,
         broker=f"kafka://{settings.broker.replace(',', ';')}",
         broker_credentials=faust_credentials(settings),
@@ -35,6 +36,9 @@ def create_app(settings: Settings, *, discover: Sequence[str] = ()) -> faust.App
         topic_replication_factor=settings.replication_factor,
         table_standby_replicas=settings.standby_replicas,
         processing_guarantee=settings.processing_guarantee,
+        # A partition the group never committed is read from its first offset (and rewound
+        # there after a rebalance, see faust_compat.RewindingConsumer): no event is skipped.
+        consumer_auto_offset_reset="earliest",
         # One produce request per list is the largest per-event cost after scoring; a few ms
         # of linger lets a batch's lists, state and changelog writes share requests.
         producer_linger=settings.producer_linger_ms / 1000.0,

@@ -82,10 +82,8 @@ class Settings:
     processing_guarantee: str = _setting(
         "at_least_once", "at_least_once (supported); exactly_once only to re-run its "
         "evaluation: it lost state updates in our crash test (docs/operations.md).")
-    # Off by default until the takeover stall (docs/operations.md, Known issues), first seen
-    # with it on, is understood.
     recommend_in_thread: bool = _setting(
-        False, "Score and re-rank each batch on a helper thread, so Kafka I/O and the next "
+        True, "Score and re-rank each batch on a helper thread, so Kafka I/O and the next "
         "batch's intake use the second core meanwhile (numpy and onnxruntime free the GIL).")
     onnx_threads: int = _setting(1, "onnxruntime intra-op threads per worker process.")
     blas_threads: int = _setting(

@@ -1,4 +1,8 @@
-"""Exceptions shared across stream-rec."""
+"""Exceptions and exit statuses shared across stream-rec."""
+
+# A worker exits with this status when a recommendation could not be delivered, before the
+# event's offset is committed (EX_TEMPFAIL: restart it and the event is served again).
+UNDELIVERED_EXIT_STATUS = 75
 
 
 class UserError(Exception):

@@ -13,6 +13,7 @@ import asyncio
 import base64
 import json
 import logging
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -36,6 +37,7 @@ from stream_rec.core.state import (
     update_profile,
 )
 from stream_rec.core.state_codec import StateDecodeError, decode_state, encode_state
+from stream_rec.errors import UNDELIVERED_EXIT_STATUS
 from stream_rec.model import ServedModel
 from stream_rec.recommender import RecList, RecRequest
 from stream_rec.worker.faust_compat import acting_for
@@ -197,9 +199,20 @@ async def publish(lists: Sequence[RecList], owner: dict[bytes, EventT],
 
 
 def _on_delivery(delivery: asyncio.Future) -> None:
-    if not delivery.cancelled() and delivery.exception() is not None:
-        runtime.metrics.produce_failed += 1
-        log.error("a recommendation could not be delivered: %r", delivery.exception())
+    """Stop the process at once when a list is lost, before its event's offset is committed.
+
+    The event was acked when its batch ended, so Faust's next commit would cover it. That
+    commit first flushes the producer, and the flush ends only after this callback has run (both
+    wake on the same delivery, this one first), so exiting here leaves the offset uncommitted:
+    the restarted worker processes the event again and sends its list (at-least-once).
+    """
+    if delivery.cancelled() or delivery.exception() is None:
+        return
+    runtime.metrics.produce_failed += 1
+    log.critical("a recommendation could not be delivered (%r); stopping before its event's "
+                 "offset is committed: restart the worker to serve it again", delivery.exception())
+    logging.shutdown()  # flush the log handlers: os._exit skips them
+    os._exit(UNDELIVERED_EXIT_STATUS)
 
 
 def item_vector(model: ServedModel, item_id: str) -> NDArray[np.float32] | None:

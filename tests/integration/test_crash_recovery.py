@@ -16,7 +16,13 @@ import pytest
 from stream_rec.core.events import EVENT_TYPES, Event
 from stream_rec.core.state import StateLimits, UserState, apply_event, is_duplicate
 from stream_rec.worker_process import WorkerProcess
-from tests.integration.worker_fixtures import TopicReader, event_bytes, isolated_settings, produce
+from tests.integration.worker_fixtures import (
+    TopicReader,
+    event_bytes,
+    isolated_settings,
+    produce,
+    wait_committed,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -48,8 +54,6 @@ def _comparable(state: dict) -> dict:  # type: ignore[type-arg]
     return {k: v for k, v in state.items() if k not in {"shown", "profile_model"}}
 
 
-@pytest.mark.xfail(reason="known defect: after repeated SIGKILLs a shopper's state sometimes "
-                          "misses events (docs/operations.md, Known issues)", strict=False)
 def test_repeated_sigkill_loses_nothing(broker: str, new_topic, tmp_path: Path) -> None:
     # STREAM_REC_TEST_GUARANTEE=exactly_once evaluates Faust's transactional mode the same way.
     guarantee = os.environ.get("STREAM_REC_TEST_GUARANTEE", "at_least_once")
@@ -77,6 +81,7 @@ def test_repeated_sigkill_loses_nothing(broker: str, new_topic, tmp_path: Path) 
     worker = WorkerProcess(settings, tmp_path / "worker-final.log").start()
     try:
         recs.wait_for(lambda _: covered() == wanted, 480)
+        wait_committed(broker, settings.app_id, settings.events_topic, 120)
         users = sorted({e.user_id for e in events})
         states = {u: worker.get_json(f"/users/{u}/state/") for u in users}
     finally:

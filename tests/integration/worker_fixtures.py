@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from stream_rec.config import Settings, load_settings
 from stream_rec.topics import ensure_topics
@@ -69,3 +69,36 @@ class TopicReader:
 
     def close(self) -> None:
         self.consumer.close()
+
+
+def committed_offsets(broker: str, group: str, topic: str) -> tuple[dict[int, int], dict[int, int]]:
+    """(``group``'s committed offset, end offset) per partition; 0 = never committed."""
+    # Never subscribes, so it only reads the group's offsets and never joins the group.
+    probe = KafkaConsumer(bootstrap_servers=broker, group_id=group, enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, p) for p in probe.partitions_for_topic(topic) or ()]
+        ends = probe.end_offsets(partitions)
+        return ({tp.partition: probe.committed(tp) or 0 for tp in partitions},
+                {tp.partition: ends[tp] for tp in partitions})
+    finally:
+        probe.close()
+
+
+def wait_committed(broker: str, group: str, topic: str, timeout_s: float) -> None:
+    """Block until ``group`` has committed every message of ``topic`` (its end offsets).
+
+    Seeing every event's list is not enough before reading a worker's state: after a crash the
+    lists of a replayed stretch may already be on the broker (sent by the dead worker) while the
+    new worker is still re-applying those events to the state it restored. A commit comes only
+    after an event's state write and list are flushed, so committed = end means caught up.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        done, ends = committed_offsets(broker, group, topic)
+        behind = {p: end - done[p] for p, end in ends.items() if done[p] < end}
+        if ends and not behind:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"group {group} still behind on {topic} after {timeout_s} s: "
+                               f"{behind}")
+        time.sleep(0.5)
