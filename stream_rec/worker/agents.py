@@ -40,8 +40,9 @@ from stream_rec.core.state_codec import StateDecodeError, decode_state, encode_s
 from stream_rec.errors import UNDELIVERED_EXIT_STATUS
 from stream_rec.model import ServedModel
 from stream_rec.recommender import RecList, RecRequest
-from stream_rec.worker.faust_compat import acting_for
+from stream_rec.worker.faust_compat import RewindingConsumer, acting_for
 from stream_rec.worker.feeds import tail_topic
+from stream_rec.worker.metrics import partition_lag
 from stream_rec.worker.models import ModelRefused, announced_version, swap_to
 from stream_rec.worker.runtime import WorkerRuntime
 
@@ -110,6 +111,7 @@ async def handle_batch(batch: Sequence[EventT]) -> None:
     for message_event in batch:
         message = message_event.message
         metrics.events_in += 1
+        runtime.processed[message.partition] = (message.generation_id or 0, message.offset)
         with clock.stage("decode_validate"):
             try:
                 parsed = parse_message(message.value, settings.max_event_bytes)
@@ -250,18 +252,21 @@ async def follow_models() -> None:
 
 @app.timer(interval=5.0)
 async def measure_lag() -> None:
-    """Events not yet processed, per assigned partition (highwater - next offset to read)."""
-    consumer = app.consumer
+    """Events not yet processed, per assigned partition (highwater - next offset to process).
+
+    From processed offsets, not the fetch position: Faust fetches far ahead into its buffers,
+    and a partition whose fetched records were never processed would otherwise look caught up.
+    """
+    consumer = cast(RewindingConsumer, app.consumer)
     lag: dict[str, int] = {}
     try:
         for tp in consumer.assignment():
-            if tp.topic != settings.events_topic:
-                continue
-            position = await consumer.position(tp)
-            highwater = consumer.highwater(tp)
-            # Both are unknown for a moment after a rebalance: report nothing rather than guess.
-            if position is not None and highwater is not None:
-                lag[f"{tp.topic}:{tp.partition}"] = max(0, highwater - position)
+            highwater = consumer.highwater(tp) if tp.topic == settings.events_topic else None
+            # Unknown for a moment after a rebalance: report nothing rather than guess.
+            if highwater is not None:
+                lag[f"{tp.topic}:{tp.partition}"] = partition_lag(
+                    highwater, consumer.committed_offset(tp), runtime.processed.get(tp.partition),
+                    app.consumer_generation_id)
     except Exception as exc:  # a metric must never take the worker down
         log.warning("consumer lag not measured: %r", exc)
         return

@@ -53,6 +53,11 @@ class RewindingConsumer(aiokafka_driver.Consumer):
         return committed
 
 
+    def committed_offset(self, tp: TP) -> int | None:
+        """The offset this worker last committed for ``tp`` (or found committed when assigned)."""
+        return self._committed_offset.get(tp)
+
+
 class Transport(aiokafka_driver.Transport):
     Consumer: ClassVar[type[ConsumerT]] = RewindingConsumer
 

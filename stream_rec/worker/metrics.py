@@ -92,10 +92,25 @@ class WorkerMetrics:
         lines += ["# HELP stream_rec_model_info The model version being served.",
                   "# TYPE stream_rec_model_info gauge",
                   f'stream_rec_model_info{{version="{self.model_version or "none"}"}} 1',
-                  "# HELP stream_rec_consumer_lag Messages not yet read, per partition.",
+                  "# HELP stream_rec_consumer_lag Events not yet processed, per partition.",
                   "# TYPE stream_rec_consumer_lag gauge"]
         for tp, lag in sorted(self.consumer_lag.items()):
             topic, _, partition = tp.rpartition(":")
             labels = f'topic="{topic}",partition="{partition}"'
             lines.append(f"stream_rec_consumer_lag{{{labels}}} {lag}")
         return "\n".join(lines) + "\n"
+
+
+def partition_lag(highwater: int, committed: int | None, processed: tuple[int, int] | None,
+                  generation: int) -> int:
+    """Events of a partition not yet processed: highwater minus the next offset to process.
+
+    ``processed`` is (consumer generation, offset) of the last event this worker processed from
+    the partition. It only counts within the current generation: after a rebalance another
+    worker may have gone further, and the committed offset is what this one resumes from.
+    A partition never committed counts from offset 0.
+    """
+    next_offset = committed or 0
+    if processed is not None and processed[0] == generation:
+        next_offset = max(next_offset, processed[1] + 1)
+    return max(0, highwater - next_offset)

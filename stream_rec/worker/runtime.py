@@ -57,6 +57,8 @@ class WorkerRuntime:
                         if settings.recommend_in_thread else None)
         self._in_flight = False
         self._deferred: list[ConsumerRecord] = []  # catalog records that arrived mid-batch
+        # events partition -> (consumer generation, offset) of the last event taken in
+        self.processed: dict[int, tuple[int, int]] = {}
 
     async def recommend(self, requests: Sequence[RecRequest], clock: StageClock
                         ) -> list[RecList]:

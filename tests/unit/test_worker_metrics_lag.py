@@ -1,0 +1,22 @@
+"""Consumer lag counts events not yet processed, not events merely fetched."""
+
+from stream_rec.worker.metrics import partition_lag
+
+
+def test_lag_counts_from_the_last_processed_offset_of_this_generation() -> None:
+    assert partition_lag(highwater=100, committed=40, processed=(3, 89), generation=3) == 10
+    assert partition_lag(highwater=100, committed=40, processed=(3, 99), generation=3) == 0
+
+
+def test_a_processed_offset_from_an_earlier_generation_is_ignored() -> None:
+    # Another worker may have owned the partition since: resume point is the commit.
+    assert partition_lag(highwater=100, committed=40, processed=(2, 89), generation=3) == 60
+
+
+def test_nothing_processed_yet_counts_from_the_commit_or_the_start() -> None:
+    assert partition_lag(highwater=100, committed=70, processed=None, generation=1) == 30
+    assert partition_lag(highwater=100, committed=None, processed=None, generation=1) == 100
+
+
+def test_a_commit_ahead_of_this_workers_processing_wins() -> None:
+    assert partition_lag(highwater=100, committed=95, processed=(1, 50), generation=1) == 5
