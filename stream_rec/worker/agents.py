@@ -42,7 +42,7 @@ from stream_rec.model import ServedModel
 from stream_rec.recommender import RecList, RecRequest
 from stream_rec.worker.faust_compat import RewindingConsumer, acting_for
 from stream_rec.worker.feeds import tail_topic
-from stream_rec.worker.metrics import partition_lag
+from stream_rec.worker.metrics import partition_lag, skipped_offsets
 from stream_rec.worker.models import ModelRefused, announced_version, swap_to
 from stream_rec.worker.runtime import WorkerRuntime
 
@@ -100,6 +100,7 @@ async def process_events(stream: StreamT) -> None:
 async def handle_batch(batch: Sequence[EventT]) -> None:
     """One ``take_events`` batch: every valid event gets exactly one list, in order."""
     metrics, clock = runtime.metrics, runtime.metrics.stages
+    consumer = cast(RewindingConsumer, app.consumer)
     taken_ms = time.time() * 1000
     recommender = runtime.recommender
     model = recommender.model
@@ -111,7 +112,17 @@ async def handle_batch(batch: Sequence[EventT]) -> None:
     for message_event in batch:
         message = message_event.message
         metrics.events_in += 1
-        runtime.processed[message.partition] = (message.generation_id or 0, message.offset)
+        generation = message.generation_id or 0
+        skipped = skipped_offsets(message.offset, generation,
+                                  runtime.processed.get(message.partition),
+                                  consumer.committed_offset(message.tp))
+        if skipped:
+            # Transactional producers leave one offset per commit marker; anything else means
+            # the consumer dropped events (docs/operations.md, Known issues).
+            metrics.offsets_skipped += skipped
+            log.warning("partition %s: %d offset(s) before %d never reached this worker",
+                        message.partition, skipped, message.offset)
+        runtime.processed[message.partition] = (generation, message.offset)
         with clock.stage("decode_validate"):
             try:
                 parsed = parse_message(message.value, settings.max_event_bytes)

@@ -52,7 +52,6 @@ class RewindingConsumer(aiokafka_driver.Consumer):
             await self._thread.seek_to_beginning(*uncommitted)
         return committed
 
-
     def committed_offset(self, tp: TP) -> int | None:
         """The offset this worker last committed for ``tp`` (or found committed when assigned)."""
         return self._committed_offset.get(tp)

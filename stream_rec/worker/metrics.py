@@ -48,6 +48,7 @@ class WorkerMetrics:
     batches: int = 0
     forget_requests: int = 0
     produce_failed: int = 0
+    offsets_skipped: int = 0
     stages: StageClock = field(default_factory=StageClock)
     latency_ms: Histogram = field(default_factory=Histogram)
     model_version: str = ""
@@ -75,6 +76,8 @@ class WorkerMetrics:
         counter("forget_requests_total", self.forget_requests, "Forget-user requests applied.")
         counter("produce_failed_total", self.produce_failed,
                 "Recommendation messages the producer failed to deliver.")
+        counter("offsets_skipped_total", self.offsets_skipped,
+                "Event offsets the consumer jumped over (see docs/operations.md).")
         lines += ["# HELP stream_rec_stage_seconds_total Time spent per pipeline stage.",
                   "# TYPE stream_rec_stage_seconds_total counter"]
         for stage, seconds in self.stages.seconds.items():
@@ -114,3 +117,18 @@ def partition_lag(highwater: int, committed: int | None, processed: tuple[int, i
     if processed is not None and processed[0] == generation:
         next_offset = max(next_offset, processed[1] + 1)
     return max(0, highwater - next_offset)
+
+
+def skipped_offsets(offset: int, generation: int, last: tuple[int, int] | None,
+                    committed: int | None) -> int:
+    """How many offsets before ``offset`` this worker never received, within one generation.
+
+    ``last`` is (generation, offset) of the previous event taken from the partition; for the
+    first one of a generation the expected offset is the committed one it resumes from. A
+    lower offset is a replay (normal after a rebalance or a seek), not a skip.
+    """
+    if last is not None and last[0] == generation:
+        expected: int | None = last[1] + 1
+    else:
+        expected = committed
+    return max(0, offset - expected) if expected is not None else 0

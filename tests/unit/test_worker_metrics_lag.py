@@ -1,6 +1,6 @@
-"""Consumer lag counts events not yet processed, not events merely fetched."""
+"""Consumer lag counts events not yet processed; offsets the consumer jumped over are counted."""
 
-from stream_rec.worker.metrics import partition_lag
+from stream_rec.worker.metrics import partition_lag, skipped_offsets
 
 
 def test_lag_counts_from_the_last_processed_offset_of_this_generation() -> None:
@@ -20,3 +20,18 @@ def test_nothing_processed_yet_counts_from_the_commit_or_the_start() -> None:
 
 def test_a_commit_ahead_of_this_workers_processing_wins() -> None:
     assert partition_lag(highwater=100, committed=95, processed=(1, 50), generation=1) == 5
+
+
+def test_a_jump_within_a_generation_counts_the_offsets_never_received() -> None:
+    assert skipped_offsets(11, generation=2, last=(2, 10), committed=0) == 0
+    assert skipped_offsets(20, generation=2, last=(2, 10), committed=0) == 9
+
+
+def test_the_first_event_of_a_generation_is_checked_against_the_commit() -> None:
+    assert skipped_offsets(20, generation=3, last=(2, 150), committed=8) == 12
+    assert skipped_offsets(8, generation=3, last=(2, 150), committed=8) == 0
+    assert skipped_offsets(5, generation=3, last=None, committed=None) == 0
+
+
+def test_a_replay_of_lower_offsets_is_not_a_skip() -> None:
+    assert skipped_offsets(3, generation=2, last=(2, 10), committed=0) == 0
