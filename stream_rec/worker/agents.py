@@ -113,10 +113,9 @@ async def handle_batch(batch: Sequence[EventT]) -> None:
         message = message_event.message
         metrics.events_in += 1
         generation = message.generation_id or 0
-        skipped = skipped_offsets(message.offset, generation,
-                                  runtime.processed.get(message.partition),
-                                  consumer.committed_offset(message.tp))
-        if skipped:
+        last = runtime.processed.get(message.partition)
+        if last != (generation, message.offset - 1) and (skipped := skipped_offsets(
+                message.offset, generation, last, consumer.committed_offset(message.tp))):
             # Transactional producers leave one offset per commit marker; anything else means
             # the consumer dropped events (docs/operations.md, Known issues).
             metrics.offsets_skipped += skipped
