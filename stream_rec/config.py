@@ -96,7 +96,7 @@ class Settings:
     # --- Re-ranking -------------------------------------------------------------------------
     # Pool size and list length are `candidate_pool` and `list_length` (Worker, above).
     rerank_policy: str = _setting(
-        "dpp:0.4",
+        "dpp:0.15",
         "Default re-ranking policy: none, dpp:THETA (THETA = weight of diversity, 0..1) or "
         "mmr:LAMBDA (LAMBDA = weight of relevance, 0..1); a request may name its own.",
     )

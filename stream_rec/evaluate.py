@@ -123,18 +123,26 @@ def _category_codes(universe: list[str], dataset: Dataset) -> NDArray[np.int64] 
                     dtype=np.int64)
 
 
-def lists_for(pools: Pools, policy: Any, k: int) -> NDArray[np.int64]:
-    """(B, k) universe positions: the plain top-k, or ``policy`` applied to each pool."""
+def lists_for(pools: Pools, policy: Any, k: int,
+              category_weight: float | None = None) -> NDArray[np.int64]:
+    """(B, k) universe positions: the plain top-k, or ``policy`` applied to each pool.
+
+    ``category_weight`` is the re-rankers' w (setting ``rerank_category_weight``; None: the
+    re-rankers' default), so offline lists use the similarity the worker is configured with.
+    """
     if policy is None or getattr(policy, "is_identity", False):
         return pools.candidates[:, :k]
-    from stream_rec.rerank import rerank_batch
+    from stream_rec.rerank import DEFAULT_CATEGORY_WEIGHT, rerank_batch
+
+    weight = DEFAULT_CATEGORY_WEIGHT if category_weight is None else category_weight
 
     out = np.full((len(pools), k), -1, dtype=np.int64)
     for lo in range(0, len(pools), 1024):
         cand = pools.candidates[lo:lo + 1024]
         cats = pools.categories[cand] if pools.categories is not None else None
         picked = rerank_batch(pools.scores[lo:lo + 1024], pools.item_vectors[cand],
-                              pools.item_keys[cand], k, policy, categories=cats)
+                              pools.item_keys[cand], k, policy, categories=cats,
+                              category_weight=weight)
         out[lo:lo + len(cand)] = np.where(picked >= 0,
                                           np.take_along_axis(cand, np.maximum(picked, 0), 1),
                                           -1)
@@ -142,13 +150,15 @@ def lists_for(pools: Pools, policy: Any, k: int) -> NDArray[np.int64]:
 
 
 def metrics_for(pools: Pools, policy: Any = None, k: int = 20,
-                only: NDArray[np.bool_] | None = None) -> dict[str, Any]:
+                only: NDArray[np.bool_] | None = None,
+                category_weight: float | None = None) -> dict[str, Any]:
     """``n_cases``, ``P@K``, ``MRR@K``, ``NDCG@K``, ``catalog_coverage@K`` and, with
     categories, ``ILD@K`` and ``categories@K`` (units: see ``stream_rec.core.metrics``).
 
-    ``policy`` is a ``stream_rec.rerank.RerankPolicy`` or None; ``only`` restricts the cases.
+    ``policy`` is a ``stream_rec.rerank.RerankPolicy`` or None; ``only`` restricts the cases;
+    ``category_weight`` as in ``lists_for``.
     """
-    lists = lists_for(pools, policy, k)
+    lists = lists_for(pools, policy, k, category_weight)
     targets = pools.targets
     if only is not None:
         lists, targets = lists[only], targets[only]

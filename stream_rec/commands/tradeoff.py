@@ -86,7 +86,12 @@ def run(args: argparse.Namespace) -> int:
         progress=say,
     )
     policies = sweep_policies(args.points)
-    points = run_sweep(lambda policy: metrics_for(pools, policy, k), policies, progress=say)
+    weight = settings.rerank_category_weight  # the worker's similarity, not a fixed one
+    points = run_sweep(
+        lambda policy: metrics_for(pools, policy, k, category_weight=weight),
+        policies,
+        progress=say,
+    )
     summary = summarise(points, k)
     if args.plot:
         plot_tradeoff(
@@ -103,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
         "data": args.data,
         "k": k,
         "pool": pool,
+        "category_weight": weight,
     }
     if args.json:
         print(json.dumps(result))

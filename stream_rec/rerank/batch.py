@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from stream_rec.rerank.dpp import dpp_greedy
+from stream_rec.rerank.dpp import dpp_greedy, dpp_shrinkage, log_det_weight
 from stream_rec.rerank.mmr import mmr_greedy
 from stream_rec.rerank.policy import RerankPolicy
 from stream_rec.rerank.prefix import dpp_prefix_first, first_width
@@ -92,9 +92,12 @@ def rerank_batch(
         picked = _relevance_order(ok_s, k, CategoryCap(cats_s, max_per_category))
     else:
         z = standardise_relevance(rel_s, ok_s)
-        spare = max(k - 1, 0) if policy.method == "dpp" else 0  # the DPP's Cholesky rows
-        prefix = policy.method == "dpp" and window is None
-        width = first_width(n_m, k, policy.param) if prefix else n_m
+        dpp = policy.method == "dpp"
+        spare = max(k - 1, 0) if dpp else 0  # the DPP's Cholesky rows
+        shrink = dpp_shrinkage(k, window) if dpp else 1.0  # MMR compares S itself
+        theta = log_det_weight(policy.param, shrink) if dpp else policy.param
+        prefix = dpp and window is None
+        width = first_width(n_m, k, theta) if prefix else n_m
         # One buffer for every chunk: a fresh few MB per chunk would be paged in each time.
         shape = (min(n_b, CHUNK_LISTS), vecs.shape[2] + spare, width)
         buf = np.empty(shape) if n_b > 1 else None
@@ -103,21 +106,22 @@ def rerank_batch(
             part_cats = None if cats_s is None else cats_s[part]
             if prefix:
                 picked[part] = dpp_prefix_first(
-                    vecs[part], order[part], part_cats, z[part], ok_s[part], k, policy.param,
+                    vecs[part], order[part], part_cats, z[part], ok_s[part], k, theta,
                     category_weight=category_weight, max_per_category=max_per_category,
-                    out=buf,
+                    out=buf, shrink=shrink,
                 )  # fmt: skip
                 continue
             kernel = similarity_kernel(
-                vecs[rows[part], order[part]], part_cats, category_weight, spare=spare, out=buf
-            )
+                vecs[rows[part], order[part]], part_cats, category_weight, spare=spare, out=buf,
+                shrink=shrink,
+            )  # fmt: skip
             cap = CategoryCap(part_cats, max_per_category)
-            if policy.method == "dpp":
+            if dpp:
                 picked[part] = dpp_greedy(
-                    kernel, z[part], ok_s[part], k, policy.param, cap=cap, window=window
+                    kernel, z[part], ok_s[part], k, theta, cap=cap, window=window
                 )
             else:
-                picked[part] = mmr_greedy(kernel, z[part], ok_s[part], k, policy.param, cap=cap)
+                picked[part] = mmr_greedy(kernel, z[part], ok_s[part], k, theta, cap=cap)
     back = order[rows, np.maximum(picked, 0)]
     return np.where(picked >= 0, back, -1).astype(np.int64, copy=False)
 

@@ -21,6 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from stream_rec.rerank.batch import rerank, rerank_batch
+from stream_rec.rerank.dpp import dpp_shrinkage, log_det_weight
 from stream_rec.rerank.naive import naive_dpp_greedy
 from stream_rec.rerank.policy import DEFAULT_MMR_LAMBDA, RerankPolicy
 from stream_rec.rerank.similarity import (
@@ -86,8 +87,11 @@ def naive_rerank(
     order = np.lexsort((keys, -rel))
     allowed = np.ones(rel.shape[0], dtype=bool)
     z = standardise_relevance(rel[order][None], allowed[None])[0]
-    kernel = similarity_kernel(vectors[order][None], categories[order][None], category_weight)
-    picked = naive_dpp_greedy(kernel.matrix()[0], z, allowed, k, theta)
+    shrink = dpp_shrinkage(k)
+    kernel = similarity_kernel(
+        vectors[order][None], categories[order][None], category_weight, shrink=shrink
+    )
+    picked = naive_dpp_greedy(kernel.matrix()[0], z, allowed, k, log_det_weight(theta, shrink))
     return order[picked[picked >= 0]]
 
 

@@ -2,23 +2,25 @@
 
 The list Y is grown one item at a time, each step taking the candidate with the largest gain
 
-    (1 - theta) * relevance_i + theta * log d_i^2,
+    (1 - t) * relevance_i + t * log d_i^2,
 
 where d_i^2 is the part of item i's similarity-space vector not explained by the items already
 chosen (the Schur complement S_ii - S_iY S_YY^-1 S_Yi, dimensionless, in [0, 1]). Summed over
-the list this is ``(1 - theta) * sum(relevance) + theta * log det(S_Y)``: theta times the
-log-determinant of Chen et al.'s kernel ``L = Diag(q) S Diag(q)``, ``q = exp(alpha *
-relevance)``, ``alpha = (1 - theta) / (2 theta)`` (see :mod:`stream_rec.rerank.policy`).
+the list this is ``(1 - t) * sum(relevance) + t * log det(S_Y)``: t times the log-determinant
+of Chen et al.'s kernel ``L = Diag(q) S Diag(q)``, ``q = exp(alpha * relevance)``, ``alpha =
+(1 - t) / (2 t)``. The greedy here takes t and S as given; :mod:`stream_rec.rerank.batch`
+passes the shrunk kernel ``(1 - eps) I + eps S`` and the t that a policy's theta means on it
+(:func:`dpp_shrinkage`, :func:`log_det_weight`).
 
 Working with S and log d^2 rather than with L and q keeps every number in [0, 1] however large
-alpha gets: nothing overflows, and theta -> 0 tends smoothly to the relevance order.
+alpha gets: nothing overflows, and t -> 0 tends smoothly to the relevance order.
 
 d^2 is kept up to date with Chen et al.'s incremental Cholesky step: one new row of the factor
 per pick, O(M (D + K)) per step, O(K M (D + K)) per list, as vector operations over the M
 candidates. A candidate whose d^2 falls below ``eps`` is spanned by the chosen items and is
 not a DPP pick (so rounding noise cannot decide for it); when every candidate left is
 spanned, the DPP stops and the rest of the list is filled in relevance order, so the output
-still has min(k, eligible) items.
+still has min(k, eligible) items. (A shrunk kernel keeps d^2 >= 1 - eps: nothing is spanned.)
 
 The sliding-window variant (Chen et al., Algorithm 2) lets only the last ``window - 1`` chosen
 items count when choosing the next, so any ``window`` consecutive items are diverse together;
@@ -357,6 +359,38 @@ def _drop_oldest(
     chol_v[:, : width - 1, : width - 1] = fac
     chol_v[:, width - 1] = 0.0
     chol_v[:, :, width - 1] = 0.0
+
+
+def dpp_shrinkage(k: int, window: int | None = None) -> float:
+    """eps of the DPP's kernel ``(1 - eps) I + eps S``: one over the items conditioning a pick.
+
+    Why shrink: on S itself the log-determinant saturates. Once a list holds a few items of
+    one category, the category direction is spent: the 10th item of that category costs
+    barely more than the 3rd (for S = 0.5 cos + 0.5 [same category] and orthogonal vectors,
+    log d^2 of the next one goes -0.29, -0.41, -0.47, ... towards log 0.5), and what is left
+    to choose between is the embedding directions, which a category-blind list can fill
+    with items of the same category. Shrunk
+    so that any W conditioning items have off-diagonal row sums of at most W * eps = 1, every
+    S_Y stays in the range where ``log det((1 - eps) I + eps S_Y) = -eps^2 * sum over pairs of
+    S_ij^2 + O(eps^3)``: each similar pair in the list counts, however many there already are,
+    as an intra-list diversity metric counts pairs. Depends on the list length only.
+    """
+    width = _cond_width(k, window)[0]
+    return 1.0 / max(width, 1)
+
+
+def log_det_weight(theta: float, shrink: float) -> float:
+    """The greedy's weight t of log d^2 that the policy's theta means on a kernel shrunk by eps.
+
+    t / (1 - t) = theta / ((1 - theta) * eps^2), so the greedy maximises ``(1 - theta) *
+    sum(relevance) + theta * log det(S'_Y) / eps^2``, which for the shrunk kernel S' is
+    ``(1 - theta) * sum(relevance) - theta * sum over pairs of S_ij^2`` up to O(eps): theta
+    weighs relevance (in standard deviations) against similar pairs, whatever eps is. eps = 1
+    gives t = theta. theta = 0 and 1 stay the relevance order and pure diversity.
+    """
+    if theta <= 0.0 or theta >= 1.0:
+        return float(theta)
+    return theta / (theta + (1.0 - theta) * shrink * shrink)
 
 
 def gain_base(

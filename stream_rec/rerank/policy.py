@@ -7,11 +7,14 @@ that produced it through :meth:`RerankPolicy.to_dict`.
 Parameters, both dimensionless and in [0, 1]:
 
 - ``dpp``: theta, the weight of diversity. The greedy maximises
-  ``(1 - theta) * sum(relevance) + theta * log det(S_Y)`` over the list Y, which is Chen, Zhang
-  & Zhou's kernel ``L = Diag(q) S Diag(q)``, ``q = exp(alpha * relevance)``, with
-  ``alpha = (1 - theta) / (2 * theta)``. theta = 0 is the pure relevance order; theta = 1 is
-  pure diversity. (Chen et al. name the *relevance* weight theta; ours is their ``1 - theta``
-  so that, like every other knob here, 0 means "no re-ranking".)
+  ``(1 - theta) * sum(relevance) + theta * log det(S'_Y) / eps^2`` over the list Y, with
+  ``S' = (1 - eps) I + eps S`` the similarity shrunk so that its log-determinant counts similar
+  pairs (eps = 1 / (k - 1), see :func:`stream_rec.rerank.dpp.dpp_shrinkage`): about
+  ``(1 - theta) * sum(relevance) - theta * sum over pairs of S_ij^2``. That is Chen, Zhang &
+  Zhou's kernel ``L = Diag(q) S' Diag(q)``, ``q = exp(alpha * relevance)``, with
+  ``alpha = (1 - theta) * eps^2 / (2 * theta)``. theta = 0 is the pure relevance order;
+  theta = 1 is pure diversity. (Chen et al. name the *relevance* weight theta; ours is the
+  diversity weight so that, like every other knob here, 0 means "no re-ranking".)
 - ``mmr``: lambda, the weight of relevance in Carbonell & Goldstein's
   ``lambda * relevance - (1 - lambda) * max similarity to the items already chosen``.
   lambda = 1 is the pure relevance order.
@@ -26,7 +29,7 @@ from typing import Any
 METHODS = ("none", "dpp", "mmr")
 
 #: Shipped DPP default (see docs/results.md, "Re-ranking", for the measurements behind it).
-DEFAULT_DPP_THETA = 0.4
+DEFAULT_DPP_THETA = 0.15
 #: MMR's parameter when a policy string names the method without one.
 DEFAULT_MMR_LAMBDA = 0.7
 

@@ -8,8 +8,9 @@ left out, none of those could have won any step, and the list is exactly what th
 the whole pool picks (ties go to earlier positions, and every left-out one comes later).
 Lists that fail the test are re-run over the whole pool.
 
-In the pools the worker sees (200 candidates, 20 picks, theta 0.4) the picks come from the
-first ~35 positions, so with P = 64 the kernel and every greedy step touch a third of the pool.
+In pools like the worker's (bench-rerank's: 200 candidates, 20 picks, the default theta 0.15)
+the picks come from the first ~25 positions (~35 at theta 0.4 before the kernel was shrunk),
+so with P = 64 the kernel and every greedy step touch a third of the pool.
 """
 
 from __future__ import annotations
@@ -44,13 +45,15 @@ def dpp_prefix_first(
     out: NDArray[np.float64] | None = None,
     eps: float = DEFAULT_EPS,
     prefix: int = PREFIX,
+    shrink: float = 1.0,
 ) -> NDArray[np.int64]:
     """Fast greedy DPP (no window) over (B, M) pools; (B, k) positions in canonical order.
 
     ``vectors`` (B, M, D) are in the caller's order and ``order`` (B, M) is the canonical
     order (only the rows a run needs are gathered); ``categories`` (B, M) or None,
     ``relevance`` (standardised) and ``allowed`` (B, M) are in canonical order. ``out`` is an
-    optional kernel buffer for the first run (see :func:`similarity_kernel`).
+    optional kernel buffer for the first run and ``shrink`` the kernel's eps (see
+    :func:`similarity_kernel`); ``theta`` is the greedy's weight of log d^2.
     """
     n_b, n_m = relevance.shape
     base = gain_base(relevance, allowed, theta)
@@ -63,7 +66,7 @@ def dpp_prefix_first(
         cats = None if categories is None else categories[rows, :width]
         lists = np.arange(n_b)[rows]
         vecs = vectors[lists[:, None], order[rows, :width]]
-        kernel = similarity_kernel(vecs, cats, category_weight, spare=spare, out=out)
+        kernel = similarity_kernel(vecs, cats, category_weight, spare=spare, out=out, shrink=shrink)
         trace = dpp_greedy_traced(
             kernel,
             relevance[rows, :width],

@@ -9,6 +9,11 @@ so it stays PSD (a DPP needs that) and has a unit diagonal. An item of unknown c
 a category of its own; an item without a vector (all zeros) is similar to nothing but itself
 (a diagonal fix-up keeps S_ii = 1). Without categories, S is the plain cosine.
 
+The DPP uses S shrunk toward the identity, ``(1 - eps) I + eps S`` (``shrink=eps``, see
+:func:`stream_rec.rerank.dpp.dpp_shrinkage`): still PSD with a unit diagonal, and the same
+similarity, only weaker, so that the log-determinant counts similar pairs rather than
+saturating. MMR uses S itself.
+
 The greedy loops never build the M x M matrix: they compute the one row of S they need per
 pick from the feature rows and category codes held in a :class:`SimilarityKernel`.
 
@@ -33,7 +38,7 @@ I64 = NDArray[np.int64]
 
 @dataclass(frozen=True)
 class SimilarityKernel:
-    """S for B lists of M candidates: S = F F^T + w [same known category] + Diag(fix).
+    """S for B lists of M candidates: S = F F^T + c [same known category] + Diag(fix).
 
     Feature rows F_i (length F): the unit item vector scaled by sqrt(1 - w), optionally
     followed by sqrt(w) times a one-hot of the item's category. They are stored transposed,
@@ -41,7 +46,8 @@ class SimilarityKernel:
     product and writes its results as contiguous rows. Without one-hot rows the category
     part comes from ``codes`` (B, M) (-1 = unknown, similar to nothing), compared per row.
     ``fix`` (B, M) >= 0 tops the diagonal up to exactly 1 (unknown category: w; no vector:
-    1 - w). Both parts are Gram matrices, so S is PSD.
+    1 - w; plus 1 - eps when the kernel is shrunk by eps). Both parts are Gram matrices, so S
+    is PSD.
     """
 
     feats_t: F64
@@ -50,7 +56,8 @@ class SimilarityKernel:
     buffer: F64 | None = None
     #: (B, M) int64 category codes, -1 = unknown; None = no category term beyond F's rows.
     codes: I64 | None = None
-    #: w, the weight of category equality (ignored without ``codes``).
+    #: c, the coefficient of category equality: w, times eps when shrunk (ignored without
+    #: ``codes``).
     category_weight: float = 0.0
 
     @property
@@ -111,6 +118,7 @@ def similarity_kernel(
     spare: int = 0,
     out: F64 | None = None,
     category_rows: bool | None = None,
+    shrink: float = 1.0,
 ) -> SimilarityKernel:
     """Build the kernel for (B, M, D) item vectors and (B, M) category codes (-1 = unknown).
 
@@ -126,9 +134,14 @@ def similarity_kernel(
     rows are cheaper (a slightly longer product replaces a comparison and a masked add per
     pick); for many lists in lock-step the comparison is (it is one pass over the batch, the
     rows a longer product per list). None chooses rows for a single list.
+
+    ``shrink`` eps in (0, 1] returns ``(1 - eps) I + eps S`` instead of S (the DPP's kernel):
+    every off-diagonal entry scaled by eps, the diagonal still 1.
     """
     if not 0.0 <= category_weight <= 1.0:
         raise ValueError(f"category_weight must be in [0, 1], got {category_weight}")
+    if not 0.0 < shrink <= 1.0:
+        raise ValueError(f"shrink must be in (0, 1], got {shrink}")
     vecs = np.asarray(item_vectors)
     n_b, n_m, dim = vecs.shape
     weight = 0.0 if categories is None else float(category_weight)
@@ -149,16 +162,18 @@ def similarity_kernel(
     unit[...] = np.swapaxes(vecs, 1, 2)
     norms = np.sqrt(np.einsum("bdm,bdm->bm", unit, unit))
     has_vec = norms > 1e-12
-    unit *= (np.sqrt(1.0 - weight) / np.where(has_vec, norms, np.inf))[:, None, :]
+    unit *= (np.sqrt(shrink * (1.0 - weight)) / np.where(has_vec, norms, np.inf))[:, None, :]
     fix = (1.0 - weight) * ~has_vec
     if codes is not None:
         fix = fix + weight * (codes < 0)
+    if shrink < 1.0:
+        fix = shrink * fix + (1.0 - shrink)
     if known is not None and codes is not None:
         rows = buffer[:, dim:n_f]
         np.equal(known[None, :, None], codes[:, None, :], out=rows)
-        rows *= np.sqrt(weight)
+        rows *= np.sqrt(shrink * weight)
         codes = None  # the rows carry the category term now
-    return SimilarityKernel(buffer[:, :n_f], fix, buffer if spare else None, codes, weight)
+    return SimilarityKernel(buffer[:, :n_f], fix, buffer if spare else None, codes, shrink * weight)
 
 
 def standardise_relevance(relevance: NDArray[np.floating], eligible: NDArray[np.bool_]) -> F64:

@@ -27,14 +27,16 @@ def sweep_policies(points: int) -> list[RerankPolicy]:
     """No re-ranking, then ``points`` DPP thetas and as many MMR lambdas, gentle to strong.
 
     theta = i / points and lambda = 1 - i / points for i = 1..points, so both methods run
-    from barely re-ranked to pure diversity in equal steps.
+    from barely re-ranked to pure diversity in equal steps. The shipped default theta joins
+    the DPP's steps when it is not one of them, so the bar is always read at it.
     """
     if points < 1:
         raise ValueError(f"points must be >= 1, got {points}")
     steps = [round(i / points, 6) for i in range(1, points + 1)]
+    thetas = sorted({*steps, DEFAULT_DPP_THETA})
     return [
         RerankPolicy("none", 0.0),
-        *(RerankPolicy("dpp", s) for s in steps),
+        *(RerankPolicy("dpp", t) for t in thetas),
         *(RerankPolicy("mmr", round(1.0 - s, 6)) for s in steps),
     ]
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from stream_rec.cli import build_parser, main
-from stream_rec.rerank import RerankPolicy
+from stream_rec.rerank import DEFAULT_DPP_THETA, RerankPolicy
 from stream_rec.rerank.tradeoff import (
     frontier_diversity_at,
     plot_tradeoff,
@@ -28,12 +28,16 @@ def fake_metrics(policy: RerankPolicy) -> dict[str, Any]:
     return {"P@20": 50.0 * (1 - cost * strength**2), "ILD@20": 0.4 + 0.4 * strength}
 
 
-def test_sweep_has_the_same_number_of_points_per_method() -> None:
+def test_sweep_has_the_same_steps_per_method_plus_the_default_theta() -> None:
     policies = sweep_policies(4)
     assert [str(p) for p in policies] == [
-        "none", "dpp:0.25", "dpp:0.5", "dpp:0.75", "dpp:1",
+        "none", f"dpp:{DEFAULT_DPP_THETA:g}", "dpp:0.25", "dpp:0.5", "dpp:0.75", "dpp:1",
         "mmr:0.75", "mmr:0.5", "mmr:0.25", "mmr:0",
     ]  # fmt: skip
+    for points in (4, 20):  # the default off and on the grid of 0.05 steps
+        thetas = [p.param for p in sweep_policies(points) if p.method == "dpp"]
+        assert thetas.count(DEFAULT_DPP_THETA) == 1
+        assert thetas == sorted(thetas) and len(thetas) in (points, points + 1)
     with pytest.raises(ValueError):
         sweep_policies(0)
 
