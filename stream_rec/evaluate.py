@@ -172,12 +172,14 @@ def metrics_for(pools: Pools, policy: Any = None, k: int = 20,
     return out
 
 
-def summarise(pools: Pools, policy: Any = None, k: int = 20) -> dict[str, Any]:
+def summarise(pools: Pools, policy: Any = None, k: int = 20,
+              category_weight: float | None = None) -> dict[str, Any]:
     """``metrics_for`` over all cases, plus a ``cold_targets`` block (same metrics over the
     cases whose target the model never saw in training) when there are such cases."""
-    out = metrics_for(pools, policy, k)
+    out = metrics_for(pools, policy, k, category_weight=category_weight)
     if pools.cold_target.any():
-        cold = metrics_for(pools, policy, k, only=pools.cold_target)
+        cold = metrics_for(pools, policy, k, only=pools.cold_target,
+                           category_weight=category_weight)
         out["cold_targets"] = {key: cold[key] for key in ("n_cases", f"P@{k}", f"MRR@{k}",
                                                            f"NDCG@{k}")}
     return out

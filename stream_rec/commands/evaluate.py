@@ -57,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.data, settings)
     pools = prepare_pools(artifact, dataset, pool=max(args.pool, k), k=k,
                           batch_size=settings.eval_batch_size, threads=args.threads)
-    metrics = summarise(pools, policy, k)
+    # The worker's similarity, so offline lists are the ones the worker would send.
+    metrics = summarise(pools, policy, k, category_weight=settings.rerank_category_weight)
     metrics["model_version"] = artifact.version
     metrics["rerank"] = policy.to_dict()
     if args.json:
