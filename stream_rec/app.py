@@ -42,6 +42,10 @@ def create_app(settings: Settings, *, discover: Sequence[str] = ()) -> faust.App
         # One produce request per list is the largest per-event cost after scoring; a few ms
         # of linger lets a batch's lists, state and changelog writes share requests.
         producer_linger=settings.producer_linger_ms / 1000.0,
+        # A list is ~2 KB and a state record ~3 KB: aiokafka's default 16 KB batch fills after a
+        # handful and goes out in a request of its own. 256 KB batches cut the produce requests
+        # (and their socket writes) per event; measured +6-10 % events/s (docs/performance.md).
+        producer_max_batch_size=256 * 1024,
         web_bind=settings.web_host,
         web_host=settings.web_host,
         web_port=settings.web_port,
