@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,6 +36,24 @@ def _free_port_pair() -> int:
                 continue
         return int(port)
     raise RuntimeError("no two adjacent free ports on 127.0.0.1")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Generator[None, Any, None]:
+    """A failed test that ran worker processes shows the end of each worker's log.
+
+    Integration failures are timing-dependent and often seen only on another machine; the
+    workers' own account of their rebalances and offsets is what explains them.
+    """
+    outcome = yield
+    report = outcome.get_result()
+    tmp_path = getattr(item, "funcargs", {}).get("tmp_path")
+    if not report.failed or not isinstance(tmp_path, Path):
+        return
+    for log in sorted(tmp_path.glob("*.log")):
+        text = log.read_text(errors="replace")
+        report.sections.append((f"worker log {log.name} (last 12000 chars)", text[-12000:]))
 
 
 @pytest.fixture(scope="session")

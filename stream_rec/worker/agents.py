@@ -117,7 +117,7 @@ async def handle_batch(batch: Sequence[EventT]) -> None:
         if last != (generation, message.offset - 1) and (skipped := skipped_offsets(
                 message.offset, generation, last, consumer.committed_offset(message.tp))):
             # Transactional producers leave one offset per commit marker; anything else means
-            # the consumer dropped events (docs/operations.md, Known issues).
+            # the consumer dropped events (docs/operations.md, Failure cases found and fixed).
             metrics.offsets_skipped += skipped
             log.warning("partition %s: %d offset(s) before %d never reached this worker",
                         message.partition, skipped, message.offset)

@@ -15,6 +15,15 @@ committed offset where it is, past the dropped records. That is exactly a partit
 from a worker that died before its first commit: the survivor skipped that partition's backlog
 and, once it committed later offsets, lost it. ``RewindingConsumer`` sends such partitions back
 to their first offset, which is where the group's ``earliest`` reset policy starts them anyway.
+
+3. Keeping events fetched while a rebalance ends. Faust's flow control empties every stream
+queue whenever it is told to resume, and at the end of a rebalance it is told so twice: once
+when table recovery lets the flow run, and again after the stream partitions are resumed and
+sought to their committed offsets. Events fetched between those two calls, after the seek, are
+already past the consumer's position, so emptying the queue a second time lost them for good:
+the worker taking over a partition started some offsets past the committed one and skipped
+the events in between. ``FlowControl`` only empties the queues when flow resumes after a
+suspension, which is when they can hold events of a previous assignment.
 """
 
 from __future__ import annotations
@@ -28,6 +37,8 @@ import faust
 from faust.streams import _current_event
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP, ConsumerT, TransportT
+from mode.utils.objects import cached_property
+from mode.utils.queues import FlowControlEvent
 
 
 @contextmanager
@@ -57,12 +68,25 @@ class RewindingConsumer(aiokafka_driver.Consumer):
         return self._committed_offset.get(tp)
 
 
+class FlowControl(FlowControlEvent):
+    """Flow control that empties the stream queues only when flow resumes after a suspension."""
+
+    def resume(self) -> None:
+        if self.is_active():
+            return  # queues hold live events of the current assignment: keep them
+        super().resume()
+
+
 class Transport(aiokafka_driver.Transport):
     Consumer: ClassVar[type[ConsumerT]] = RewindingConsumer
 
 
 class App(faust.App):
-    """A Faust app whose consumer is a ``RewindingConsumer``."""
+    """A Faust app whose consumer is a ``RewindingConsumer`` and whose flow control keeps events."""
+
+    @cached_property
+    def flow_control(self) -> FlowControlEvent:
+        return FlowControl(loop=self.loop)
 
     def _new_transport(self) -> TransportT:
         return Transport(self.conf.broker_consumer, self)
