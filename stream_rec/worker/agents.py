@@ -42,7 +42,7 @@ from stream_rec.model import ServedModel
 from stream_rec.recommender import RecList, RecRequest
 from stream_rec.worker.faust_compat import RewindingConsumer, acting_for
 from stream_rec.worker.feeds import tail_topic
-from stream_rec.worker.metrics import partition_lag, skipped_offsets
+from stream_rec.worker.metrics import partition_lag, redelivered, skipped_offsets
 from stream_rec.worker.models import ModelRefused, announced_version, swap_to
 from stream_rec.worker.runtime import WorkerRuntime
 
@@ -111,9 +111,12 @@ async def handle_batch(batch: Sequence[EventT]) -> None:
     fresh: list[bool] = []
     for message_event in batch:
         message = message_event.message
-        metrics.events_in += 1
         generation = message.generation_id or 0
         last = runtime.processed.get(message.partition)
+        if redelivered(message.offset, generation, last):
+            metrics.events_redelivered += 1
+            continue
+        metrics.events_in += 1
         if last != (generation, message.offset - 1) and (skipped := skipped_offsets(
                 message.offset, generation, last, consumer.committed_offset(message.tp))):
             # Transactional producers leave one offset per commit marker; anything else means

@@ -49,6 +49,7 @@ class WorkerMetrics:
     forget_requests: int = 0
     produce_failed: int = 0
     offsets_skipped: int = 0
+    events_redelivered: int = 0
     stages: StageClock = field(default_factory=StageClock)
     latency_ms: Histogram = field(default_factory=Histogram)
     model_version: str = ""
@@ -78,6 +79,8 @@ class WorkerMetrics:
                 "Recommendation messages the producer failed to deliver.")
         counter("offsets_skipped_total", self.offsets_skipped,
                 "Event offsets the consumer jumped over (see docs/operations.md).")
+        counter("events_redelivered_total", self.events_redelivered,
+                "Messages delivered again in one consumer generation, passed over.")
         lines += ["# HELP stream_rec_stage_seconds_total Time spent per pipeline stage.",
                   "# TYPE stream_rec_stage_seconds_total counter"]
         for stage, seconds in self.stages.seconds.items():
@@ -117,6 +120,18 @@ def partition_lag(highwater: int, committed: int | None, processed: tuple[int, i
     if processed is not None and processed[0] == generation:
         next_offset = max(next_offset, processed[1] + 1)
     return max(0, highwater - next_offset)
+
+
+def redelivered(offset: int, generation: int, last: tuple[int, int] | None) -> bool:
+    """Whether this worker already took the message at ``offset`` in this generation.
+
+    ``last`` is (generation, offset) of the last event taken from the partition. Within one
+    generation a partition's offsets only repeat when a seek moves the consumer back over
+    events already handed to the stream (the end of a rebalance seeks to the committed
+    offsets), so their lists are out and their state applied. After a rebalance the same
+    offsets count as new: the partition may have been someone else's in between.
+    """
+    return last is not None and last[0] == generation and offset <= last[1]
 
 
 def skipped_offsets(offset: int, generation: int, last: tuple[int, int] | None,

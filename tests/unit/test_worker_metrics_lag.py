@@ -1,6 +1,6 @@
 """Consumer lag counts events not yet processed; offsets the consumer jumped over are counted."""
 
-from stream_rec.worker.metrics import partition_lag, skipped_offsets
+from stream_rec.worker.metrics import partition_lag, redelivered, skipped_offsets
 
 
 def test_lag_counts_from_the_last_processed_offset_of_this_generation() -> None:
@@ -35,3 +35,15 @@ def test_the_first_event_of_a_generation_is_checked_against_the_commit() -> None
 
 def test_a_replay_of_lower_offsets_is_not_a_skip() -> None:
     assert skipped_offsets(3, generation=2, last=(2, 10), committed=0) == 0
+
+
+def test_an_offset_taken_before_in_the_same_generation_is_a_redelivery() -> None:
+    assert redelivered(10, generation=2, last=(2, 10))
+    assert redelivered(3, generation=2, last=(2, 10))
+    assert not redelivered(11, generation=2, last=(2, 10))
+
+
+def test_after_a_rebalance_or_before_any_event_nothing_is_a_redelivery() -> None:
+    # The partition may have been another worker's since: its events are new to this one.
+    assert not redelivered(3, generation=3, last=(2, 10))
+    assert not redelivered(0, generation=1, last=None)
