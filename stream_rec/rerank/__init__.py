@@ -20,7 +20,13 @@ from stream_rec.rerank.policy import (
     METHODS,
     RerankPolicy,
 )
-from stream_rec.rerank.rules import BusinessRules, CategoryCap, eligible_mask, stable_item_keys
+from stream_rec.rerank.rules import (
+    BusinessRules,
+    CategoryCap,
+    blocked_mask,
+    eligible_mask,
+    stable_item_keys,
+)
 from stream_rec.rerank.similarity import (
     DEFAULT_CATEGORY_WEIGHT,
     SimilarityKernel,
@@ -38,6 +44,7 @@ __all__ = [
     "CategoryCap",
     "RerankPolicy",
     "SimilarityKernel",
+    "blocked_mask",
     "dpp_greedy",
     "eligible_mask",
     "mmr_greedy",

@@ -68,6 +68,28 @@ def eligible_mask(
     return mask
 
 
+def blocked_mask(candidates: NDArray[np.integer], blocked: Sequence[Sequence[int]]
+                 ) -> NDArray[np.bool_]:
+    """(B, M) True where row b's candidate (an integer position) is one of ``blocked[b]``.
+
+    One membership test for the whole batch: each (row, position) pair becomes one integer,
+    so B shoppers' exclusions cost one sort instead of B (a per-row ``np.isin`` was a fifth of
+    the worker's re-ranking time). Negative candidates (padding) are never blocked.
+    """
+    cand = np.asarray(candidates, dtype=np.int64)
+    n_b = cand.shape[0]
+    if len(blocked) != n_b:
+        raise ValueError(f"blocked needs one entry per row ({n_b}), got {len(blocked)}")
+    counts = np.fromiter((len(b) for b in blocked), dtype=np.int64, count=n_b)
+    if not counts.any():
+        return np.zeros(cand.shape, dtype=bool)
+    flat = np.fromiter((p for b in blocked for p in b), dtype=np.int64, count=int(counts.sum()))
+    span = int(max(cand.max(initial=0), flat.max())) + 1
+    codes = np.repeat(np.arange(n_b, dtype=np.int64) * span, counts) + flat
+    keyed = cand + np.arange(n_b, dtype=np.int64)[:, None] * span
+    return np.isin(keyed, codes) & (cand >= 0)
+
+
 def stable_item_keys(candidate_ids: Sequence[Hashable]) -> NDArray[np.int64]:
     """Tie-break keys (int64) that are the same in every process for the same raw item ids.
 

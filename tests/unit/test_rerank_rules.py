@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from stream_rec.rerank import (
     BusinessRules,
     RerankPolicy,
+    blocked_mask,
     eligible_mask,
     rerank_batch,
     stable_item_keys,
@@ -100,3 +101,25 @@ def test_non_finite_scores_are_never_recommended() -> None:
     for policy in POLICIES:
         got = rerank_batch(rel, vecs, np.arange(5)[None], 5, RerankPolicy.parse(policy))
         assert got[0].tolist() == [1, 3, -1, -1, -1], policy
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 6), st.integers(1, 12), st.integers(0, 2**31), st.integers(1, 400))
+def test_batch_blocked_mask_is_each_rows_own_membership(
+        n_rows: int, width: int, seed: int, n_items: int) -> None:
+    rng = np.random.default_rng(seed)
+    candidates = rng.integers(-1, n_items, size=(n_rows, width))
+    blocked = [rng.integers(0, n_items, size=rng.integers(0, 8)).tolist() for _ in range(n_rows)]
+    got = blocked_mask(candidates, blocked)
+    for row in range(n_rows):
+        want = np.isin(candidates[row], blocked[row]) & (candidates[row] >= 0)
+        assert np.array_equal(got[row], want)
+
+
+def test_blocked_mask_keeps_rows_apart_and_needs_one_entry_per_row() -> None:
+    candidates = np.array([[5, 7, -1], [7, 5, 9]])
+    assert blocked_mask(candidates, [[7], []]).tolist() == [[False, True, False],
+                                                           [False, False, False]]
+    assert not blocked_mask(candidates, [[], []]).any()
+    with pytest.raises(ValueError, match="one entry per row"):
+        blocked_mask(candidates, [[7]])
