@@ -50,9 +50,8 @@ def top_n(scores: NDArray[np.floating], n: int) -> NDArray[np.int64]:
         packed[rows, rank] = scores.ravel()[flat]
         packed_cols = np.zeros((n_rows, most), dtype=np.int64)
         packed_cols[rows, rank] = cols
-        best = np.argpartition(packed, most - n, axis=1)[:, most - n:]
-        order = np.argsort(-np.take_along_axis(packed, best, axis=1), axis=1, kind="stable")
-        out[:] = np.take_along_axis(packed_cols, np.take_along_axis(best, order, axis=1), axis=1)
+        best = _sorted_top(packed, np.argpartition(packed, most - n, axis=1)[:, most - n:])
+        out[:] = np.take_along_axis(packed_cols, best, axis=1)
     for row in np.flatnonzero(~full):  # rare: the sample put the threshold too high
         part = np.argpartition(scores[row], n_cols - n)[n_cols - n:]
         out[row] = part[np.argsort(-scores[row, part], kind="stable")]

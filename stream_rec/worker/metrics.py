@@ -63,7 +63,8 @@ class WorkerMetrics:
             lines.extend([f"# HELP stream_rec_{name} {help_text}",
                           f"# TYPE stream_rec_{name} counter", f"stream_rec_{name} {value}"])
 
-        counter("events_in_total", self.events_in, "Messages read from the events topic.")
+        counter("events_in_total", self.events_in,
+                "Messages read from the events topic (repeats: events_redelivered_total).")
         counter("events_valid_total", self.events_valid, "Events that passed validation.")
         counter("events_duplicate_total", self.events_duplicate,
                 "Events whose event_id was already applied (state left unchanged).")
