@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -20,7 +20,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from stream_rec.core.catalog import CatalogItem
-from stream_rec.core.state import UserState
+from stream_rec.core.events import Event
+from stream_rec.core.state import StateLimits, UserState, apply_event, update_profile
 from stream_rec.core.trending import Trending
 from stream_rec.item_table import ItemTable
 from stream_rec.model import ServedModel
@@ -145,6 +146,21 @@ class Recommender:
         """Serve ``model`` from the next batch on; builds its item table first."""
         table = None if model is None else ItemTable(model, self.catalog.items)
         self.model, self.table = model, table
+
+    def observe(self, state: UserState, event: Event, limits: StateLimits,
+                source: tuple[int, int]) -> UserState:
+        """The shopper's state after ``event`` (from message ``source`` = (partition, offset)):
+        history and affinities, the profile in the served model's space, and trending counts.
+        """
+        state = apply_event(state, event, self.catalog.category(event.item_id), limits)
+        state = replace(state, source=source)
+        model = self.model
+        if model is not None:
+            index = int(model.index_of([event.item_id])[0])
+            vector = model.item_vectors[index] if index >= 0 else None
+            state = update_profile(state, vector, event.type_code, model.version, limits)
+        self.trending.add(event.item_id, event.ts_ms, event.type_code)
+        return state
 
     def upsert_item(self, item: CatalogItem) -> None:
         self.catalog.upsert(item)

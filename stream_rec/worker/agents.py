@@ -16,29 +16,23 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any, cast
 
-import numpy as np
 import orjson
 from aiokafka import ConsumerRecord
 from faust import Stream, StreamT
 from faust.types import EventT
-from numpy.typing import NDArray
 
 from stream_rec.app import app, rocksdb_options, settings
 from stream_rec.core.events import ForgetUser, InvalidEvent, parse_message
 from stream_rec.core.state import (
     UserState,
     already_applied,
-    apply_event,
     is_duplicate,
     record_shown,
-    update_profile,
 )
 from stream_rec.core.state_codec import StateDecodeError, decode_state, encode_state
 from stream_rec.errors import UNDELIVERED_EXIT_STATUS
-from stream_rec.model import ServedModel
 from stream_rec.recommender import RecList, RecRequest
 from stream_rec.worker.faust_compat import RewindingConsumer, acting_for
 from stream_rec.worker.feeds import tail_topic
@@ -103,7 +97,6 @@ async def handle_batch(batch: Sequence[EventT]) -> None:
     consumer = cast(RewindingConsumer, app.consumer)
     taken_ms = time.time() * 1000
     recommender = runtime.recommender
-    model = recommender.model
     states: dict[bytes, UserState] = {}
     owner: dict[bytes, EventT] = {}  # the last message of each shopper in this batch
     forgotten: dict[bytes, int] = {}  # shopper -> number of requests queued before the request
@@ -153,13 +146,8 @@ async def handle_batch(batch: Sequence[EventT]) -> None:
             if duplicate:
                 metrics.events_duplicate += 1
             else:
-                state = apply_event(state, parsed, recommender.catalog.category(parsed.item_id),
-                                    runtime.limits)
-                state = replace(state, source=(message.partition, message.offset))
-                if model is not None:
-                    state = update_profile(state, item_vector(model, parsed.item_id),
-                                           parsed.type_code, model.version, runtime.limits)
-                recommender.trending.add(parsed.item_id, parsed.ts_ms, parsed.type_code)
+                state = recommender.observe(state, parsed, runtime.limits,
+                                            (message.partition, message.offset))
             states[key], owner[key] = state, message_event
         requests.append(RecRequest(parsed.user_id, parsed.event_id, state, taken_ms))
         fresh.append(not duplicate)
@@ -228,11 +216,6 @@ def _on_delivery(delivery: asyncio.Future) -> None:
                  "offset is committed: restart the worker to serve it again", delivery.exception())
     logging.shutdown()  # flush the log handlers: os._exit skips them
     os._exit(UNDELIVERED_EXIT_STATUS)
-
-
-def item_vector(model: ServedModel, item_id: str) -> NDArray[np.float32] | None:
-    index = int(model.index_of([item_id])[0])
-    return model.item_vectors[index] if index >= 0 else None
 
 
 @app.task

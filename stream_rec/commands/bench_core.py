@@ -1,0 +1,99 @@
+"""`stream-rec bench-core`: CPU per event of the worker's own work, no broker involved."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from stream_rec.config import load_settings
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "bench-core",
+        help="CPU time per event of the worker's own work (state, retrieval, scoring, "
+             "re-ranking, encoding), in one process without Kafka",
+        description="Runs the bench workload through the worker's per-batch code in one "
+                    "process and reports CPU microseconds per event by part: stable numbers "
+                    "for comparing code changes, where `stream-rec bench` also measures the "
+                    "broker and the machine. Settings come from STREAM_REC_* as for the worker.")
+    parser.add_argument("--events", type=int, default=6000, help="events measured")
+    parser.add_argument("--warmup-events", type=int, default=2000,
+                        help="events run first, unmeasured, so shoppers have grown state")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="events per batch (default: the batch_max_events setting)")
+    parser.add_argument("--data", default=None, metavar="SPEC",
+                        help="dataset to replay (default: sessions:../shared/data/diginetica)")
+    parser.add_argument("--registry", type=Path, metavar="DIR",
+                        help="serve this registry's current model (default: the cached "
+                             "bench model, trained on first use)")
+    parser.add_argument("--no-model", action="store_true", help="measure the fallback lists")
+    parser.add_argument("--train-epochs", type=int, default=1)
+    parser.add_argument("--concurrency", type=int, default=1000,
+                        help="shoppers' sessions open at once in the workload")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from threadpoolctl import threadpool_limits
+
+    from stream_rec.bench.core_cpu import run_core
+    from stream_rec.bench.model import current_version, ensure_bench_model
+    from stream_rec.bench.workload import (
+        DEFAULT_DATA,
+        ShopperStream,
+        catalog_messages,
+        load_workload,
+    )
+    from stream_rec.core.catalog import parse_catalog_item
+    from stream_rec.core.state import StateLimits
+    from stream_rec.core.trending import Trending
+    from stream_rec.errors import UserError
+    from stream_rec.model import load_served_model
+    from stream_rec.model.registry import FileRegistry
+    from stream_rec.progress import Progress
+    from stream_rec.recommender import Recommender
+    from stream_rec.worker.runtime import recommender_config
+
+    settings = load_settings()
+    threadpool_limits(settings.blas_threads)  # as the worker sets them
+    data = args.data or DEFAULT_DATA
+    workload = load_workload(data, settings)
+    recommender = Recommender(recommender_config(settings),
+                              trending=Trending(settings.trending_half_life_s * 1000.0))
+    for key, value in catalog_messages(workload):  # what the bench puts on the catalog topic
+        recommender.upsert_item(parse_catalog_item(key.decode(), value))
+    registry = None if args.no_model else (args.registry or ensure_bench_model(
+        data, args.train_epochs))
+    version = None if registry is None else current_version(registry)
+    if registry is not None and version is None:
+        raise UserError(f"{registry} holds no model version to serve")
+    if registry is not None and version is not None:
+        recommender.swap_model(load_served_model(FileRegistry(registry).path(version),
+                                                 threads=settings.onnx_threads))
+    batch = args.batch or settings.batch_max_events
+    events = ShopperStream(workload, "core", concurrency=args.concurrency, seed=args.seed
+                           ).take(args.warmup_events + args.events, "core")
+    bar = Progress(len(events), "bench-core")
+    result = run_core(recommender, events, batch=batch, warmup=args.warmup_events,
+                      limits=StateLimits(history=settings.history_length),
+                      max_event_bytes=settings.max_event_bytes,
+                      progress=lambda done, _total: bar.update(done - bar.done))
+    bar.close()
+    out = {**result.to_dict(), "model_version": version, "catalog_items": len(workload.catalog),
+           "data": data}
+    if args.json:
+        print(json.dumps(out), flush=True)
+        return 0
+    print(f"CPU per event over {result.events} events in batches of {batch} "
+          f"(model {version or 'none: fallback lists'}):", file=sys.stdout)
+    for part, us in result.cpu_us.items():
+        print(f"  {part:16s} {us:8.1f} us")
+    print(f"  {'total':16s} {out['cpu_us_per_event_total']:8.1f} us")
+    print("inside recommend (wall): " + ", ".join(
+        f"{k} {v} us" for k, v in result.recommend_stages_us.items()))
+    return 0
