@@ -190,15 +190,16 @@ class Recommender:
         with clock.stage("scoring"):
             histories = [[(h.item_id, h.type_code) for h in r.state.history] for r in requests]
             history_inputs = model.features.history_inputs(histories, self.catalog.items)
-            queries = model.scorer.user_embedding(history_inputs)
+            tower = model.scorer.shopper_tower(history_inputs)  # the query vectors, once
         with clock.stage("retrieval"):
-            candidates, n_retrieved, extra_reasons = self._candidates(model, table, queries)
+            candidates, n_retrieved, extra_reasons = self._candidates(model, table,
+                                                                       tower.embedding)
         with clock.stage("scoring"):
             safe = np.maximum(candidates, 0)
-            inputs = dict(history_inputs, candidate_items=table.model_index[safe])
+            inputs = {"candidate_items": table.model_index[safe]}
             if model.features.with_attributes:
                 inputs["candidate_attributes"] = table.attributes[safe]
-            scores, _ = model.scorer.run(inputs)
+            scores = model.scorer.candidate_scores(tower, inputs)
             scores = np.where(candidates >= 0, scores, -np.inf)
         with clock.stage("reranking"):
             eligible = candidates >= 0

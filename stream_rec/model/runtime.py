@@ -29,6 +29,16 @@ class ServedModel:
         self.item_vectors = artifact.item_embeddings
         self.features = FeatureBuilder(artifact)
         self.scorer = OnnxScorer(artifact.model_path, threads=threads)
+        if self.scorer.split and len(self.item_ids):
+            self._check_split()
+
+    def _check_split(self) -> None:
+        """Compare the split graph with the whole one on real ids (dropped if they differ)."""
+        sample = [str(i) for i in self.item_ids[:8]]
+        histories = [[(sample[0], 0), (sample[-1], 1)], [(sample[-1], 3)], [(sample[0], 2)]]
+        candidates = [sample + ["never-seen-item"], list(reversed(sample)) + [sample[0]],
+                      [sample[0]] * (len(sample) + 1)]
+        self.scorer.agrees_when_split(self.features.inputs(histories, candidates, {}))
 
     def index_of(self, item_ids: Sequence[str]) -> NDArray[np.int64]:
         """Row of each raw id in ``item_ids``/``item_vectors``, -1 when unknown."""

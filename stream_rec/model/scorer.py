@@ -1,15 +1,40 @@
-"""The onnxruntime session behind a model artifact: one call scores a whole batch."""
+"""The onnxruntime session behind a model artifact: one call scores a whole batch.
+
+The worker needs the shoppers' embeddings (for retrieval) before it knows the candidates to
+score, and the exported model computes both from the history in one graph, so scoring the
+candidates would compute every shopper's history encoder a second time (as much CPU as the
+retrieval matmul on a 43,000-item catalog). ``OnnxScorer`` therefore also opens the graph cut
+in two where the candidates come in (``split_at_candidates``): the shopper half once per batch,
+the candidate half fed with its results. The halves are the exported graph's own nodes and
+weights, checked at load against the whole graph; if the cut is not possible or disagrees,
+the whole graph is used as before.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+log = logging.getLogger(__name__)
+
 SCORES = "scores"
 USER_EMBEDDING = "user_embedding"
+CANDIDATE_INPUTS = ("candidate_items", "candidate_attributes")
+
+
+@dataclass
+class ShopperTower:
+    """One batch's shopper half: the query vectors and what the candidate half needs."""
+
+    embedding: NDArray[np.float32]
+    history_inputs: Mapping[str, NDArray[np.int64]]
+    carried: dict[str, Any] = field(default_factory=dict)  # cut tensors, by name
 
 
 class OnnxScorer:
@@ -30,6 +55,22 @@ class OnnxScorer:
                                             providers=["CPUExecutionProvider"])
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
+        self._options = options
+        self._halves: tuple[Any, Any, list[str]] | None = None
+        try:
+            halves = split_at_candidates(Path(model_path))
+        except Exception as exc:  # noqa: BLE001 - any failure means: use the whole graph
+            log.info("model graph not split (%r): candidates are scored with the whole graph",
+                     exc)
+            halves = None
+        if halves is not None:
+            shopper, candidates, carried = halves
+            self._halves = (
+                ort.InferenceSession(shopper, sess_options=options,
+                                     providers=["CPUExecutionProvider"]),
+                ort.InferenceSession(candidates, sess_options=options,
+                                     providers=["CPUExecutionProvider"]),
+                carried)
 
     def run(self, inputs: Mapping[str, NDArray[np.int64]]
             ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
@@ -50,3 +91,88 @@ class OnnxScorer:
             feed["candidate_attributes"] = np.zeros((1, 1, width), dtype=np.int64)
         (users,) = self.session.run([USER_EMBEDDING], feed)
         return np.asarray(users, np.float32)
+
+    @property
+    def split(self) -> bool:
+        """True when candidates are scored by the candidate half only."""
+        return self._halves is not None
+
+    def shopper_tower(self, inputs: Mapping[str, NDArray[np.int64]]) -> ShopperTower:
+        """The batch's query vectors, keeping what scoring its candidates will need."""
+        history = {name: np.ascontiguousarray(inputs[name], dtype=np.int64)
+                   for name in self.input_names if name not in CANDIDATE_INPUTS}
+        if self._halves is None:
+            return ShopperTower(self.user_embedding(history), history)
+        shopper, _, carried = self._halves
+        values = shopper.run([USER_EMBEDDING, *carried], history)
+        return ShopperTower(np.asarray(values[0], np.float32), history,
+                            dict(zip(carried, values[1:], strict=True)))
+
+    def candidate_scores(self, tower: ShopperTower,
+                         candidates: Mapping[str, NDArray[np.int64]]) -> NDArray[np.float32]:
+        """(B, C) scores of each shopper's candidates, from a tower of the same batch."""
+        feed = {name: np.ascontiguousarray(value, dtype=np.int64)
+                for name, value in candidates.items()}
+        if self._halves is None:
+            scores, _ = self.run({**tower.history_inputs, **feed})
+            return scores
+        _, half, _ = self._halves
+        wanted = {i.name for i in half.get_inputs()}
+        feed = {name: value for name, value in {**tower.history_inputs, **tower.carried,
+                                                **feed}.items() if name in wanted}
+        (scores,) = half.run([SCORES], feed)
+        return np.asarray(scores, np.float32)
+
+    def agrees_when_split(self, inputs: Mapping[str, NDArray[np.int64]]) -> bool:
+        """True when the two halves give the whole graph's scores on ``inputs`` (else the
+        split is dropped, so the worker never serves numbers the exported model would not)."""
+        if self._halves is None:
+            return True
+        whole, users = self.run(inputs)
+        tower = self.shopper_tower(inputs)
+        parts = self.candidate_scores(tower, {n: inputs[n] for n in CANDIDATE_INPUTS
+                                              if n in inputs})
+        same = (np.allclose(parts, whole, rtol=1e-5, atol=1e-6)
+                and np.allclose(tower.embedding, users, rtol=1e-5, atol=1e-6))
+        if not same:
+            log.warning("the split model graph disagrees with the whole graph: using the whole")
+            self._halves = None
+        return same
+
+
+def split_at_candidates(model_path: Path) -> tuple[bytes, bytes, list[str]] | None:
+    """The graph cut where the candidate inputs enter: (shopper half, candidate half, the
+    tensors passed from one to the other); None when the graph has no such cut.
+
+    Every node that does not depend on a candidate input goes to the shopper half; the
+    candidate half takes the candidate inputs plus every tensor the shopper half produces (or
+    the graph takes as input) that a candidate-dependent node reads.
+    """
+    import onnx
+    from onnx.utils import Extractor
+
+    model = onnx.load(str(model_path))
+    graph = model.graph
+    inputs = {i.name for i in graph.input}
+    initialisers = {t.name for t in graph.initializer}
+    outputs = {o.name for o in graph.output}
+    tainted = {name for name in inputs if name in CANDIDATE_INPUTS}
+    if not tainted or outputs != {SCORES, USER_EMBEDDING}:
+        return None
+    carried: list[str] = []
+    for node in graph.node:  # ONNX graphs list nodes in topological order
+        if any(name in tainted for name in node.input):
+            tainted.update(node.output)
+            carried.extend(name for name in node.input if name and name not in tainted
+                           and name not in initialisers and name not in carried)
+    if USER_EMBEDDING in tainted or SCORES not in tainted:
+        return None
+    cut = [name for name in carried if name not in inputs]
+    # Extractor needs every cut tensor's type; data propagation finds the ones it misses.
+    extractor = Extractor(onnx.shape_inference.infer_shapes(model, data_prop=True))
+    history = sorted(inputs - set(CANDIDATE_INPUTS))
+    shopper = extractor.extract_model(history, [USER_EMBEDDING, *cut])
+    candidates = extractor.extract_model(
+        sorted({*cut, *(n for n in carried if n in inputs), *(inputs & set(CANDIDATE_INPUTS))}),
+        [SCORES])
+    return shopper.SerializeToString(), candidates.SerializeToString(), cut

@@ -80,6 +80,41 @@ def test_onnx_matches_tensorflow_on_real_inputs(shop, trained):
     assert np.max(np.abs(onnx_users - keras_out["user_embedding"].numpy())) <= 1e-4
 
 
+def test_graph_cut_at_the_candidates_scores_like_the_whole_graph(shop, trained):
+    _, folder = trained
+    model = load_served_model(folder)
+    assert model.scorer.split  # the exported graph has the cut, and it passed the load check
+    histories = [[(e.item_id, e.event_type) for e in s.events[:5]] for s in shop.test[:12]]
+    histories.append([])  # a shopper with no history yet
+    candidates = [[f"i{(n * 7 + row) % 240}" for n in range(30)] + ["brand-new"]
+                  for row in range(len(histories))]
+    inputs = model.features.inputs(histories, candidates, {**shop.items,
+                                                           "brand-new": {"category": "c2"}})
+    whole, users = model.scorer.run(inputs)
+    tower = model.scorer.shopper_tower(inputs)
+    parts = model.scorer.candidate_scores(
+        tower, {name: value for name, value in inputs.items() if name.startswith("candidate_")})
+    np.testing.assert_allclose(tower.embedding, users, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(parts, whole, rtol=1e-5, atol=1e-6)
+
+
+def test_a_graph_without_candidate_inputs_is_not_cut(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from stream_rec.model.scorer import split_at_candidates
+
+    x = helper.make_tensor_value_info("history_items", TensorProto.FLOAT, [None, 3])
+    outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [None, 3])
+            for n in ("scores", "user_embedding")]
+    graph = helper.make_graph([helper.make_node("Identity", ["history_items"], ["scores"]),
+                               helper.make_node("Identity", ["history_items"],
+                                                ["user_embedding"])], "g", [x], outs)
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    assert split_at_candidates(path) is None
+
+
 def test_parity_check_fails_loudly(trained):
     from training.export import ExportError, check_parity
     from training.model import build_model
