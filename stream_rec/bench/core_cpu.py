@@ -68,7 +68,7 @@ def run_core(recommender: Recommender, events: Sequence[BenchEvent], *, batch: i
     store: dict[bytes, bytes] = {}
     cpu = dict.fromkeys(PARTS, 0.0)
     clock = StageClock()
-    lists = 0
+    lists = measured_events = 0
     for start in range(0, len(events), batch):
         chunk = events[start:start + batch]
         measured = start >= warmup
@@ -78,9 +78,10 @@ def run_core(recommender: Recommender, events: Sequence[BenchEvent], *, batch: i
             for part, seconds in spent.items():
                 cpu[part] += seconds
             lists += made
+            measured_events += len(chunk)
         if progress is not None:
             progress(min(start + batch, len(events)), len(events))
-    n = sum(len(events[s:s + batch]) for s in range(0, len(events), batch) if s >= warmup)
+    n = measured_events
     return CoreResult(
         events=n, batch=batch,
         cpu_us={part: round(seconds / n * 1e6, 1) for part, seconds in cpu.items()},

@@ -34,11 +34,15 @@ class ServedModel:
 
     def _check_split(self) -> None:
         """Compare the split graph with the whole one on real ids (dropped if they differ)."""
-        sample = [str(i) for i in self.item_ids[:8]]
-        histories = [[(sample[0], 0), (sample[-1], 1)], [(sample[-1], 3)], [(sample[0], 2)]]
-        candidates = [sample + ["never-seen-item"], list(reversed(sample)) + [sample[0]],
-                      [sample[0]] * (len(sample) + 1)]
+        histories, candidates = self.sample_batch()
         self.scorer.agrees_when_split(self.features.inputs(histories, candidates, {}))
+
+    def sample_batch(self) -> tuple[list[list[tuple[str, int]]], list[list[str]]]:
+        """A small batch of real ids (and one unknown candidate) to check and warm a model."""
+        sample = [str(i) for i in self.item_ids[:8]]
+        histories = [[(sample[0], 0), (sample[-1], 1)], [(sample[-1], 3)]]
+        candidates = [sample + ["never-seen-item"], list(reversed(sample)) + [sample[0]]]
+        return histories, candidates
 
     def index_of(self, item_ids: Sequence[str]) -> NDArray[np.int64]:
         """Row of each raw id in ``item_ids``/``item_vectors``, -1 when unknown."""

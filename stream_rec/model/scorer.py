@@ -55,8 +55,8 @@ class OnnxScorer:
                                             providers=["CPUExecutionProvider"])
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
-        self._options = options
-        self._halves: tuple[Any, Any, list[str]] | None = None
+        # (shopper half, candidate half, tensors carried across, candidate half's inputs)
+        self._halves: tuple[Any, Any, list[str], frozenset[str]] | None = None
         try:
             halves = split_at_candidates(Path(model_path))
         except Exception as exc:  # noqa: BLE001 - any failure means: use the whole graph
@@ -65,12 +65,12 @@ class OnnxScorer:
             halves = None
         if halves is not None:
             shopper, candidates, carried = halves
+            half = ort.InferenceSession(candidates, sess_options=options,
+                                        providers=["CPUExecutionProvider"])
             self._halves = (
                 ort.InferenceSession(shopper, sess_options=options,
                                      providers=["CPUExecutionProvider"]),
-                ort.InferenceSession(candidates, sess_options=options,
-                                     providers=["CPUExecutionProvider"]),
-                carried)
+                half, carried, frozenset(i.name for i in half.get_inputs()))
 
     def run(self, inputs: Mapping[str, NDArray[np.int64]]
             ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
@@ -103,7 +103,7 @@ class OnnxScorer:
                    for name in self.input_names if name not in CANDIDATE_INPUTS}
         if self._halves is None:
             return ShopperTower(self.user_embedding(history), history)
-        shopper, _, carried = self._halves
+        shopper, _, carried, _ = self._halves
         values = shopper.run([USER_EMBEDDING, *carried], history)
         return ShopperTower(np.asarray(values[0], np.float32), history,
                             dict(zip(carried, values[1:], strict=True)))
@@ -116,8 +116,7 @@ class OnnxScorer:
         if self._halves is None:
             scores, _ = self.run({**tower.history_inputs, **feed})
             return scores
-        _, half, _ = self._halves
-        wanted = {i.name for i in half.get_inputs()}
+        _, half, _, wanted = self._halves
         feed = {name: value for name, value in {**tower.history_inputs, **tower.carried,
                                                 **feed}.items() if name in wanted}
         (scores,) = half.run([SCORES], feed)

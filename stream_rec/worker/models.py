@@ -58,9 +58,7 @@ def smoke_test(model: ServedModel, warm_rounds: int = 3) -> None:
     n_items = len(model.item_ids)
     if n_items == 0 or model.item_vectors.shape[0] != n_items:
         raise ModelRefused(f"version {model.version}: item vectors do not match the vocabulary")
-    sample = [str(i) for i in model.item_ids[: min(8, n_items)]]
-    histories = [[(sample[0], 0), (sample[-1], 1)], [(sample[-1], 3)]]
-    candidates = [sample + ["never-seen-item"], list(reversed(sample)) + [sample[0]]]
+    histories, candidates = model.sample_batch()
     try:
         for _ in range(warm_rounds):
             queries = model.query_vectors(histories)
