@@ -86,6 +86,9 @@ class Settings:
         True, "Score and re-rank each batch on a helper thread, so Kafka I/O and the next "
         "batch's intake use the second core meanwhile (numpy and onnxruntime free the GIL).")
     onnx_threads: int = _setting(1, "onnxruntime intra-op threads per worker process.")
+    gc_freeze: bool = _setting(
+        True, "Once the catalog and model are loaded (and after each model swap), collect and "
+        "freeze the heap so Python's garbage collector stops re-walking long-lived objects.")
     blas_threads: int = _setting(
         1, "numpy (BLAS) threads per worker process; more only helps with idle cores.")
     history_length: int = _setting(50, "Recent events kept per shopper.")

@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from stream_rec.core.state import StateLimits
     from stream_rec.core.trending import Trending
     from stream_rec.errors import UserError
+    from stream_rec.heap import settle
     from stream_rec.model import load_served_model
     from stream_rec.model.registry import FileRegistry
     from stream_rec.progress import Progress
@@ -78,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
     batch = args.batch or settings.batch_max_events
     events = ShopperStream(workload, "core", concurrency=args.concurrency, seed=args.seed
                            ).take(args.warmup_events + args.events, "core")
+    if settings.gc_freeze:
+        settle("loading")  # as the worker does once its catalog and model are in
     bar = Progress(len(events), "bench-core")
     result = run_core(recommender, events, batch=batch, warmup=args.warmup_events,
                       limits=StateLimits(history=settings.history_length),

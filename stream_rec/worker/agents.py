@@ -33,6 +33,7 @@ from stream_rec.core.state import (
 )
 from stream_rec.core.state_codec import StateDecodeError, decode_state, encode_state
 from stream_rec.errors import UNDELIVERED_EXIT_STATUS
+from stream_rec.heap import settle
 from stream_rec.recommender import RecList, RecRequest
 from stream_rec.worker.faust_compat import RewindingConsumer, acting_for
 from stream_rec.worker.feeds import tail_topic
@@ -86,6 +87,8 @@ async def process_events(stream: StreamT) -> None:
     await runtime.catalog_ready.wait()  # never recommend before knowing what is delisted
     await runtime.model_checked.wait()  # nor serve fallback lists while a model is loading
     assert isinstance(stream, Stream)  # take_events lives on the concrete class
+    if settings.gc_freeze:
+        settle("startup")
     async for batch in stream.take_events(settings.batch_max_events,
                                           within=settings.batch_wait_ms / 1000.0):
         await handle_batch(batch)

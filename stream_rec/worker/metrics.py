@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 
+from stream_rec.heap import collections_by_generation
 from stream_rec.stage_clock import StageClock
 
 LATENCY_BUCKETS_MS: tuple[float, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
@@ -96,6 +97,11 @@ class WorkerMetrics:
             lines.append(f'{name}_bucket{{le="{bound:g}"}} {cumulative}')
         lines += [f'{name}_bucket{{le="+Inf"}} {self.latency_ms.n}',
                   f"{name}_sum {self.latency_ms.total:.3f}", f"{name}_count {self.latency_ms.n}"]
+        lines += ["# HELP stream_rec_gc_collections_total Python garbage collections run, by "
+                  "generation (2 = full; see stream_rec/heap.py).",
+                  "# TYPE stream_rec_gc_collections_total counter"]
+        for generation, count in enumerate(collections_by_generation()):
+            lines.append(f'stream_rec_gc_collections_total{{generation="{generation}"}} {count}')
         lines += ["# HELP stream_rec_model_info The model version being served.",
                   "# TYPE stream_rec_model_info gauge",
                   f'stream_rec_model_info{{version="{self.model_version or "none"}"}} 1',

@@ -17,6 +17,7 @@ import numpy as np
 from aiokafka import ConsumerRecord
 
 from stream_rec.config import Settings
+from stream_rec.heap import settle
 from stream_rec.model import (
     ArtifactError,
     FileRegistry,
@@ -90,6 +91,8 @@ async def swap_to(runtime: WorkerRuntime, version: str | None) -> bool:
     metrics.model_swaps += 1
     metrics.model_version = model.version
     log.info("now serving model version %s", model.version)
+    if runtime.settings.gc_freeze and runtime.ready:  # at startup the agent settles once
+        settle(f"swap to model {model.version}")
     return True
 
 
