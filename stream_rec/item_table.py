@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 from stream_rec.core.catalog import CatalogItem
 from stream_rec.model import ServedModel
 from stream_rec.rerank import stable_item_keys
+from stream_rec.rerank.pool_vectors import PoolVectors
 
 
 class ItemTable:
@@ -35,6 +36,7 @@ class ItemTable:
         self.unavailable = np.zeros(len(vocab), dtype=bool)
         self.category_codes: dict[str, int] = {}
         self._available: tuple[NDArray[np.int64], NDArray[np.float32]] | None = None
+        self._vectors_and_zero: NDArray[np.float32] | None = None
         self._new_items: list[int] = []  # catalog-only positions, oldest first
         for item in catalog.values():
             self.upsert(item, catalog)
@@ -104,10 +106,12 @@ class ItemTable:
         get = self.position.get
         return [p for p in (get(i) for i in item_ids) if p is not None]
 
-    def vectors(self, positions: NDArray[np.int64]) -> NDArray[np.float32]:
-        """Item vectors for diversity; catalog-only items (and padding) get zeros."""
-        vectors = self.model.item_vectors
+    def vectors(self, positions: NDArray[np.int64]) -> PoolVectors:
+        """Item vectors for diversity, gathered when read; catalog-only items (and padding)
+        get zeros."""
+        if self._vectors_and_zero is None:  # the model's vectors and one zero row after them
+            vectors = self.model.item_vectors
+            self._vectors_and_zero = np.concatenate(
+                [vectors, np.zeros((1, vectors.shape[1]), dtype=vectors.dtype)])
         inside = (positions >= 0) & (positions < self.n_vocab)
-        out = vectors[np.where(inside, positions, 0)]
-        out[~inside] = 0.0
-        return out
+        return PoolVectors(self._vectors_and_zero, np.where(inside, positions, self.n_vocab))

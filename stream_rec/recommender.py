@@ -33,6 +33,7 @@ from stream_rec.rerank import (
     rerank_batch,
     stable_item_keys,
 )
+from stream_rec.rerank.pool_vectors import PoolVectors
 from stream_rec.retrieval import top_n
 from stream_rec.stage_clock import StageClock
 
@@ -311,14 +312,16 @@ class Recommender:
         return [r.policy or self.config.policy for r in requests]
 
     def _pick(self, requests: Sequence[RecRequest], scores: NDArray[np.floating],
-              vectors: NDArray[np.float32], keys: NDArray[np.int64],
+              vectors: NDArray[np.float32] | PoolVectors, keys: NDArray[np.int64],
               categories: NDArray[np.int64], eligible: NDArray[np.bool_]) -> NDArray[np.int64]:
         """(B, k) positions chosen by each request's re-ranking policy (-1 padded)."""
         cfg = self.config
         policies = self._policies(requests)
         picked = np.full((len(requests), cfg.k), -1, dtype=np.int64)
         for policy in set(policies):
-            rows = np.array([i for i, p in enumerate(policies) if p == policy])
+            chosen = [i for i, p in enumerate(policies) if p == policy]
+            # One policy for the whole batch is the usual case: no copies of its arrays.
+            rows = slice(None) if len(chosen) == len(requests) else np.array(chosen)
             picked[rows] = rerank_batch(
                 scores[rows].astype(np.float32), vectors[rows], keys[rows], cfg.k, policy,
                 categories=categories[rows], eligible=eligible[rows],

@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 from stream_rec.rerank.dpp import dpp_greedy, dpp_shrinkage, log_det_weight
 from stream_rec.rerank.mmr import mmr_greedy
 from stream_rec.rerank.policy import RerankPolicy
+from stream_rec.rerank.pool_vectors import PoolVectors
 from stream_rec.rerank.prefix import dpp_prefix_first, first_width
 from stream_rec.rerank.rules import CategoryCap
 from stream_rec.rerank.similarity import (
@@ -34,7 +35,7 @@ CHUNK_LISTS = 32
 
 def rerank_batch(
     relevance: NDArray[np.floating],
-    item_vectors: NDArray[np.floating],
+    item_vectors: NDArray[np.floating] | PoolVectors,
     item_keys: NDArray[np.integer],
     k: int,
     policy: RerankPolicy,
@@ -50,7 +51,8 @@ def rerank_batch(
     Args:
         relevance: (B, M) model scores, any scale (standardised per list inside); a
             non-finite score makes that candidate ineligible.
-        item_vectors: (B, M, D) item embeddings, L2-normalised (re-normalised inside).
+        item_vectors: (B, M, D) item embeddings, L2-normalised (re-normalised inside), or
+            a ``PoolVectors`` that gathers only the ones the policy reads.
         item_keys: (B, M) int64 tie-break keys, e.g. item ids (see ``stable_item_keys``).
         k: list length to return (items).
         policy: method and parameter, see :class:`RerankPolicy`.
@@ -68,7 +70,7 @@ def rerank_batch(
     if rel.ndim != 2:
         raise ValueError(f"relevance must be (B, M), got shape {rel.shape}")
     n_b, n_m = rel.shape
-    vecs = np.asarray(item_vectors)
+    vecs = item_vectors if isinstance(item_vectors, PoolVectors) else np.asarray(item_vectors)
     if vecs.ndim != 3 or vecs.shape[:2] != (n_b, n_m):
         raise ValueError(f"item_vectors must be ({n_b}, {n_m}, D), got shape {vecs.shape}")
     keys = np.asarray(item_keys, dtype=np.int64)

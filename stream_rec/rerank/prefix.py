@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from stream_rec.rerank.dpp import DEFAULT_EPS, dpp_greedy_traced, gain_base
+from stream_rec.rerank.pool_vectors import PoolVectors
 from stream_rec.rerank.rules import CategoryCap
 from stream_rec.rerank.similarity import similarity_kernel
 
@@ -32,7 +33,7 @@ def first_width(n_m: int, k: int, theta: float, prefix: int = PREFIX) -> int:
 
 
 def dpp_prefix_first(
-    vectors: NDArray[np.floating],
+    vectors: NDArray[np.floating] | PoolVectors,
     order: NDArray[np.intp],
     categories: NDArray[np.int64] | None,
     relevance: NDArray[np.float64],

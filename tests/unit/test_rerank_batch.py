@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from stream_rec.rerank import RerankPolicy, rerank, rerank_batch
 from stream_rec.rerank import batch as batch_module
+from stream_rec.rerank.pool_vectors import PoolVectors
 
 
 def random_pools(seed: int, n_b: int, m: int, dim: int = 8) -> tuple[np.ndarray, ...]:
@@ -145,3 +146,31 @@ def test_the_core_imports_nothing_heavy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_b=st.integers(1, 40),
+    policy=st.sampled_from(["none", "dpp:0.15", "dpp:0.7", "mmr:0.5"]),
+    window=st.sampled_from([None, 3]),
+)
+def test_pool_vectors_pick_what_the_gathered_array_picks(
+    seed: int, n_b: int, policy: str, window: int | None
+) -> None:
+    # Pools of 120 with shared items, so the DPP's prefix run and its fallback both happen.
+    rng = np.random.default_rng(seed)
+    table = rng.normal(size=(300, 8)).astype(np.float32)
+    table[-1] = 0.0  # the zero row that stands for items without a vector
+    rows = np.stack([rng.choice(300, size=120, replace=False) for _ in range(n_b)])
+    rel, _, keys, cats, eligible = random_pools(seed, n_b, 120)
+    pol = RerankPolicy.parse(policy)
+    if pol.method != "dpp":
+        window = None
+    lazy = PoolVectors(table, rows)
+    assert lazy.shape == (n_b, 120, 8)
+    np.testing.assert_array_equal(lazy[1:, 2:5], table[rows[1:, 2:5]])
+    np.testing.assert_array_equal(np.asarray(lazy[::2]), table[rows[::2]])
+    want = rerank_batch(rel, table[rows], keys, 20, pol, cats, eligible, 2, window=window)
+    got = rerank_batch(rel, lazy, keys, 20, pol, cats, eligible, 2, window=window)
+    np.testing.assert_array_equal(got, want)
