@@ -16,7 +16,7 @@ import faust
 
 from stream_rec.config import Settings, load_settings
 from stream_rec.connection import faust_credentials
-from stream_rec.worker.faust_compat import App
+from stream_rec.worker.faust_compat import App, Worker
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def create_app(settings: Settings, *, discover: Sequence[str] = ()) -> faust.App
     if settings.processing_guarantee != "at_least_once":
         log.warning("processing_guarantee=%s is not supported: it lost state updates in the "
                     "crash test (docs/operations.md)", settings.processing_guarantee)
-    return App(
+    app = App(
         settings.app_id,
         broker=f"kafka://{settings.broker.replace(',', ';')}",
         broker_credentials=faust_credentials(settings),
@@ -53,7 +53,10 @@ def create_app(settings: Settings, *, discover: Sequence[str] = ()) -> faust.App
         # Faust also scans ``origin``; naming the worker package keeps it from importing all of
         # stream_rec (benchmark apps and tools included).
         origin=discover[0] if discover else None,
+        Worker=Worker,
     )
+    app.stop_timeout_s = settings.stop_timeout_s
+    return app
 
 
 def rocksdb_options(settings: Settings) -> dict[str, int]:

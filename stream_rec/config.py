@@ -71,6 +71,9 @@ class Settings:
     max_event_bytes: int = _setting(65536, "Larger event payloads go to the DLQ, in bytes.")
     batch_max_events: int = _setting(256, "Events scored together in one stream.take batch.")
     batch_wait_ms: int = _setting(10, "Longest wait to fill a batch, in ms.")
+    stop_timeout_s: float = _setting(
+        30.0, "Longest a worker's stop (SIGTERM) may take before it exits anyway; keep it under "
+        "the orchestrator's grace period. Events not yet committed are processed again.")
     producer_linger_ms: int = _setting(
         5, "How long the worker's producer gathers messages into one request, in ms.")
     standby_replicas: int = _setting(1, "Standby copies of each state partition on other workers.")

@@ -16,6 +16,7 @@ from stream_rec.broker import LocalBroker
 from stream_rec.config import Settings, load_settings
 from stream_rec.core.events import Event
 from stream_rec.core.state import StateLimits
+from stream_rec.errors import STOP_TIMEOUT_EXIT_STATUS
 from stream_rec.worker_process import WorkerProcess
 from tests.conftest import _free_port_pair
 from tests.helpers import free_port
@@ -124,7 +125,8 @@ def test_takeover_of_partitions_never_committed(broker: str, new_topic, tmp_path
         recs.close()
 
 
-def test_worker_survives_a_broker_outage(tmp_path: Path, new_topic) -> None:
+def test_worker_survives_a_broker_outage_and_stops_without_one(tmp_path: Path,
+                                                                new_topic) -> None:
     own = LocalBroker(load_settings({}, kafka_port=_free_port_pair()),
                       data_dir=tmp_path / "kafka")
     own.start(timeout_s=180)
@@ -132,7 +134,8 @@ def test_worker_survives_a_broker_outage(tmp_path: Path, new_topic) -> None:
         settings = isolated_settings(own.bootstrap, new_topic, tmp_path)
         events = _events(seed=5)[:1200]
         produce(own.bootstrap, settings.items_topic, _catalog_messages())
-        worker = WorkerProcess(settings, tmp_path / "worker.log").start()
+        worker = WorkerProcess(settings, tmp_path / "worker.log",
+                               extra_env={"STREAM_REC_STOP_TIMEOUT_S": "8"}).start()
         recs = TopicReader(own.bootstrap, settings.recommendations_topic)
         try:
             produce(own.bootstrap, settings.events_topic,
@@ -150,6 +153,13 @@ def test_worker_survives_a_broker_outage(tmp_path: Path, new_topic) -> None:
             recs.wait_for(lambda v: {r["event_id"] for r in v} >= wanted, 300)
             worker.wait_healthy(120)
             _check_states(worker, events, settings.history_length)
+            # Told to stop while the broker is gone, it cannot commit or leave the group
+            # cleanly; it must still exit within its stop timeout, not Faust's ~60 s waits.
+            recs.close()
+            own.stop()
+            time.sleep(3)
+            assert worker.stop(timeout_s=45) == STOP_TIMEOUT_EXIT_STATUS, worker.log_tail()
+            assert "did not stop within 8 s" in worker.log_tail(20000)
         finally:
             worker.stop()
             recs.close()
