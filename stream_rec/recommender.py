@@ -342,5 +342,6 @@ def _blocked_items(state: UserState, rules: BusinessRules) -> list[str]:
     blocked = list(state.purchased) if rules.exclude_purchased else []
     limit = rules.max_shows_without_click
     if limit:
-        blocked += [item for item, shows in state.shown if shows >= limit]
+        blocked += [item for item, shows in zip(state.shown_items, state.shown_counts,
+                                                strict=True) if shows >= limit]
     return blocked

@@ -115,7 +115,7 @@ def fullest_state(workload: Workload, dim: int, limits: StateLimits) -> UserStat
         category_affinity=tuple((f"category-{n}", 1.0 / (n + 1))
                                 for n in range(limits.categories)),
         purchased=tuple(items[: limits.purchased]),
-        shown=tuple((item, 3) for item in items[: limits.shown]),
+        shown_items=tuple(items[: limits.shown]), shown_counts=(3,) * limits.shown,
         seen_events=tuple(event_digest(f"event-{n}") for n in range(limits.dedup_window)),
         profile=np.full(dim, 0.1, dtype=np.float16).tobytes(),
         profile_model="bench", n_events=10**6, last_ts_ms=1_700_000_000_000)

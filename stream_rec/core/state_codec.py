@@ -9,13 +9,17 @@ state read back from a changelog is data, never code.
 from __future__ import annotations
 
 import base64
+from itertools import repeat
 from typing import Any
 
 import orjson
 
 from stream_rec.core.state import DIGEST_CHARS, HistoryEntry, UserState
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Version 1 kept ``shown`` as [item, count] pairs under "s"; it is still read (a worker
+# upgraded in place restores its shoppers from records the old version wrote).
+READABLE_VERSIONS = (1, 2)
 
 
 class StateDecodeError(ValueError):
@@ -28,7 +32,8 @@ def encode_state(state: UserState) -> bytes:
         "h": [[h.item_id, h.type_code, h.ts_ms] for h in state.history],
         "c": [[c, s] for c, s in state.category_affinity],
         "b": list(state.purchased),
-        "s": [[i, n] for i, n in state.shown],
+        "s": list(state.shown_items),
+        "sn": list(state.shown_counts),
         "e": "".join(state.seen_events),
         "n": state.n_events,
         "t": state.last_ts_ms,
@@ -46,14 +51,27 @@ def decode_state(raw: bytes | None) -> UserState:
         return UserState()
     try:
         doc = orjson.loads(raw)
-        if doc.get("v") != FORMAT_VERSION:
-            raise StateDecodeError(f"unknown state format version {doc.get('v')!r}")
+        version = doc.get("v")
+        if version not in READABLE_VERSIONS:
+            raise StateDecodeError(f"unknown state format version {version!r}")
         digests = doc["e"]
+        history = doc["h"]
+        if not set(map(len, history)) <= {3}:
+            raise StateDecodeError("unreadable user state: a history entry is not 3 fields")
+        if version == 1:
+            shown_items, shown_counts = (tuple(x) for x in zip(*doc["s"], strict=True)) \
+                if doc["s"] else ((), ())
+        else:
+            shown_items, shown_counts = tuple(doc["s"]), tuple(doc["sn"])
+            if len(shown_items) != len(shown_counts):
+                raise StateDecodeError("unreadable user state: shown items and counts differ")
         return UserState(
-            history=tuple(map(HistoryEntry._make, doc["h"])),
+            # tuple.__new__ skips namedtuple._make's per-entry checks (lengths checked above).
+            history=tuple(map(tuple.__new__, repeat(HistoryEntry), history)),
             category_affinity=tuple(map(tuple, doc["c"])),
             purchased=tuple(doc["b"]),
-            shown=tuple(map(tuple, doc["s"])),
+            shown_items=shown_items,
+            shown_counts=shown_counts,
             seen_events=tuple(digests[k:k + DIGEST_CHARS]
                               for k in range(0, len(digests), DIGEST_CHARS)),
             profile=base64.b64decode(doc["p"]) if "p" in doc else b"",

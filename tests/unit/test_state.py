@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,7 +19,7 @@ from stream_rec.core.state import (
     top_categories,
     update_profile,
 )
-from stream_rec.core.state_codec import decode_state, encode_state
+from stream_rec.core.state_codec import StateDecodeError, decode_state, encode_state
 
 LIMITS = StateLimits(history=5, purchased=3, shown=4, categories=3, dedup_window=6)
 
@@ -122,3 +123,37 @@ def test_replaying_the_same_events_gives_the_same_state() -> None:
         return state
 
     assert encode_state(run()) == encode_state(run())
+
+
+def test_affinity_ties_go_by_category_name_and_scores_keep_six_decimals() -> None:
+    state = UserState()
+    for n, category in enumerate(["b", "a", "c"]):
+        state = apply_event(state, _event(n), category, LIMITS)
+    state = replace(state, category_affinity=(("b", 1.0), ("a", 1.0), ("c", 1.0)))
+    state = apply_event(state, _event(9), None, LIMITS)
+    assert [c for c, _ in state.category_affinity] == ["a", "b", "c"]
+    assert all(s == round(s, 6) for _, s in state.category_affinity)
+    assert state.category_affinity[0][1] == 0.9
+
+
+def test_state_written_in_format_1_is_still_read() -> None:
+    old = (b'{"v":1,"h":[["a",0,5],["b",3,9]],"c":[["x",1.5]],"b":["b"],'
+           b'"s":[["a",2],["c",1]],"e":"0123456789ab","n":2,"t":9}')
+    state = decode_state(old)
+    assert state.shown_items == ("a", "c") and state.shown_counts == (2, 1)
+    assert state.history_items == ["a", "b"] and state.history[1].ts_ms == 9
+    assert state.purchased == ("b",) and state.seen_events == ("0123456789ab",)
+    assert decode_state(encode_state(state)) == state  # and written back in the new format
+    empty = decode_state(b'{"v":1,"h":[],"c":[],"b":[],"s":[],"e":"","n":0,"t":0}')
+    assert empty.shown == ()
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"v":2,"h":[["a",0]],"c":[],"b":[],"s":[],"sn":[],"e":"","n":1,"t":0}',
+    b'{"v":2,"h":[],"c":[],"b":[],"s":["a","b"],"sn":[1],"e":"","n":1,"t":0}',
+    b'{"v":3,"h":[],"c":[],"b":[],"s":[],"sn":[],"e":"","n":1,"t":0}',
+    b'{"v":1,"h":[],"c":[],"b":[],"s":[["a"]],"e":"","n":1,"t":0}',
+])
+def test_malformed_state_is_refused(raw: bytes) -> None:
+    with pytest.raises(StateDecodeError):
+        decode_state(raw)
