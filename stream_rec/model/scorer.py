@@ -7,7 +7,9 @@ retrieval matmul on a 43,000-item catalog). ``OnnxScorer`` therefore also opens 
 in two where the candidates come in (``split_at_candidates``): the shopper half once per batch,
 the candidate half fed with its results. The halves are the exported graph's own nodes and
 weights, checked at load against the whole graph; if the cut is not possible or disagrees,
-the whole graph is used as before.
+the whole graph is used as before. Once the halves agree, the whole graph's session is
+closed: every call goes through the halves, and the process keeps two copies of the weights
+instead of three.
 """
 
 from __future__ import annotations
@@ -44,21 +46,22 @@ class OnnxScorer:
     share a machine without oversubscribing its cores.
     """
 
-    def __init__(self, model_path: str | Path, threads: int = 1) -> None:
+    def __init__(self, model_path: str | Path, threads: int = 1, split: bool = True) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = max(1, threads)
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(model_path), sess_options=options,
-                                            providers=["CPUExecutionProvider"])
-        self.input_names = [i.name for i in self.session.get_inputs()]
-        self.output_names = [o.name for o in self.session.get_outputs()]
+        whole = ort.InferenceSession(str(model_path), sess_options=options,
+                                     providers=["CPUExecutionProvider"])
+        self._whole: Any = whole  # None once the halves are verified
+        self.input_names = [i.name for i in whole.get_inputs()]
+        self.output_names = [o.name for o in whole.get_outputs()]
         # (shopper half, candidate half, tensors carried across, candidate half's inputs)
         self._halves: tuple[Any, Any, list[str], frozenset[str]] | None = None
         try:
-            halves = split_at_candidates(Path(model_path))
+            halves = split_at_candidates(Path(model_path)) if split else None
         except Exception as exc:  # noqa: BLE001 - any failure means: use the whole graph
             log.info("model graph not split (%r): candidates are scored with the whole graph",
                      exc)
@@ -75,13 +78,24 @@ class OnnxScorer:
     def run(self, inputs: Mapping[str, NDArray[np.int64]]
             ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         """(scores (B, C), user_embedding (B, D)) for one batch of model inputs."""
+        if self._whole is None:
+            tower = self.shopper_tower(inputs)
+            scores = self.candidate_scores(tower, {n: inputs[n] for n in CANDIDATE_INPUTS
+                                                   if n in self.input_names})
+            return scores, tower.embedding
+        return self._run_whole(inputs)
+
+    def _run_whole(self, inputs: Mapping[str, NDArray[np.int64]]
+                   ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         feed = {name: np.ascontiguousarray(inputs[name], dtype=np.int64)
                 for name in self.input_names}
-        scores, users = self.session.run([SCORES, USER_EMBEDDING], feed)
+        scores, users = self._whole.run([SCORES, USER_EMBEDDING], feed)
         return np.asarray(scores, np.float32), np.asarray(users, np.float32)
 
     def user_embedding(self, inputs: Mapping[str, NDArray[np.int64]]) -> NDArray[np.float32]:
         """Only the shopper query vectors; candidate inputs may be absent (a dummy is used)."""
+        if self._halves is not None:
+            return self.shopper_tower(inputs).embedding
         feed = {name: np.ascontiguousarray(inputs[name], dtype=np.int64)
                 for name in self.input_names if name in inputs}
         if "candidate_items" not in feed:
@@ -89,7 +103,7 @@ class OnnxScorer:
         if "candidate_attributes" in self.input_names and "candidate_attributes" not in feed:
             width = feed["history_attributes"].shape[-1]
             feed["candidate_attributes"] = np.zeros((1, 1, width), dtype=np.int64)
-        (users,) = self.session.run([USER_EMBEDDING], feed)
+        (users,) = self._whole.run([USER_EMBEDDING], feed)
         return np.asarray(users, np.float32)
 
     @property
@@ -114,7 +128,7 @@ class OnnxScorer:
         feed = {name: np.ascontiguousarray(value, dtype=np.int64)
                 for name, value in candidates.items()}
         if self._halves is None:
-            scores, _ = self.run({**tower.history_inputs, **feed})
+            scores, _ = self._run_whole({**tower.history_inputs, **feed})
             return scores
         _, half, _, wanted = self._halves
         feed = {name: value for name, value in {**tower.history_inputs, **tower.carried,
@@ -124,10 +138,11 @@ class OnnxScorer:
 
     def agrees_when_split(self, inputs: Mapping[str, NDArray[np.int64]]) -> bool:
         """True when the two halves give the whole graph's scores on ``inputs`` (else the
-        split is dropped, so the worker never serves numbers the exported model would not)."""
-        if self._halves is None:
-            return True
-        whole, users = self.run(inputs)
+        split is dropped, so the worker never serves numbers the exported model would not).
+        When they agree, the whole graph's session is closed: the halves serve every call."""
+        if self._halves is None or self._whole is None:
+            return True  # nothing to compare, or compared already
+        whole, users = self._run_whole(inputs)
         tower = self.shopper_tower(inputs)
         parts = self.candidate_scores(tower, {n: inputs[n] for n in CANDIDATE_INPUTS
                                               if n in inputs})
@@ -136,6 +151,8 @@ class OnnxScorer:
         if not same:
             log.warning("the split model graph disagrees with the whole graph: using the whole")
             self._halves = None
+        else:
+            self._whole = None
         return same
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from stream_rec.evaluate import metrics_for, prepare_pools
 from stream_rec.model import ArtifactError, load_artifact, load_served_model
+from stream_rec.model.scorer import OnnxScorer
 from tests.training.conftest import SMALL
 from tests.training.synthetic import make_shop, successor_table
 
@@ -90,12 +91,17 @@ def test_graph_cut_at_the_candidates_scores_like_the_whole_graph(shop, trained):
                   for row in range(len(histories))]
     inputs = model.features.inputs(histories, candidates, {**shop.items,
                                                            "brand-new": {"category": "c2"}})
-    whole, users = model.scorer.run(inputs)
+    whole, users = OnnxScorer(folder / "model.onnx", split=False).run(inputs)
     tower = model.scorer.shopper_tower(inputs)
     parts = model.scorer.candidate_scores(
         tower, {name: value for name, value in inputs.items() if name.startswith("candidate_")})
     np.testing.assert_allclose(tower.embedding, users, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(parts, whole, rtol=1e-5, atol=1e-6)
+    # The served model's own entry points go through the halves once they are checked.
+    served_scores, served_users = model.scorer.run(inputs)
+    np.testing.assert_allclose(served_scores, whole, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.query_vectors(histories, shop.items), users,
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_a_graph_without_candidate_inputs_is_not_cut(tmp_path):
