@@ -28,6 +28,25 @@ log = logging.getLogger(__name__)
 SCORES = "scores"
 USER_EMBEDDING = "user_embedding"
 CANDIDATE_INPUTS = ("candidate_items", "candidate_attributes")
+HISTORY_EVENTS = "history_events"  # event type indices, 0 only where a history is padded
+
+
+def history_spans(events: NDArray[np.int64]) -> NDArray[np.int64]:
+    """Per row of left-padded (B, L) event indices: how many steps the history spans."""
+    real = events > 0
+    width = events.shape[1]
+    return np.where(real.any(axis=1), width - np.argmax(real, axis=1), 0).astype(np.int64)
+
+
+def length_buckets(spans: NDArray[np.int64]) -> list[tuple[NDArray[np.intp], int]]:
+    """Rows grouped by history span (up to 1, 2, 4, 8, ... steps) with each group's width.
+
+    Powers of two bound the padding any row gets at less than its own span again, with at
+    most log2(L) + 1 runs of the encoder per batch.
+    """
+    groups = np.ceil(np.log2(np.maximum(spans, 1))).astype(np.int64)
+    return [(rows, max(1, int(spans[rows].max())))
+            for rows in (np.flatnonzero(groups == g) for g in np.unique(groups))]
 
 
 @dataclass
@@ -117,10 +136,43 @@ class OnnxScorer:
                    for name in self.input_names if name not in CANDIDATE_INPUTS}
         if self._halves is None:
             return ShopperTower(self.user_embedding(history), history)
-        shopper, _, carried, _ = self._halves
-        values = shopper.run([USER_EMBEDDING, *carried], history)
+        _, _, carried, _ = self._halves
+        values = self._shopper_half(history)
         return ShopperTower(np.asarray(values[0], np.float32), history,
                             dict(zip(carried, values[1:], strict=True)))
+
+    def _shopper_half(self, history: Mapping[str, NDArray[np.int64]]) -> list[Any]:
+        """The shopper half over a batch, run per group of similar history lengths.
+
+        The features left-pad every history to the batch's longest, and the history encoder
+        costs the same for a padding step as for an event: one shopper with 50 events made
+        every shopper of the batch cost 50. Padding is masked out and positions count from the
+        end, so cutting leading padding changes nothing but the work (checked at load).
+        """
+        assert self._halves is not None
+        shopper, _, carried, _ = self._halves
+        names = [USER_EMBEDDING, *carried]
+        events = history.get(HISTORY_EVENTS)
+        if events is None:
+            return list(shopper.run(names, history))
+        groups = length_buckets(history_spans(events))
+        if len(groups) < 2:
+            return list(shopper.run(names, history))
+        width = events.shape[1]
+        parts = [(rows, shopper.run(names, {name: value[rows, width - need:]
+                                           for name, value in history.items()}))
+                 for rows, need in groups]
+        values: list[Any] = []
+        for j in range(len(names)):
+            shapes = {np.shape(out[j])[1:] for _, out in parts}
+            if len(shapes) != 1:  # an output that depends on the length: no grouping
+                return list(shopper.run(names, history))
+            first = np.asarray(parts[0][1][j])
+            joined = np.empty((len(events), *first.shape[1:]), dtype=first.dtype)
+            for rows, out in parts:
+                joined[rows] = out[j]
+            values.append(joined)
+        return values
 
     def candidate_scores(self, tower: ShopperTower,
                          candidates: Mapping[str, NDArray[np.int64]]) -> NDArray[np.float32]:

@@ -7,7 +7,7 @@ import pytest
 
 from stream_rec.evaluate import metrics_for, prepare_pools
 from stream_rec.model import ArtifactError, load_artifact, load_served_model
-from stream_rec.model.scorer import OnnxScorer
+from stream_rec.model.scorer import OnnxScorer, history_spans, length_buckets
 from tests.training.conftest import SMALL
 from tests.training.synthetic import make_shop, successor_table
 
@@ -85,8 +85,13 @@ def test_graph_cut_at_the_candidates_scores_like_the_whole_graph(shop, trained):
     _, folder = trained
     model = load_served_model(folder)
     assert model.scorer.split  # the exported graph has the cut, and it passed the load check
-    histories = [[(e.item_id, e.event_type) for e in s.events[:5]] for s in shop.test[:12]]
+    # Histories of many lengths (and one empty), so the shopper half runs in several groups.
+    events = [(e.item_id, e.event_type) for s in shop.test[:40] for e in s.events]
+    histories = [events[row * 3:row * 3 + n] for row, n in
+                 enumerate([1, 2, 3, 5, 8, 13, 20, 2, 1, 7, 16, 4])]
     histories.append([])  # a shopper with no history yet
+    assert len(length_buckets(history_spans(
+        model.features.history_inputs(histories, shop.items)["history_events"]))) >= 4
     candidates = [[f"i{(n * 7 + row) % 240}" for n in range(30)] + ["brand-new"]
                   for row in range(len(histories))]
     inputs = model.features.inputs(histories, candidates, {**shop.items,
