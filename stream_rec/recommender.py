@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 
 from stream_rec.core.catalog import CatalogItem
 from stream_rec.core.events import Event
+from stream_rec.core.rounding import round6
 from stream_rec.core.state import StateLimits, UserState, apply_event, update_profile
 from stream_rec.core.trending import Trending
 from stream_rec.item_table import ItemTable
@@ -74,7 +75,7 @@ class RecList:
         return {
             "user_id": self.user_id,
             "event_id": self.event_id,
-            "items": [{"item_id": i.item_id, "score": round(i.score, 6), "reason": i.reason}
+            "items": [{"item_id": i.item_id, "score": round6(i.score), "reason": i.reason}
                       for i in self.items],
             "model_version": self.model_version,
             "policy": self.policy.to_dict(),
@@ -227,10 +228,10 @@ class Recommender:
         """(B, M) item positions: retrieved over the whole catalog, then trending and new
         catalog items; -1 marks an extra that a row already retrieved (a duplicate)."""
         cfg = self.config
-        available, vectors = table.available_vocab()
+        available, vectors_t = table.available_vocab()
         n_retrieve = min(cfg.pool, len(available))
         if n_retrieve:
-            sims = queries @ vectors.T  # (B, N): the whole catalog, one matmul for the batch
+            sims = queries @ vectors_t  # (B, N): the whole catalog, one matmul for the batch
             retrieved = available[top_n(sims, n_retrieve)]
         else:
             retrieved = np.empty((len(queries), 0), dtype=np.int64)

@@ -9,7 +9,6 @@ state gives the same state, which is what crash recovery relies on.
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from operator import itemgetter
@@ -18,6 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from stream_rec.core.events import TYPE_CODE, Event
+from stream_rec.core.rounding import round6
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,10 +175,4 @@ def _decay_and_add(affinity: tuple[tuple[str, float], ...], category: str | None
         scores[category] = scores.get(category, 0.0) + weight
     # Strongest first, ties by name: sorted by name, then (stably) by score.
     ranked = sorted(sorted(scores.items()), key=itemgetter(1), reverse=True)[: limits.categories]
-    return tuple([(c, _round6(s)) for c, s in ranked])
-
-
-def _round6(score: float) -> float:
-    """``score`` to 6 decimals (scores are >= 0), at a fraction of ``round``'s cost: it keeps
-    the stored state short, and runs for every category on every event."""
-    return math.floor(score * 1e6 + 0.5) / 1e6
+    return tuple([(c, round6(s)) for c, s in ranked])  # 6 decimals keep the state short
