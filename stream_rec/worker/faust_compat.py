@@ -39,8 +39,8 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from types import TracebackType
 from typing import Any, ClassVar
 
 import faust
@@ -55,14 +55,23 @@ from stream_rec.errors import STOP_TIMEOUT_EXIT_STATUS
 log = logging.getLogger(__name__)
 
 
-@contextmanager
-def acting_for(event: Any) -> Iterator[None]:
-    """Make ``event`` Faust's current event inside the block (for table partitioning)."""
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
+class acting_for:  # noqa: N801 - used like the function-style context managers it replaced
+    """``with acting_for(event):`` makes ``event`` Faust's current event inside the block (for
+    table partitioning). A class, not ``@contextmanager``: it runs for every shopper of every
+    batch, up to three times."""
+
+    __slots__ = ("_event", "_token")
+
+    def __init__(self, event: Any) -> None:
+        self._event = event
+        self._token: Any = None
+
+    def __enter__(self) -> None:
+        self._token = _current_event.set(weakref.ref(self._event))
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        _current_event.reset(self._token)
 
 
 class RewindingConsumer(aiokafka_driver.Consumer):
