@@ -155,10 +155,11 @@ class OnnxScorer:
         events = history.get(HISTORY_EVENTS)
         if events is None:
             return list(shopper.run(names, history))
-        groups = length_buckets(history_spans(events))
-        if len(groups) < 2:
-            return list(shopper.run(names, history))
         width = events.shape[1]
+        groups = length_buckets(history_spans(events))
+        if len(groups) < 2 or any(np.ndim(v) < 2 or np.shape(v)[1] != width
+                                  for v in history.values()):  # not all (B, L, ...): whole
+            return list(shopper.run(names, history))
         parts = [(rows, shopper.run(names, {name: value[rows, width - need:]
                                            for name, value in history.items()}))
                  for rows, need in groups]
