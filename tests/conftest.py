@@ -8,6 +8,7 @@ and stopped at its end.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import uuid
 from collections.abc import Callable, Generator, Iterator
@@ -51,9 +52,20 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
     tmp_path = getattr(item, "funcargs", {}).get("tmp_path")
     if not report.failed or not isinstance(tmp_path, Path):
         return
-    for log in sorted(tmp_path.glob("*.log")):
-        text = log.read_text(errors="replace")
-        report.sections.append((f"worker log {log.name} (last 12000 chars)", text[-12000:]))
+    logs = sorted(tmp_path.glob("*.log"))
+    texts = {log.name: log.read_text(errors="replace") for log in logs}
+    for name, text in texts.items():
+        report.sections.append((f"worker log {name} (last 6000 chars)", text[-6000:]))
+    # Last, so that a report cut in the middle still shows it: every worker's rebalances,
+    # resume offsets and warnings, from start to end.
+    for name, text in texts.items():
+        lines = [line[:300] for line in text.splitlines() if _NOTABLE.search(line)]
+        report.sections.append((f"worker log {name}: rebalances and warnings",
+                                "\n".join(lines[-80:])))
+
+
+_NOTABLE = re.compile(r"\[(WARNING|ERROR|CRITICAL)\]|resuming at committed|never reached|"
+                      r"Executing _on_partitions_assigned|Revoking previously|generation id \d")
 
 
 @pytest.fixture(scope="session")

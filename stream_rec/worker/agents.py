@@ -37,7 +37,13 @@ from stream_rec.heap import settle
 from stream_rec.recommender import RecList, RecRequest
 from stream_rec.worker.faust_compat import RewindingConsumer, acting_for
 from stream_rec.worker.feeds import tail_topic
-from stream_rec.worker.metrics import partition_lag, redelivered, skipped_offsets
+from stream_rec.worker.metrics import (
+    commit_ahead,
+    commit_stall,
+    partition_lag,
+    redelivered,
+    skipped_offsets,
+)
 from stream_rec.worker.models import ModelRefused, announced_version, swap_to
 from stream_rec.worker.runtime import WorkerRuntime
 
@@ -249,6 +255,9 @@ async def follow_models() -> None:
     await tail
 
 
+_leads: dict[str, int] = {}  # "topic:partition" -> commit_ahead at the last lag tick
+
+
 @app.timer(interval=5.0)
 async def measure_lag() -> None:
     """Events not yet processed, per assigned partition (highwater - next offset to process).
@@ -258,18 +267,36 @@ async def measure_lag() -> None:
     """
     consumer = cast(RewindingConsumer, app.consumer)
     lag: dict[str, int] = {}
+    stalls: dict[str, int] = {}
     try:
         for tp in consumer.assignment():
-            highwater = consumer.highwater(tp) if tp.topic == settings.events_topic else None
+            if tp.topic != settings.events_topic:
+                continue
+            name = f"{tp.topic}:{tp.partition}"
+            committed = consumer.committed_offset(tp)
+            processed = runtime.processed.get(tp.partition)
+            highwater = consumer.highwater(tp)
             # Unknown for a moment after a rebalance: report nothing rather than guess.
             if highwater is not None:
-                lag[f"{tp.topic}:{tp.partition}"] = partition_lag(
-                    highwater, consumer.committed_offset(tp), runtime.processed.get(tp.partition),
-                    app.consumer_generation_id)
+                lag[name] = partition_lag(highwater, committed, processed,
+                                          app.consumer_generation_id)
+            if missing := commit_stall(committed, consumer.first_acked(tp)):
+                stalls[name] = missing
+                if runtime.metrics.commit_stalls.get(name) == missing:  # two ticks running
+                    log.warning("partition %s: commits stalled at offset %s, %d offset(s) before "
+                                "the first acked one never acked", tp.partition, committed,
+                                missing)
+            lead = commit_ahead(committed, processed, app.consumer_generation_id)
+            if lead and _leads.get(name) == lead:  # two ticks running
+                log.warning("partition %s: committed offset %s is %d past the last event "
+                            "processed (%s): those events' acks are ignored", tp.partition,
+                            committed, lead, processed)
+            _leads[name] = lead
     except Exception as exc:  # a metric must never take the worker down
         log.warning("consumer lag not measured: %r", exc)
         return
     runtime.metrics.consumer_lag = lag
+    runtime.metrics.commit_stalls = stalls
 
 
 @app.task

@@ -31,6 +31,11 @@ usually grants before SIGKILL. ``Worker`` starts a watchdog when the stop begins
 ``App.stop_timeout_s`` the process exits at once. Nothing valid is lost that way: offsets are
 committed only after the lists they cover are on the broker, so the events of an unfinished
 stop are processed again by whichever worker takes their partitions.
+
+5. Watching the consumer. ``RewindingConsumer`` logs the offset every partition resumes from
+after a rebalance, tells the lag timer where a partition's acked offsets start (a commit that
+cannot advance, see ``metrics.commit_stall``), and keeps Faust's livelock check from crashing
+the consumer on a partition whose position aiokafka is still resetting.
 """
 
 from __future__ import annotations
@@ -80,15 +85,42 @@ class RewindingConsumer(aiokafka_driver.Consumer):
     async def seek_to_committed(self) -> Mapping[TP, int]:
         committed = await super().seek_to_committed()
         # Changelog partitions are never committed: table recovery seeks them itself.
-        uncommitted = [tp for tp, offset in committed.items()
-                       if not offset and not self._is_changelog_tp(tp)]
+        streams = {tp: offset for tp, offset in committed.items()
+                   if not self._is_changelog_tp(tp)}
+        uncommitted = [tp for tp, offset in streams.items() if not offset]
         if uncommitted:
             await self._thread.seek_to_beginning(*uncommitted)
+        if streams:  # where each partition resumes: the first thing to check after a rebalance
+            log.info("resuming at committed offsets: %s", ", ".join(
+                f"{tp.topic}[{tp.partition}]@{offset or 'start'}"
+                for tp, offset in sorted(streams.items())))
         return committed
+
+    def verify_event_path(self, now: float, tp: TP) -> None:
+        """Faust's livelock check of ``tp``, skipped while aiokafka resets its position.
+
+        The check reads aiokafka's position, which asserts while a reset is pending (right
+        after ``seek_to_beginning`` above, until the fetcher has looked the offset up). The
+        failed assertion crashed the consumer service and stopped the worker; the check only
+        logs, so missing one round is harmless.
+        """
+        try:
+            super().verify_event_path(now, tp)
+        except AssertionError:
+            log.debug("livelock check of %s skipped: its position is being reset", tp)
 
     def committed_offset(self, tp: TP) -> int | None:
         """The offset this worker last committed for ``tp`` (or found committed when assigned)."""
         return self._committed_offset.get(tp)
+
+    def first_acked(self, tp: TP) -> int | None:
+        """The lowest offset of ``tp`` acked but not committed yet (None when there is none).
+
+        Faust commits only a run of acked offsets that starts at the committed one; when this
+        is further ahead, the partition's commits have stopped (see ``commit_stall``).
+        """
+        acked = self._acked.get(tp)
+        return min(acked) if acked else None
 
 
 class FlowControl(FlowControlEvent):

@@ -55,6 +55,7 @@ class WorkerMetrics:
     latency_ms: Histogram = field(default_factory=Histogram)
     model_version: str = ""
     consumer_lag: dict[str, int] = field(default_factory=dict)  # "topic:partition" -> messages
+    commit_stalls: dict[str, int] = field(default_factory=dict)  # "topic:partition" -> offsets
 
     def render(self) -> str:
         """Prometheus text exposition format (version 0.0.4)."""
@@ -108,10 +109,19 @@ class WorkerMetrics:
                   "# HELP stream_rec_consumer_lag Events not yet processed, per partition.",
                   "# TYPE stream_rec_consumer_lag gauge"]
         for tp, lag in sorted(self.consumer_lag.items()):
-            topic, _, partition = tp.rpartition(":")
-            labels = f'topic="{topic}",partition="{partition}"'
-            lines.append(f"stream_rec_consumer_lag{{{labels}}} {lag}")
+            lines.append(f"stream_rec_consumer_lag{{{_tp_labels(tp)}}} {lag}")
+        lines += ["# HELP stream_rec_commit_stalled Offsets missing before a partition's first "
+                  "acked one, holding back its commits (docs/operations.md).",
+                  "# TYPE stream_rec_commit_stalled gauge"]
+        for tp, missing in sorted(self.commit_stalls.items()):
+            lines.append(f"stream_rec_commit_stalled{{{_tp_labels(tp)}}} {missing}")
         return "\n".join(lines) + "\n"
+
+
+def _tp_labels(tp: str) -> str:
+    """Prometheus labels for a "topic:partition" key."""
+    topic, _, partition = tp.rpartition(":")
+    return f'topic="{topic}",partition="{partition}"'
 
 
 def partition_lag(highwater: int, committed: int | None, processed: tuple[int, int] | None,
@@ -127,6 +137,34 @@ def partition_lag(highwater: int, committed: int | None, processed: tuple[int, i
     if processed is not None and processed[0] == generation:
         next_offset = max(next_offset, processed[1] + 1)
     return max(0, highwater - next_offset)
+
+
+def commit_stall(committed: int | None, first_acked: int | None) -> int:
+    """Offsets missing between a partition's committed offset and its first acked one.
+
+    Faust commits a partition only when its acked offsets continue from the committed one
+    (it lets a single missing offset pass). Anything more and no later event of the partition
+    is committed until the next rebalance: a restart would process them all again. Nonzero
+    for a moment is normal (right after a rebalance, events fetched before it are acked
+    first); nonzero for long means events that never reached the agent.
+    """
+    if committed is None or first_acked is None:
+        return 0
+    gap = first_acked - committed
+    return gap if gap > 1 else 0
+
+
+def commit_ahead(committed: int | None, processed: tuple[int, int] | None,
+                 generation: int) -> int:
+    """How far Faust's committed offset is past the next event this worker will process.
+
+    Within one generation the committed offset follows the processed events, never leads
+    them: Faust ignores acks below it, so a lead that lasts means the events in between
+    will never be committed by this worker (a commit recorded that did not happen).
+    """
+    if committed is None or processed is None or processed[0] != generation:
+        return 0
+    return max(0, committed - (processed[1] + 1))
 
 
 def redelivered(offset: int, generation: int, last: tuple[int, int] | None) -> bool:
