@@ -74,6 +74,11 @@ class Settings:
     stop_timeout_s: float = _setting(
         30.0, "Longest a worker's stop (SIGTERM) may take before it exits anyway; keep it under "
         "the orchestrator's grace period. Events not yet committed are processed again.")
+    commit_repair_after_s: float = _setting(
+        20.0, "How long a partition's offset commits may stay stopped (acked offsets past a gap, "
+        "or a commit recorded past the processed events) before the worker rejoins its group, "
+        "so that every partition resumes from its committed offset as after a restart; 0 only "
+        "reports it (docs/operations.md).")
     producer_linger_ms: int = _setting(
         5, "How long the worker's producer gathers messages into one request, in ms.")
     standby_replicas: int = _setting(1, "Standby copies of each state partition on other workers.")

@@ -13,6 +13,7 @@ import asyncio
 import base64
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -35,15 +36,10 @@ from stream_rec.core.state_codec import StateDecodeError, decode_state, encode_s
 from stream_rec.errors import UNDELIVERED_EXIT_STATUS
 from stream_rec.heap import settle
 from stream_rec.recommender import RecList, RecRequest
+from stream_rec.worker.commit_watch import CommitWatch, commit_problem
 from stream_rec.worker.faust_compat import RewindingConsumer, acting_for
 from stream_rec.worker.feeds import tail_topic
-from stream_rec.worker.metrics import (
-    commit_ahead,
-    commit_stall,
-    partition_lag,
-    redelivered,
-    skipped_offsets,
-)
+from stream_rec.worker.metrics import partition_lag, redelivered, skipped_offsets
 from stream_rec.worker.models import ModelRefused, announced_version, swap_to
 from stream_rec.worker.runtime import WorkerRuntime
 
@@ -255,19 +251,26 @@ async def follow_models() -> None:
     await tail
 
 
-_leads: dict[str, int] = {}  # "topic:partition" -> commit_ahead at the last lag tick
+LAG_TICK_S = 5.0
+commit_watch = CommitWatch(repair_after_ticks=max(0, math.ceil(settings.commit_repair_after_s
+                                                                / LAG_TICK_S)))
+_PROBLEMS = {"stalled": "%d offset(s) before the first acked one were never acked",
+             "ahead": "it is %d past the last event processed, whose acks Faust ignores"}
 
 
-@app.timer(interval=5.0)
+@app.timer(interval=LAG_TICK_S)
 async def measure_lag() -> None:
-    """Events not yet processed, per assigned partition (highwater - next offset to process).
+    """Events not yet processed, per assigned partition (highwater - next offset to process),
+    and whether each partition's offset commits can still advance (``commit_watch``).
 
     From processed offsets, not the fetch position: Faust fetches far ahead into its buffers,
     and a partition whose fetched records were never processed would otherwise look caught up.
     """
     consumer = cast(RewindingConsumer, app.consumer)
+    generation = app.consumer_generation_id
     lag: dict[str, int] = {}
     stalls: dict[str, int] = {}
+    watched: set[str] = set()
     try:
         for tp in consumer.assignment():
             if tp.topic != settings.events_topic:
@@ -278,25 +281,30 @@ async def measure_lag() -> None:
             highwater = consumer.highwater(tp)
             # Unknown for a moment after a rebalance: report nothing rather than guess.
             if highwater is not None:
-                lag[name] = partition_lag(highwater, committed, processed,
-                                          app.consumer_generation_id)
-            if missing := commit_stall(committed, consumer.first_acked(tp)):
-                stalls[name] = missing
-                if runtime.metrics.commit_stalls.get(name) == missing:  # two ticks running
-                    log.warning("partition %s: commits stalled at offset %s, %d offset(s) before "
-                                "the first acked one never acked", tp.partition, committed,
-                                missing)
-            lead = commit_ahead(committed, processed, app.consumer_generation_id)
-            if lead and _leads.get(name) == lead:  # two ticks running
-                log.warning("partition %s: committed offset %s is %d past the last event "
-                            "processed (%s): those events' acks are ignored", tp.partition,
-                            committed, lead, processed)
-            _leads[name] = lead
+                lag[name] = partition_lag(highwater, committed, processed, generation)
+            problem = commit_problem(committed, consumer.first_acked(tp), processed, generation)
+            if problem is not None and problem[0] == "stalled":
+                stalls[name] = problem[2]
+            watched.add(name)
+            if commit_watch.observe(name, problem) == 2 and problem is not None:
+                kind, offset, count = problem  # two ticks running: not a rebalance's moment
+                log.warning("partition %s: offset commits stopped at %s: " + _PROBLEMS[kind],
+                            tp.partition, offset, count)
+        commit_watch.forget_others(watched)
     except Exception as exc:  # a metric must never take the worker down
         log.warning("consumer lag not measured: %r", exc)
         return
     runtime.metrics.consumer_lag = lag
     runtime.metrics.commit_stalls = stalls
+    if not app.rebalancing and commit_watch.should_repair():
+        commit_watch.repaired()
+        runtime.metrics.commit_repairs += 1
+        log.warning("rejoining the consumer group so that every partition resumes from its "
+                    "committed offset (the stretch after it is processed again)")
+        try:
+            await consumer.rejoin_group()
+        except Exception as exc:
+            log.error("could not rejoin the consumer group: %r", exc)
 
 
 @app.task

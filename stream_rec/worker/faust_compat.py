@@ -34,8 +34,9 @@ stop are processed again by whichever worker takes their partitions.
 
 5. Watching the consumer. ``RewindingConsumer`` logs the offset every partition resumes from
 after a rebalance, tells the lag timer where a partition's acked offsets start (a commit that
-cannot advance, see ``metrics.commit_stall``), and keeps Faust's livelock check from crashing
-the consumer on a partition whose position aiokafka is still resetting.
+cannot advance, see ``commit_watch``), rejoins the group on request, and keeps Faust's
+livelock check from crashing the consumer on a partition whose position aiokafka is still
+resetting.
 """
 
 from __future__ import annotations
@@ -108,6 +109,19 @@ class RewindingConsumer(aiokafka_driver.Consumer):
             super().verify_event_path(now, tp)
         except AssertionError:
             log.debug("livelock check of %s skipped: its position is being reset", tp)
+
+    async def rejoin_group(self) -> None:
+        """Ask the group coordinator for a rebalance, as a restarted member would cause.
+
+        Every partition is then revoked and sought back to its committed offset, and Faust
+        starts its offset bookkeeping afresh (see ``commit_watch``).
+        """
+        coordinator = self._thread._ensure_consumer()._coordinator
+
+        async def request() -> None:  # the coordinator's futures belong to the consumer thread
+            coordinator.request_rejoin()
+
+        await self._thread.call_thread(request)
 
     def committed_offset(self, tp: TP) -> int | None:
         """The offset this worker last committed for ``tp`` (or found committed when assigned)."""

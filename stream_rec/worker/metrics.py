@@ -51,6 +51,7 @@ class WorkerMetrics:
     produce_failed: int = 0
     offsets_skipped: int = 0
     events_redelivered: int = 0
+    commit_repairs: int = 0
     stages: StageClock = field(default_factory=StageClock)
     latency_ms: Histogram = field(default_factory=Histogram)
     model_version: str = ""
@@ -84,6 +85,8 @@ class WorkerMetrics:
                 "Event offsets the consumer jumped over (see docs/operations.md).")
         counter("events_redelivered_total", self.events_redelivered,
                 "Messages delivered again in one consumer generation, passed over.")
+        counter("commit_repairs_total", self.commit_repairs,
+                "Group rejoins that restarted offset commits which had stopped.")
         lines += ["# HELP stream_rec_stage_seconds_total Time spent per pipeline stage.",
                   "# TYPE stream_rec_stage_seconds_total counter"]
         for stage, seconds in self.stages.seconds.items():
@@ -137,34 +140,6 @@ def partition_lag(highwater: int, committed: int | None, processed: tuple[int, i
     if processed is not None and processed[0] == generation:
         next_offset = max(next_offset, processed[1] + 1)
     return max(0, highwater - next_offset)
-
-
-def commit_stall(committed: int | None, first_acked: int | None) -> int:
-    """Offsets missing between a partition's committed offset and its first acked one.
-
-    Faust commits a partition only when its acked offsets continue from the committed one
-    (it lets a single missing offset pass). Anything more and no later event of the partition
-    is committed until the next rebalance: a restart would process them all again. Nonzero
-    for a moment is normal (right after a rebalance, events fetched before it are acked
-    first); nonzero for long means events that never reached the agent.
-    """
-    if committed is None or first_acked is None:
-        return 0
-    gap = first_acked - committed
-    return gap if gap > 1 else 0
-
-
-def commit_ahead(committed: int | None, processed: tuple[int, int] | None,
-                 generation: int) -> int:
-    """How far Faust's committed offset is past the next event this worker will process.
-
-    Within one generation the committed offset follows the processed events, never leads
-    them: Faust ignores acks below it, so a lead that lasts means the events in between
-    will never be committed by this worker (a commit recorded that did not happen).
-    """
-    if committed is None or processed is None or processed[0] != generation:
-        return 0
-    return max(0, committed - (processed[1] + 1))
 
 
 def redelivered(offset: int, generation: int, last: tuple[int, int] | None) -> bool:

@@ -2,8 +2,6 @@
 
 from stream_rec.worker.metrics import (
     WorkerMetrics,
-    commit_ahead,
-    commit_stall,
     partition_lag,
     redelivered,
     skipped_offsets,
@@ -56,30 +54,7 @@ def test_after_a_rebalance_or_before_any_event_nothing_is_a_redelivery() -> None
     assert not redelivered(0, generation=1, last=None)
 
 
-def test_acks_that_continue_from_the_commit_are_no_stall() -> None:
-    assert commit_stall(committed=40, first_acked=40) == 0
-    assert commit_stall(committed=40, first_acked=41) == 0  # Faust lets one offset pass
-    assert commit_stall(committed=None, first_acked=90) == 0  # never committed: from anywhere
-    assert commit_stall(committed=40, first_acked=None) == 0  # nothing acked since the commit
-
-
-def test_acks_that_start_past_a_gap_hold_the_partition_back() -> None:
-    assert commit_stall(committed=40, first_acked=42) == 2
-    assert commit_stall(committed=125, first_acked=248) == 123
-
-
 def test_stalled_partitions_are_a_labelled_gauge() -> None:
     metrics = WorkerMetrics(commit_stalls={"events:2": 123})
     assert 'stream_rec_commit_stalled{topic="events",partition="2"} 123' in metrics.render()
     assert "stream_rec_commit_stalled{" not in WorkerMetrics().render()
-
-
-def test_a_commit_that_follows_processing_is_not_ahead() -> None:
-    assert commit_ahead(committed=50, processed=(3, 49), generation=3) == 0
-    assert commit_ahead(committed=40, processed=(3, 49), generation=3) == 0  # commit lags
-    assert commit_ahead(committed=90, processed=(2, 49), generation=3) == 0  # older generation
-    assert commit_ahead(committed=None, processed=(3, 49), generation=3) == 0
-
-
-def test_a_commit_past_the_processed_events_is_a_lead() -> None:
-    assert commit_ahead(committed=248, processed=(3, 124), generation=3) == 123
