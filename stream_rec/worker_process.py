@@ -46,7 +46,11 @@ class WorkerProcess:
                 [sys.executable, "-m", "stream_rec.cli", "worker"], env=env, stdout=log,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         if wait_s:
-            self.wait_healthy(wait_s)
+            try:
+                self.wait_healthy(wait_s)
+            except BaseException:
+                self.kill()  # the caller never gets a handle on a worker that did not come up
+                raise
         return self
 
     def wait_healthy(self, wait_s: float) -> dict[str, Any]:

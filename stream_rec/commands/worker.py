@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 
@@ -30,6 +31,10 @@ def run(args: argparse.Namespace) -> int:
             os.environ[env_name(name)] = str(value)
     from stream_rec.app import app, settings
 
+    # Faust's autodiscovery only logs a module that fails to import, and the worker would run
+    # on without its agents, never healthy. Importing them here stops it at once instead.
+    for module in ("agents", "views"):
+        importlib.import_module(f"stream_rec.worker.{module}")
     sys.argv = ["stream-rec", "worker", "--loglevel", args.loglevel,
                 "--web-port", str(settings.web_port), "--web-host", settings.web_host]
     app.main()
