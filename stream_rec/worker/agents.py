@@ -301,8 +301,8 @@ async def measure_lag() -> None:
         runtime.metrics.commit_repairs += 1
         log.warning("rejoining the consumer group so that every partition resumes from its "
                     "committed offset (the stretch after it is processed again)")
-        try:
-            await consumer.rejoin_group()
+        try:  # bounded: the lag timer must keep ticking whatever the consumer thread does
+            await asyncio.wait_for(consumer.rejoin_group(), timeout=LAG_TICK_S)
         except Exception as exc:
             log.error("could not rejoin the consumer group: %r", exc)
 
