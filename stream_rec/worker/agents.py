@@ -283,13 +283,13 @@ async def measure_lag() -> None:
             if highwater is not None:
                 lag[name] = partition_lag(highwater, committed, processed, generation)
             problem = commit_problem(committed, consumer.first_acked(tp), processed, generation)
-            if problem is not None and problem[0] == "stalled":
-                stalls[name] = problem[2]
+            if problem is not None and problem.kind == "stalled":
+                stalls[name] = problem.offsets
             watched.add(name)
+            # Two ticks running: not just the moment after a rebalance.
             if commit_watch.observe(name, problem) == 2 and problem is not None:
-                kind, offset, count = problem  # two ticks running: not a rebalance's moment
-                log.warning("partition %s: offset commits stopped at %s: " + _PROBLEMS[kind],
-                            tp.partition, offset, count)
+                log.warning("partition %s: offset commits stopped at %s: %s", tp.partition,
+                            problem.committed, _PROBLEMS[problem.kind] % problem.offsets)
         commit_watch.forget_others(watched)
     except Exception as exc:  # a metric must never take the worker down
         log.warning("consumer lag not measured: %r", exc)

@@ -15,8 +15,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
-Problem = tuple[str, int | None, int]  # (kind, committed offset, offsets affected)
+
+class Problem(NamedTuple):
+    """Why one partition's commits cannot advance."""
+
+    kind: str  # "stalled" (acked offsets start past a gap) or "ahead" (see commit_ahead)
+    committed: int | None  # Faust's committed offset for the partition
+    offsets: int  # offsets missing ("stalled") or past the processed events ("ahead")
 
 
 def commit_stall(committed: int | None, first_acked: int | None) -> int:
@@ -89,7 +96,7 @@ def commit_problem(committed: int | None, first_acked: int | None,
                    processed: tuple[int, int] | None, generation: int) -> Problem | None:
     """This tick's commit problem of one partition, or None when its commits can advance."""
     if missing := commit_stall(committed, first_acked):
-        return ("stalled", committed, missing)
+        return Problem("stalled", committed, missing)
     if lead := commit_ahead(committed, processed, generation):
-        return ("ahead", committed, lead)
+        return Problem("ahead", committed, lead)
     return None
