@@ -32,7 +32,7 @@ from stream_rec.bench.workload import BenchEvent
 from stream_rec.core.events import Event, parse_message
 from stream_rec.core.state import StateLimits, UserState, record_shown
 from stream_rec.core.state_codec import decode_state, encode_state
-from stream_rec.recommender import Recommender, RecRequest
+from stream_rec.serving.recommender import Recommender, RecRequest
 from stream_rec.stage_clock import StageClock
 
 PARTS: tuple[str, ...] = ("decode_validate", "state_in", "recommend", "state_out", "encode_list")

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from stream_rec.model import load_served_model
     from stream_rec.model.registry import FileRegistry
     from stream_rec.progress import Progress
-    from stream_rec.recommender import Recommender
+    from stream_rec.serving.recommender import Recommender
     from stream_rec.worker.runtime import recommender_config
 
     settings = load_settings()

@@ -1,6 +1,6 @@
 """A served model: artifact + features + onnxruntime, shaped for the worker's recommender.
 
-``ServedModel`` satisfies ``stream_rec.recommender.ScoringModel``: retrieval vectors for the
+``ServedModel`` satisfies ``stream_rec.serving.recommender.ScoringModel``: retrieval vectors for the
 whole catalog, shopper query vectors, and fused scores for any candidates (unknown ids score
 through their catalog attributes).
 """

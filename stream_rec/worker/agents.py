@@ -35,7 +35,7 @@ from stream_rec.core.state import (
 from stream_rec.core.state_codec import StateDecodeError, decode_state, encode_state
 from stream_rec.errors import UNDELIVERED_EXIT_STATUS
 from stream_rec.heap import settle
-from stream_rec.recommender import RecList, RecRequest
+from stream_rec.serving.recommender import RecList, RecRequest
 from stream_rec.worker.commit_watch import CommitWatch, commit_problem
 from stream_rec.worker.faust_compat import RewindingConsumer, acting_for
 from stream_rec.worker.feeds import tail_topic

@@ -23,7 +23,7 @@ from stream_rec.core.catalog import parse_catalog_item
 from stream_rec.core.events import InvalidEvent
 from stream_rec.core.state import StateLimits
 from stream_rec.core.trending import Trending
-from stream_rec.recommender import RecList, Recommender, RecommenderConfig, RecRequest
+from stream_rec.serving.recommender import RecList, Recommender, RecommenderConfig, RecRequest
 from stream_rec.rerank import BusinessRules, RerankPolicy
 from stream_rec.stage_clock import StageClock
 from stream_rec.worker.metrics import WorkerMetrics

@@ -8,7 +8,7 @@ from stream_rec.bench.core_cpu import PARTS, run_core
 from stream_rec.bench.workload import ShopperStream
 from stream_rec.core.catalog import parse_catalog_item
 from stream_rec.core.state import StateLimits
-from stream_rec.recommender import Recommender, RecommenderConfig
+from stream_rec.serving.recommender import Recommender, RecommenderConfig
 from tests.unit.test_bench_workload import _workload
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from stream_rec.bench.ledger import Ledger, extract_event_id
-from stream_rec.recommender import RecItem, RecList
+from stream_rec.serving.recommender import RecItem, RecList
 from stream_rec.rerank import RerankPolicy
 
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream_rec.retrieval import top_n
+from stream_rec.serving.retrieval import top_n
 
 
 def assert_exact_top(scores: np.ndarray, got: np.ndarray, n: int) -> None:

@@ -350,7 +350,7 @@ def test_a_real_recommendation_list_validates() -> None:
     from stream_rec.core.catalog import CatalogItem
     from stream_rec.core.events import event_from_dict as make_event
     from stream_rec.core.state import StateLimits, UserState, apply_event
-    from stream_rec.recommender import CatalogView, Recommender, RecommenderConfig, RecRequest
+    from stream_rec.serving.recommender import CatalogView, Recommender, RecommenderConfig, RecRequest
 
     catalog = CatalogView()
     for n in range(30):

@@ -24,7 +24,7 @@ from stream_rec.core.events import Event
 from stream_rec.core.rounding import round6
 from stream_rec.core.state import StateLimits, UserState, apply_event, update_profile
 from stream_rec.core.trending import Trending
-from stream_rec.item_table import ItemTable
+from stream_rec.serving.item_table import ItemTable
 from stream_rec.model import ServedModel
 from stream_rec.rerank import (
     BusinessRules,
@@ -35,7 +35,7 @@ from stream_rec.rerank import (
     stable_item_keys,
 )
 from stream_rec.rerank.pool_vectors import PoolVectors
-from stream_rec.retrieval import top_n
+from stream_rec.serving.retrieval import top_n
 from stream_rec.stage_clock import StageClock
 
 History = Sequence[tuple[str, int]]  # (raw item id, event type code), oldest first
