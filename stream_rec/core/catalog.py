@@ -3,6 +3,12 @@
 A catalog message is a JSON object keyed by item_id with any of ``category``, ``brand``,
 ``shop``, ``price`` and ``in_stock`` (plus free-form attributes). A tombstone (null value)
 delists the item. Invalid catalog messages are rejected with a reason, like events.
+
+The topic is compacted and every worker re-reads it from its first offset at each start, so a
+message that made the parser fail in any other way would stop every worker, at every start,
+for as long as the message stays the latest for its key. Hence the rule this module keeps:
+``catalog_item_id`` and ``parse_catalog_item`` raise nothing but ``InvalidEvent``, whatever
+the bytes (tests/unit/test_catalog.py checks it over arbitrary JSON in every field).
 """
 
 from __future__ import annotations
@@ -12,9 +18,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from stream_rec.core.events import InvalidEvent
+from stream_rec.core.events import MAX_ID_CHARS, InvalidEvent
 
 MAX_ATTRIBUTE_CHARS = 256
+_SKIPPED = frozenset({"in_stock", "price", "item_id"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,31 +47,110 @@ class CatalogItem:
         return out
 
 
-def parse_catalog_item(item_id: str, raw: bytes) -> CatalogItem:
-    """Validate one catalog message value (not a tombstone); raise InvalidEvent with a reason."""
+def catalog_item_id(key: object) -> str:
+    """The item id of a catalog message key; raise InvalidEvent when it cannot be one.
+
+    The same rules as an event's ``item_id`` (1..256 printable characters), decoded strictly:
+    a key that no event can ever name would only add an item nobody can click.
+    """
+    if key is None:
+        raise InvalidEvent("catalog message has no key (item_id)")
+    if not isinstance(key, bytes | bytearray | memoryview):
+        raise InvalidEvent("catalog message key must be bytes")
     try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError):
-        raise InvalidEvent("catalog entry is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise InvalidEvent("catalog entry must be a JSON object")
+        item_id = bytes(key).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidEvent(f"catalog message key is not UTF-8 (byte {exc.start})") from None
+    if not item_id or len(item_id) > MAX_ID_CHARS:
+        raise InvalidEvent(f"catalog message key must have 1..{MAX_ID_CHARS} characters")
+    if not item_id.isprintable():
+        raise InvalidEvent("catalog message key contains control characters")
+    return item_id
+
+
+def parse_catalog_item(item_id: str, raw: object) -> CatalogItem:
+    """Validate one catalog message value (not a tombstone); raise InvalidEvent with a reason."""
+    data = _decode(raw)
     in_stock = data.get("in_stock", True)
     if not isinstance(in_stock, bool):
         raise InvalidEvent("field 'in_stock' must be true or false")
-    price = data.get("price")
-    if price is not None and (isinstance(price, bool) or not isinstance(price, int | float)
-                              or not math.isfinite(price) or price < 0):
-        raise InvalidEvent("field 'price' must be a non-negative number")
+    price = _price(data.get("price"))
     attributes: dict[str, str] = {}
     for key, value in data.items():
-        if key in {"in_stock", "price", "item_id"} or value is None:
+        if key in _SKIPPED or value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
-            raise InvalidEvent(f"attribute {key!r} must be a string or a number")
-        text = str(value)
-        if len(text) > MAX_ATTRIBUTE_CHARS or len(key) > MAX_ATTRIBUTE_CHARS:
-            raise InvalidEvent(f"attribute {key!r} is too long")
+        if len(key) > MAX_ATTRIBUTE_CHARS:
+            raise InvalidEvent(f"attribute {_preview(key)} is too long")
+        if not _utf8(key):
+            raise InvalidEvent(f"attribute name {_preview(key)} is not valid Unicode")
+        text = _attribute_text(key, value)
+        if len(text) > MAX_ATTRIBUTE_CHARS:
+            raise InvalidEvent(f"attribute {_preview(key)} is too long")
         attributes[key] = text
     category = attributes.pop("category", None)
-    return CatalogItem(item_id, category, in_stock, None if price is None else float(price),
-                       attributes)
+    return CatalogItem(item_id, category, in_stock, price, attributes)
+
+
+def _decode(raw: object) -> dict[str, Any]:
+    if not isinstance(raw, bytes | bytearray | memoryview):
+        raise InvalidEvent("catalog entry must be bytes")
+    try:
+        text = bytes(raw).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidEvent(f"catalog entry is not UTF-8 (byte {exc.start})") from None
+    try:
+        # NaN and Infinity are not JSON, though Python's parser takes them.
+        data = json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise InvalidEvent("catalog entry is nested too deeply") from None
+    except ValueError:  # bad JSON, and integers longer than Python converts (4300 digits)
+        raise InvalidEvent("catalog entry is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidEvent("catalog entry must be a JSON object")
+    return data
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _price(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidEvent("field 'price' must be a non-negative number")
+    try:
+        price = float(value)  # an integer beyond a double's range overflows here
+    except OverflowError:
+        raise InvalidEvent("field 'price' is too large for a number") from None
+    if not math.isfinite(price) or price < 0:
+        raise InvalidEvent("field 'price' must be a non-negative number")
+    return price
+
+
+def _attribute_text(key: str, value: Any) -> str:
+    """An attribute as the model's vocabularies see it: a string, or a number's decimal text."""
+    if isinstance(value, str):
+        if not _utf8(value):
+            raise InvalidEvent(f"attribute {_preview(key)} is not valid Unicode")
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidEvent(f"attribute {_preview(key)} must be a string or a number")
+    if isinstance(value, int) and abs(value) >= 10 ** MAX_ATTRIBUTE_CHARS:
+        raise InvalidEvent(f"attribute {_preview(key)} is too long")  # before str() converts it
+    return str(value)
+
+
+def _utf8(text: str) -> bool:
+    """False for text with lone surrogates (JSON's "\\ud800"): they cannot be written back out
+    as UTF-8, and a category is written into shopper state and lists."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _preview(text: str, limit: int = 40) -> str:
+    shown = repr(text)
+    return shown if len(shown) <= limit else shown[:limit] + "..."

@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from stream_rec.config import Settings
 from stream_rec.connection import kafka_python_config
+from stream_rec.worker.log_throttle import OncePerInterval
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ async def tail_topic(settings: Settings, topic: str, on_record: OnRecord, *,
     """Read ``topic`` (all partitions) forever; set ``caught_up`` once at the end offsets."""
     consumer = AIOKafkaConsumer(**aiokafka_config(settings), enable_auto_commit=False,
                                 group_id=None)
+    faults = OncePerInterval(60.0)
     await consumer.start()
     try:
         partitions = await _wait_for_partitions(consumer, topic)
@@ -51,9 +53,7 @@ async def tail_topic(settings: Settings, topic: str, on_record: OnRecord, *,
             batch = await consumer.getmany(timeout_ms=500)
             for tp, records in batch.items():
                 for record in records:
-                    result = on_record(record)
-                    if result is not None:
-                        await result
+                    await _deliver(on_record, record, faults)
                 if tp in pending and records[-1].offset + 1 >= targets[tp]:
                     pending.discard(tp)
             if pending:
@@ -63,6 +63,22 @@ async def tail_topic(settings: Settings, topic: str, on_record: OnRecord, *,
                 caught_up.set()
     finally:
         await consumer.stop()
+
+
+async def _deliver(on_record: OnRecord, record: ConsumerRecord,
+                   faults: OncePerInterval) -> None:
+    """Hand one record to ``on_record``; an exception costs that record, never the feed.
+
+    Every worker reads these topics in full at each start (the catalog from its first
+    offset), so one record that stopped the feed would stop every worker, at every start.
+    """
+    try:
+        result = on_record(record)
+        if result is not None:
+            await result
+    except Exception as exc:
+        log.error("%s[%s]@%s: record skipped after an error (%r)", record.topic,
+                  record.partition, record.offset, exc, exc_info=faults.allow(type(exc)))
 
 
 async def _wait_for_partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:

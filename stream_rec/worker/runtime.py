@@ -19,13 +19,14 @@ from aiokafka import ConsumerRecord
 from threadpoolctl import threadpool_limits
 
 from stream_rec.config import Settings
-from stream_rec.core.catalog import parse_catalog_item
+from stream_rec.core.catalog import catalog_item_id, parse_catalog_item
 from stream_rec.core.events import InvalidEvent
 from stream_rec.core.state import StateLimits
 from stream_rec.core.trending import Trending
 from stream_rec.serving.recommender import RecList, Recommender, RecommenderConfig, RecRequest
 from stream_rec.rerank import BusinessRules, RerankPolicy
 from stream_rec.stage_clock import StageClock
+from stream_rec.worker.log_throttle import OncePerInterval
 from stream_rec.worker.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class WorkerRuntime:
                         if settings.recommend_in_thread else None)
         self._in_flight = False
         self._deferred: list[ConsumerRecord] = []  # catalog records that arrived mid-batch
+        self._catalog_faults = OncePerInterval(60.0)  # one traceback per exception type
         # events partition -> (consumer generation, offset) of the last event taken in
         self.processed: dict[int, tuple[int, int]] = {}
 
@@ -95,21 +97,35 @@ class WorkerRuntime:
         return self.catalog_ready.is_set() and self.model_checked.is_set()
 
     def apply_catalog_record(self, record: ConsumerRecord) -> None:
-        """One message of the compacted catalog topic: an item, or a tombstone that delists."""
+        """One message of the compacted catalog topic: an item, or a tombstone that delists.
+
+        Never raises: the topic is re-read from its first offset at every start, so a message
+        that stopped the feed would stop every worker at every start. A message that cannot be
+        used is skipped, counted (``catalog_rejected``) and logged with where it is.
+        """
         if self._in_flight:
             self._deferred.append(record)
             return
-        if record.key is None:
+        try:
+            self._apply_catalog_record(record)
+        except InvalidEvent as exc:
             self.metrics.catalog_rejected += 1
-            log.warning("catalog message at offset %s has no key (item_id); ignored",
-                        record.offset)
-            return
-        item_id = record.key.decode("utf-8", "replace")
+            log.warning("catalog message %s rejected: %s", _where(record), exc.reason)
+        except Exception as exc:  # a fault of ours: still only this message's loss
+            self.metrics.catalog_rejected += 1
+            log.error("catalog message %s could not be applied (%r); skipped", _where(record),
+                      exc, exc_info=self._catalog_faults.allow(type(exc)))
+
+    def _apply_catalog_record(self, record: ConsumerRecord) -> None:
+        item_id = catalog_item_id(record.key)
         if record.value is None:
             self.recommender.delist_item(item_id)
             return
-        try:
-            self.recommender.upsert_item(parse_catalog_item(item_id, record.value))
-        except InvalidEvent as exc:
-            self.metrics.catalog_rejected += 1
-            log.warning("catalog item %r rejected: %s", item_id[:80], exc.reason)
+        self.recommender.upsert_item(parse_catalog_item(item_id, record.value))
+
+
+def _where(record: ConsumerRecord) -> str:
+    """Key, partition and offset of a catalog message, safe to log whatever the key holds."""
+    key = record.key
+    shown = "no key" if key is None else f"key {repr(key)[:90]}"
+    return f"{record.topic}[{record.partition}]@{record.offset} ({shown})"
