@@ -9,15 +9,16 @@ stream, as the worker's ``take_events`` batches are under a backlog; one thread 
 (the worker splits it between the event loop and a helper thread, which changes wall time, not
 CPU time).
 
-Parts, in the order the worker runs them per batch:
+Parts, in the order the worker runs them per batch (``stream_rec.serving.batch``, the very
+functions the worker's agent calls):
 
-- ``decode_validate``: ``parse_message`` of each raw event;
-- ``state_in``: decode each shopper's stored state once per batch, apply each event
-  (``Recommender.observe``);
-- ``recommend``: ``Recommender.recommend`` for the batch (retrieval, scoring, re-ranking;
-  split further in ``recommend_stages_us``, wall time from the recommender's own clock);
-- ``state_out``: record each list as shown, encode each shopper's state once per batch;
-- ``encode_list``: each list as the JSON message the worker publishes.
+- ``take``: validate each raw message, decode each shopper's stored state once per batch,
+  de-duplicate and apply each event (``BatchHandler.take``);
+- ``recommend``: the batch's lists (retrieval, scoring, re-ranking; ``recommend_isolated``);
+- ``finish``: record each list as shown, encode each shopper's state and each list as the
+  JSON message the worker publishes (``BatchHandler.finish``).
+
+``stages_us`` splits the same work further by the worker's stage clock (wall time).
 """
 
 from __future__ import annotations
@@ -26,16 +27,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import orjson
-
 from stream_rec.bench.workload import BenchEvent
-from stream_rec.core.events import Event, parse_message
-from stream_rec.core.state import StateLimits, UserState, record_shown
-from stream_rec.core.state_codec import decode_state, encode_state
-from stream_rec.serving.recommender import Recommender, RecRequest
+from stream_rec.serving.batch import BatchConfig, BatchHandler, recommend_isolated
+from stream_rec.serving.dead_letter import Message
+from stream_rec.serving.recommender import Recommender
 from stream_rec.stage_clock import StageClock
 
-PARTS: tuple[str, ...] = ("decode_validate", "state_in", "recommend", "state_out", "encode_list")
+PARTS: tuple[str, ...] = ("take", "recommend", "finish")
+TOPIC = "bench-core"
 
 
 @dataclass
@@ -43,18 +42,18 @@ class CoreResult:
     events: int
     batch: int
     cpu_us: dict[str, float]  # per event, by part
-    recommend_stages_us: dict[str, float]  # per event, wall time inside recommend
+    stages_us: dict[str, float]  # per event, wall time by stage
     lists: int
 
     def to_dict(self) -> dict[str, object]:
         return {"events": self.events, "batch": self.batch,
                 "cpu_us_per_event": self.cpu_us,
                 "cpu_us_per_event_total": round(sum(self.cpu_us.values()), 1),
-                "recommend_stages_us": self.recommend_stages_us, "lists": self.lists}
+                "stages_us": self.stages_us, "lists": self.lists}
 
 
 def run_core(recommender: Recommender, events: Sequence[BenchEvent], *, batch: int,
-             warmup: int, limits: StateLimits, max_event_bytes: int = 1 << 20,
+             warmup: int, config: BatchConfig,
              progress: Callable[[int, int], None] | None = None) -> CoreResult:
     """Run ``events`` through the worker's per-batch work; time all but the first ``warmup``.
 
@@ -65,15 +64,16 @@ def run_core(recommender: Recommender, events: Sequence[BenchEvent], *, batch: i
         raise ValueError("batch must be at least 1")
     if not 0 <= warmup < len(events):
         raise ValueError("need more events than warm-up events")
+    handler = BatchHandler(recommender, config)
     store: dict[bytes, bytes] = {}
     cpu = dict.fromkeys(PARTS, 0.0)
     clock = StageClock()
     lists = measured_events = 0
     for start in range(0, len(events), batch):
-        chunk = events[start:start + batch]
+        chunk = [Message(e.key, e.value, TOPIC, 0, start + n)
+                 for n, e in enumerate(events[start:start + batch])]
         measured = start >= warmup
-        spent, made = _one_batch(recommender, chunk, store, limits, max_event_bytes,
-                                 clock if measured else StageClock())
+        spent, made = _one_batch(handler, chunk, store, clock if measured else StageClock())
         if measured:
             for part, seconds in spent.items():
                 cpu[part] += seconds
@@ -85,39 +85,26 @@ def run_core(recommender: Recommender, events: Sequence[BenchEvent], *, batch: i
     return CoreResult(
         events=n, batch=batch,
         cpu_us={part: round(seconds / n * 1e6, 1) for part, seconds in cpu.items()},
-        recommend_stages_us={name: round(seconds / n * 1e6, 1)
+        stages_us={name: round(seconds / n * 1e6, 1)
                              for name, seconds in clock.seconds.items() if seconds},
         lists=lists)
 
 
-def _one_batch(recommender: Recommender, chunk: Sequence[BenchEvent], store: dict[bytes, bytes],
-               limits: StateLimits, max_event_bytes: int, clock: StageClock
-               ) -> tuple[dict[str, float], int]:
-    """One batch, as the worker's ``handle_batch`` does it; CPU seconds per part."""
+def _one_batch(handler: BatchHandler, chunk: Sequence[Message], store: dict[bytes, bytes],
+               clock: StageClock) -> tuple[dict[str, float], int]:
+    """One batch, as the worker's agent runs it; CPU seconds per part."""
     tick = time.process_time
+    now_ms = time.time() * 1000
     t0 = tick()
-    parsed = [parse_message(e.value, max_event_bytes) for e in chunk]
+    taken = handler.take(chunk, lambda key, _index: store.get(key), now_ms, clock=clock)
     t1 = tick()
-    states: dict[bytes, UserState] = {}
-    requests: list[RecRequest] = []
-    for offset, event in enumerate(parsed):
-        if not isinstance(event, Event):
-            continue
-        key = event.user_id.encode()
-        if key not in states:
-            states[key] = decode_state(store.get(key))
-        states[key] = recommender.observe(states[key], event, limits, (0, offset))
-        requests.append(RecRequest(event.user_id, event.event_id, states[key], 0.0))
+    lists = recommend_isolated(handler.recommender, taken.requests, clock, handler.errors)
     t2 = tick()
-    out = recommender.recommend(requests, clock)
+    result = handler.finish(taken, lists)
+    for write in result.state:
+        if write.value is None:
+            store.pop(write.key, None)
+        else:
+            store[write.key] = write.value
     t3 = tick()
-    for rec in out:
-        key = rec.user_id.encode()
-        states[key] = record_shown(states[key], (i.item_id for i in rec.items), limits)
-    for key, state in states.items():
-        store[key] = encode_state(state)
-    t4 = tick()
-    for rec in out:
-        orjson.dumps(rec.to_dict())
-    t5 = tick()
-    return dict(zip(PARTS, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4), strict=True)), len(out)
+    return dict(zip(PARTS, (t1 - t0, t2 - t1, t3 - t2), strict=True)), len(result.lists)

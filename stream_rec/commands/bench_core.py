@@ -50,7 +50,6 @@ def run(args: argparse.Namespace) -> int:
         load_workload,
     )
     from stream_rec.core.catalog import parse_catalog_item
-    from stream_rec.core.state import StateLimits
     from stream_rec.core.trending import Trending
     from stream_rec.errors import UserError
     from stream_rec.heap import settle
@@ -58,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from stream_rec.model.registry import FileRegistry
     from stream_rec.progress import Progress
     from stream_rec.serving.recommender import Recommender
-    from stream_rec.worker.runtime import recommender_config
+    from stream_rec.worker.runtime import batch_config, recommender_config
 
     settings = load_settings()
     threadpool_limits(settings.blas_threads)  # as the worker sets them
@@ -83,8 +82,7 @@ def run(args: argparse.Namespace) -> int:
         settle("loading")  # as the worker does once its catalog and model are in
     bar = Progress(len(events), "bench-core")
     result = run_core(recommender, events, batch=batch, warmup=args.warmup_events,
-                      limits=StateLimits(history=settings.history_length),
-                      max_event_bytes=settings.max_event_bytes,
+                      config=batch_config(settings),
                       progress=lambda done, _total: bar.update(done - bar.done))
     bar.close()
     out = {**result.to_dict(), "model_version": version, "catalog_items": len(workload.catalog),
@@ -97,6 +95,6 @@ def run(args: argparse.Namespace) -> int:
     for part, us in result.cpu_us.items():
         print(f"  {part:16s} {us:8.1f} us")
     print(f"  {'total':16s} {out['cpu_us_per_event_total']:8.1f} us")
-    print("inside recommend (wall): " + ", ".join(
-        f"{k} {v} us" for k, v in result.recommend_stages_us.items()))
+    print("by stage (wall): " + ", ".join(
+        f"{k} {v} us" for k, v in result.stages_us.items()))
     return 0

@@ -3,13 +3,16 @@
 An event is JSON with ``event_id``, ``user_id``, ``item_id``, ``type`` and ``ts`` (ISO 8601 or
 epoch milliseconds), and optionally ``session_id``, ``price``, ``quantity`` and ``context``.
 Anything else is rejected with a reason that ends up in the dead-letter topic; nothing in here
-raises anything but ``InvalidEvent``. Unknown extra fields are ignored (forward compatible).
+raises anything but ``InvalidEvent``, whatever JSON value stands in any field (numbers of any
+size included). Objects with a repeated key are rejected. Unknown extra fields are ignored
+(forward compatible).
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -106,13 +109,26 @@ def decode_object(raw: RawValue, max_bytes: int) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise InvalidEvent(f"payload is not UTF-8 (byte {exc.start})") from None
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_unique_keys)
     except RecursionError:
         raise InvalidEvent("JSON nested too deeply") from None
+    except InvalidEvent:
+        raise
     except ValueError as exc:
         raise InvalidEvent(f"bad JSON: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidEvent(f"expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refused when a key repeats: parsers disagree on which copy wins (the
+    last one here, the first in others), so ``{"type": "view", ..., "type": "forget_user"}``
+    could mean one thing to the storefront's tools and another to the worker."""
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        repeated = next(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
+        raise InvalidEvent(f"duplicate key {_preview(repeated)} in a JSON object")
     return data
 
 
@@ -144,8 +160,10 @@ def parse_timestamp(value: Any, present: bool = True) -> int:
         raise InvalidEvent("missing field 'ts'")
     if isinstance(value, bool):
         raise InvalidEvent("field 'ts' must be epoch milliseconds or an ISO 8601 string")
-    if isinstance(value, int | float):
-        if isinstance(value, float) and not math.isfinite(value):
+    if isinstance(value, int):
+        ts = value  # compared as an integer below: any size is fine
+    elif isinstance(value, float):
+        if not math.isfinite(value):
             raise InvalidEvent("field 'ts' is not a finite number")
         ts = int(value)
     elif isinstance(value, str):
@@ -153,15 +171,16 @@ def parse_timestamp(value: Any, present: bool = True) -> int:
             raise InvalidEvent("field 'ts' is too long for a timestamp")
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=UTC)
+            ts = int(parsed.timestamp() * 1000)
+        except (ValueError, OverflowError, OSError):  # out-of-range dates raise the latter two
             raise InvalidEvent(f"field 'ts' is not ISO 8601: {_preview(value)}") from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        ts = int(parsed.timestamp() * 1000)
     else:
         raise InvalidEvent("field 'ts' must be epoch milliseconds or an ISO 8601 string")
     if not MIN_TS_MS <= ts < MAX_TS_MS:
-        raise InvalidEvent(f"field 'ts' = {ts} is outside 2000-01-01..2100-01-01 in epoch ms")
+        raise InvalidEvent(f"field 'ts' = {_preview(ts)} is outside 2000-01-01..2100-01-01 in "
+                           "epoch ms")
     return ts
 
 
@@ -184,7 +203,8 @@ def _price(value: Any) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidEvent("field 'price' must be a number")
-    if not math.isfinite(value) or not 0 <= value <= MAX_PRICE:
+    # Compared before any float conversion: math.isfinite(10**400) raises OverflowError.
+    if not 0 <= value <= MAX_PRICE:  # NaN fails this comparison too
         raise InvalidEvent(f"field 'price' must be in 0..{MAX_PRICE:g}")
     return float(value)
 
@@ -204,10 +224,17 @@ def _check_context(value: Any) -> None:
         return
     if not isinstance(value, dict):
         raise InvalidEvent("field 'context' must be a JSON object")
-    if len(json.dumps(value)) > MAX_CONTEXT_CHARS:
+    try:
+        size = len(json.dumps(value))
+    except (ValueError, RecursionError):  # e.g. an integer too long to print
+        raise InvalidEvent("field 'context' cannot be re-encoded") from None
+    if size > MAX_CONTEXT_CHARS:
         raise InvalidEvent(f"field 'context' exceeds {MAX_CONTEXT_CHARS} characters")
 
 
 def _preview(value: Any, limit: int = 40) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an integer past Python's digit limit for str()
+        return f"<{type(value).__name__} too large to show>"
     return text if len(text) <= limit else text[:limit] + "..."

@@ -67,6 +67,10 @@ class UserState:
     # through one partition (keyed by user id), so a replayed message at or below it is a
     # duplicate however long the replay: exact where ``seen_events`` only covers a window.
     source: tuple[int, int] = (-1, -1)
+    # Which topic ``source`` counts in: a short digest of the events topic's Kafka topic id,
+    # so that offsets of a re-created topic (which start again at 0) are never taken for a
+    # replay. Empty when unknown (state written before it was kept, or no id available).
+    source_topic: str = ""
 
     @property
     def history_items(self) -> list[str]:
@@ -104,8 +108,12 @@ def is_duplicate(state: UserState, event_id: str) -> bool:
     return event_digest(event_id) in state.seen_events
 
 
-def already_applied(state: UserState, partition: int, offset: int) -> bool:
-    """True when the message at (partition, offset) is one this state already includes."""
+def already_applied(state: UserState, partition: int, offset: int, topic: str = "") -> bool:
+    """True when the message at (partition, offset) of ``topic`` (a topic-id digest, see
+    ``UserState.source_topic``) is one this state already includes. An unknown topic on either
+    side compares equal: the window of event ids (``is_duplicate``) still guards that case."""
+    if state.source_topic and topic and state.source_topic != topic:
+        return False
     return state.source[0] == partition and offset <= state.source[1]
 
 
@@ -122,16 +130,26 @@ def apply_event(state: UserState, event: Event, category: str | None,
     purchased = state.purchased
     if code == PURCHASE and event.item_id not in purchased:
         purchased = (*purchased, event.item_id)[-limits.purchased:]
-    # Interacting with an item means showing it was not wasted: reset its "shown" count.
-    shown_items, shown_counts = state.shown_items, state.shown_counts
-    if event.item_id in shown_items:  # items are unique: at most one entry goes
-        k = shown_items.index(event.item_id)
-        shown_items = shown_items[:k] + shown_items[k + 1:]
-        shown_counts = shown_counts[:k] + shown_counts[k + 1:]
+    shown_items, shown_counts = _unshown(state.shown_items, state.shown_counts, event.item_id)
     seen = (*state.seen_events, event_digest(event.event_id))[-limits.dedup_window:]
     return replace(state, history=history, category_affinity=affinity, purchased=purchased,
                    shown_items=shown_items, shown_counts=shown_counts, seen_events=seen,
                    n_events=state.n_events + 1, last_ts_ms=max(state.last_ts_ms, event.ts_ms))
+
+
+def interacted(state: UserState, item_id: str) -> UserState:
+    """The shown counters after the shopper interacted with ``item_id`` (what ``apply_event``
+    does to them): showing it was not wasted, so its count starts again."""
+    shown_items, shown_counts = _unshown(state.shown_items, state.shown_counts, item_id)
+    return replace(state, shown_items=shown_items, shown_counts=shown_counts)
+
+
+def _unshown(items: tuple[str, ...], counts: tuple[int, ...], item_id: str
+             ) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    if item_id not in items:
+        return items, counts
+    k = items.index(item_id)  # items are unique: at most one entry goes
+    return items[:k] + items[k + 1:], counts[:k] + counts[k + 1:]
 
 
 def record_shown(state: UserState, item_ids: Iterable[str],

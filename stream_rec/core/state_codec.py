@@ -40,6 +40,8 @@ def encode_state(state: UserState) -> bytes:
     }
     if state.source[0] >= 0:
         doc["o"] = list(state.source)
+        if state.source_topic:  # an optional key: readers that predate it ignore it
+            doc["ot"] = state.source_topic
     if state.profile:
         doc["p"] = base64.b64encode(state.profile).decode("ascii")
         doc["m"] = state.profile_model
@@ -79,6 +81,7 @@ def decode_state(raw: bytes | None) -> UserState:
             n_events=int(doc["n"]),
             last_ts_ms=int(doc["t"]),
             source=(int(doc["o"][0]), int(doc["o"][1])) if "o" in doc else (-1, -1),
+            source_topic=str(doc.get("ot", "")),
         )
     except StateDecodeError:
         raise

@@ -24,7 +24,6 @@ from stream_rec.core.events import Event
 from stream_rec.core.rounding import round6
 from stream_rec.core.state import StateLimits, UserState, apply_event, update_profile
 from stream_rec.core.trending import Trending
-from stream_rec.serving.item_table import ItemTable
 from stream_rec.model import ServedModel
 from stream_rec.rerank import (
     BusinessRules,
@@ -35,6 +34,7 @@ from stream_rec.rerank import (
     stable_item_keys,
 )
 from stream_rec.rerank.pool_vectors import PoolVectors
+from stream_rec.serving.item_table import ItemTable
 from stream_rec.serving.retrieval import top_n
 from stream_rec.stage_clock import StageClock
 
@@ -150,12 +150,13 @@ class Recommender:
         self.model, self.table = model, table
 
     def observe(self, state: UserState, event: Event, limits: StateLimits,
-                source: tuple[int, int]) -> UserState:
-        """The shopper's state after ``event`` (from message ``source`` = (partition, offset)):
-        history and affinities, the profile in the served model's space, and trending counts.
+                source: tuple[int, int], source_topic: str = "") -> UserState:
+        """The shopper's state after ``event`` (from message ``source`` = (partition, offset)
+        of the topic whose id digest is ``source_topic``): history and affinities, the profile
+        in the served model's space, and trending counts.
         """
         state = apply_event(state, event, self.catalog.category(event.item_id), limits)
-        state = replace(state, source=source)
+        state = replace(state, source=source, source_topic=source_topic)
         model = self.model
         if model is not None:
             index = int(model.index_of([event.item_id])[0])
@@ -246,6 +247,11 @@ class Recommender:
         return np.concatenate([retrieved, block], axis=1), n_retrieve, reasons
 
     # -- without a model -----------------------------------------------------------------
+    def fallback(self, requests: Sequence[RecRequest],
+                 clock: StageClock | None = None) -> list[RecList]:
+        """Lists made without the model (as when none is served), marked ``fallback``."""
+        return self._fallback(requests, clock or StageClock()) if requests else []
+
     def _fallback(self, requests: Sequence[RecRequest], clock: StageClock) -> list[RecList]:
         """Trending, favourite-category and recently-viewed items, scored by popularity."""
         with clock.stage("retrieval"):

@@ -1,54 +1,46 @@
-"""The event agent: validate, update shopper state, recommend, publish; plus the feeds.
+"""The event agent: take a batch, hand it to the serving batch function, write, send.
 
 Events arrive keyed by user_id, so one shopper's events stay on one partition, in order, and
-the ``user-state`` table (RocksDB, changelog-backed) is co-partitioned with them. A batch from
-``stream.take_events`` is scored together; the table is read and written with each event's own
-message as Faust's "current event", because Faust picks the RocksDB partition and the changelog
-partition of a table write from the current event (a batch mixes partitions).
+the ``user-state`` table (RocksDB, changelog-backed) is co-partitioned with them. Everything
+that decides what happens to an event lives in ``stream_rec.serving.batch`` (no Faust there);
+this module only moves bytes between it and Faust. Tables are read and written with each
+event's own message as Faust's "current event", because Faust picks the RocksDB partition and
+the changelog partition of a table operation from the current event (a batch mixes partitions).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import logging
 import math
 import os
 import time
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import cast
 
-import orjson
 from aiokafka import ConsumerRecord
 from faust import Stream, StreamT
-from faust.types import EventT
+from faust.types import TP, EventT
 
-from stream_rec.app import app, rocksdb_options, settings
-from stream_rec.core.events import ForgetUser, InvalidEvent, parse_message
-from stream_rec.core.state import (
-    UserState,
-    already_applied,
-    is_duplicate,
-    record_shown,
-)
-from stream_rec.core.state_codec import StateDecodeError, decode_state, encode_state
+from stream_rec.app import app, app_settings, rocksdb_options
 from stream_rec.errors import UNDELIVERED_EXIT_STATUS
 from stream_rec.heap import settle
-from stream_rec.serving.recommender import RecList, RecRequest
+from stream_rec.serving.batch import BatchCounts, BatchResult
+from stream_rec.serving.dead_letter import Message
 from stream_rec.worker.commit_watch import CommitWatch, commit_problem
 from stream_rec.worker.faust_compat import RewindingConsumer, acting_for
 from stream_rec.worker.feeds import tail_topic
-from stream_rec.worker.metrics import partition_lag, redelivered, skipped_offsets
+from stream_rec.worker.metrics import WorkerMetrics, partition_lag
 from stream_rec.worker.models import ModelRefused, announced_version, swap_to
 from stream_rec.worker.runtime import WorkerRuntime
+from stream_rec.worker.topic_ids import fetch_topic_tag
 
 log = logging.getLogger(__name__)
+settings = app_settings(app)
 runtime = WorkerRuntime(settings)
 
 events_topic = app.topic(settings.events_topic, key_serializer="raw", value_serializer="raw",
                          partitions=settings.partitions)
-dlq_topic = app.topic(settings.dlq_topic, key_serializer="raw", value_serializer="raw")
 
 user_state = app.Table("user-state", key_type=bytes, value_type=bytes,
                        partitions=settings.partitions, options=rocksdb_options(settings),
@@ -58,32 +50,6 @@ latest_recs = app.Table("latest-recs", key_type=bytes, value_type=bytes,
                         help="The last recommendation message per shopper (JSON).")
 
 
-def dead_letter(reason: str, message: Any) -> bytes:
-    """The DLQ record: why, the raw bytes (base64) and where the message came from."""
-    value = message.value
-    raw = None if value is None else bytes(value) if isinstance(value, bytes | bytearray) \
-        else str(value).encode()
-    return json.dumps({
-        "reason": reason,
-        "raw_base64": None if raw is None else base64.b64encode(raw).decode("ascii"),
-        "key_base64": None if message.key is None else
-        base64.b64encode(bytes(message.key)).decode("ascii"),
-        "topic": message.topic,
-        "partition": message.partition,
-        "offset": message.offset,
-        "timestamp_ms": None if message.timestamp is None else round(message.timestamp * 1000),
-    }).encode()
-
-
-def _read_state(key: bytes) -> UserState:
-    try:
-        return decode_state(user_state.get(key))
-    except StateDecodeError as exc:
-        # A corrupt record must not stop the partition: start the shopper afresh, loudly.
-        log.error("user state for %r unreadable (%s); starting from empty", key[:80], exc)
-        return UserState()
-
-
 @app.agent(events_topic)
 async def process_events(stream: StreamT) -> None:
     await runtime.catalog_ready.wait()  # never recommend before knowing what is delisted
@@ -91,123 +57,104 @@ async def process_events(stream: StreamT) -> None:
     assert isinstance(stream, Stream)  # take_events lives on the concrete class
     if settings.gc_freeze:
         settle("startup")
+    tagged_generation: int | None = None
     async for batch in stream.take_events(settings.batch_max_events,
                                           within=settings.batch_wait_ms / 1000.0):
+        if tagged_generation != app.consumer_generation_id:
+            # Once per rebalance: the topic may have been deleted and created again since.
+            tagged_generation = app.consumer_generation_id
+            runtime.handler.topic_tags[settings.events_topic] = await asyncio.to_thread(
+                fetch_topic_tag, settings, settings.events_topic)
         await handle_batch(batch)
 
 
+def as_message(event: EventT) -> Message:
+    m = event.message
+    return Message(key=None if m.key is None else bytes(m.key),
+                   value=None if m.value is None else bytes(m.value),
+                   topic=m.topic, partition=m.partition, offset=m.offset,
+                   timestamp_ms=None if m.timestamp is None else round(m.timestamp * 1000),
+                   generation=m.generation_id or 0)
+
+
 async def handle_batch(batch: Sequence[EventT]) -> None:
-    """One ``take_events`` batch: every valid event gets exactly one list, in order."""
-    metrics, clock = runtime.metrics, runtime.metrics.stages
+    """One ``take_events`` batch: every valid interaction event gets exactly one list, in
+    order; every other message one dead letter (``stream_rec.serving.batch``)."""
+    clock = runtime.metrics.stages
     consumer = cast(RewindingConsumer, app.consumer)
-    taken_ms = time.time() * 1000
-    recommender = runtime.recommender
-    states: dict[bytes, UserState] = {}
-    owner: dict[bytes, EventT] = {}  # the last message of each shopper in this batch
-    forgotten: dict[bytes, int] = {}  # shopper -> number of requests queued before the request
-    requests: list[RecRequest] = []
-    fresh: list[bool] = []
-    for message_event in batch:
-        message = message_event.message
-        generation = message.generation_id or 0
-        last = runtime.processed.get(message.partition)
-        if redelivered(message.offset, generation, last):
-            metrics.events_redelivered += 1
-            continue
-        metrics.events_in += 1
-        if last != (generation, message.offset - 1) and (skipped := skipped_offsets(
-                message.offset, generation, last, consumer.committed_offset(message.tp))):
-            # Transactional producers leave one offset per commit marker; anything else means
-            # the consumer dropped events (docs/operations.md, Failure cases found and fixed).
-            metrics.offsets_skipped += skipped
-            log.warning("partition %s: %d offset(s) before %d never reached this worker",
-                        message.partition, skipped, message.offset)
-        runtime.processed[message.partition] = (generation, message.offset)
-        with clock.stage("decode_validate"):
-            try:
-                parsed = parse_message(message.value, settings.max_event_bytes)
-            except InvalidEvent as exc:
-                parsed = None
-                reason = exc.reason
-        if parsed is None:
-            metrics.dlq += 1
-            await dlq_topic.send(key=message.key, value=dead_letter(reason, message))
-            continue
-        key = parsed.user_id.encode()
-        if isinstance(parsed, ForgetUser):
-            metrics.forget_requests += 1
-            states[key], owner[key] = UserState(), message_event
-            forgotten[key] = len(requests)
-            log.info("forgetting user %r (request %s)", parsed.user_id, parsed.request_id)
-            continue
-        metrics.events_valid += 1
-        with clock.stage("state"):
-            if key not in states:
-                with acting_for(message_event):
-                    states[key] = _read_state(key)
-            state = states[key]
-            duplicate = (already_applied(state, message.partition, message.offset)
-                         or is_duplicate(state, parsed.event_id))
-            if duplicate:
-                metrics.events_duplicate += 1
-            else:
-                state = recommender.observe(state, parsed, runtime.limits,
-                                            (message.partition, message.offset))
-            states[key], owner[key] = state, message_event
-        requests.append(RecRequest(parsed.user_id, parsed.event_id, state, taken_ms))
-        fresh.append(not duplicate)
-    lists = await runtime.recommend(requests, clock)
+    handler = runtime.handler
+
+    def read_state(key: bytes, index: int) -> bytes | None:
+        with acting_for(batch[index]):
+            return cast(bytes | None, user_state.get(key))
+
+    now_ms = time.time() * 1000
+    taken = handler.take([as_message(e) for e in batch], read_state, now_ms,
+                         committed=lambda m: consumer.committed_offset(TP(m.topic, m.partition)),
+                         clock=clock)
+    lists = await runtime.recommend(taken.requests, clock)
     with clock.stage("state"):
-        for rec, is_fresh in zip(lists, fresh, strict=True):
-            key = rec.user_id.encode()
-            if is_fresh:  # a re-delivered event gets its list again but changes no state
-                states[key] = record_shown(states[key], (i.item_id for i in rec.items),
-                                           runtime.limits)
-        for key, state in states.items():
-            with acting_for(owner[key]):
-                if key in forgotten and state == UserState():
-                    # Tombstones: the changelog (and so every standby) forgets too.
-                    user_state.pop(key, None)
-                    latest_recs.pop(key, None)
-                else:
-                    user_state[key] = encode_state(state)
+        result = handler.finish(taken, lists)
+        write_tables(batch, result)
     with clock.stage("encode_produce"):
-        await publish(lists, owner, forgotten)
-    clock.count(len(requests))
+        await publish(batch, result)
+    clock.count(len(taken.requests))
+    count(runtime.metrics, result)
+
+
+def write_tables(batch: Sequence[EventT], result: BatchResult) -> None:
+    """State and latest lists, each on the partition of the shopper's last message."""
+    for table, writes in ((user_state, result.state), (latest_recs, result.latest)):
+        for write in writes:
+            with acting_for(batch[write.owner]):
+                if write.value is None:
+                    table.pop(write.key, None)  # a tombstone on the changelog
+                else:
+                    table[write.key] = write.value
+
+
+async def publish(batch: Sequence[EventT], result: BatchResult) -> None:
+    """Send every dead letter and list.
+
+    They go straight to the producer (the table changelog goes through Faust as usual):
+    Faust's per-message topic machinery and sensors cost more than the list itself. Faust
+    flushes this producer before it commits offsets, so a list or dead letter is on the broker
+    before the message that caused it counts as processed (at-least-once is kept).
+    """
+    producer = app.producer
+    for index, record in result.dead_letters:
+        key = batch[index].message.key
+        delivery = await producer.send(settings.dlq_topic, None if key is None else bytes(key),
+                                       record, None, None, None)
+        cast(asyncio.Future, delivery).add_done_callback(_on_delivery)
+    topic = settings.recommendations_topic
+    for out in result.lists:
+        delivery = await producer.send(topic, out.key, out.value, None, None, None)
+        cast(asyncio.Future, delivery).add_done_callback(_on_delivery)
+
+
+def count(metrics: WorkerMetrics, result: BatchResult) -> None:
+    c: BatchCounts = result.counts
+    metrics.events_in += c.events_in
+    metrics.events_redelivered += c.redelivered
+    metrics.offsets_skipped += c.offsets_skipped
+    metrics.events_valid += c.valid
+    metrics.events_duplicate += c.duplicate
+    metrics.dlq += c.dead_letters
+    metrics.internal_errors += c.internal_errors
+    metrics.forget_requests += c.forget_requests
+    metrics.events_clamped += c.clamped
+    metrics.state_unreadable += c.state_unreadable
+    metrics.recommendations_out += c.lists
+    metrics.fallback_lists += c.fallback_lists
+    for out in result.lists:
+        metrics.latency_ms.observe(out.rec.latency_ms)
     metrics.batches += 1
 
 
-async def publish(lists: Sequence[RecList], owner: dict[bytes, EventT],
-                  forgotten: dict[bytes, int]) -> None:
-    """Send every list; keep each shopper's last one in ``latest-recs``.
-
-    Lists go straight to the producer (the table changelog goes through Faust as usual):
-    Faust's per-message topic machinery and sensors cost more than the list itself. Faust
-    flushes this producer before it commits offsets, so a list is on the broker before the
-    event that caused it counts as processed (at-least-once is kept).
-    """
-    producer = app.producer
-    metrics = runtime.metrics
-    topic = settings.recommendations_topic
-    latest: dict[bytes, bytes] = {}
-    for n, rec in enumerate(lists):
-        value = orjson.dumps(rec.to_dict())
-        key = rec.user_id.encode()
-        # A list made before a forget request is still delivered, but not kept.
-        if n >= forgotten.get(key, -1):
-            latest[key] = value
-        delivery = await producer.send(topic, key, value, None, None, None)
-        cast(asyncio.Future, delivery).add_done_callback(_on_delivery)
-        metrics.recommendations_out += 1
-        metrics.fallback_lists += rec.fallback
-        metrics.latency_ms.observe(rec.latency_ms)
-    for key, value in latest.items():  # one table write per shopper and batch
-        with acting_for(owner[key]):
-            latest_recs[key] = value
-
-
 def _on_delivery(delivery: asyncio.Future) -> None:
-    """Stop the process at once when a list is lost, before its event's offset is committed.
+    """Stop the process at once when a list or dead letter is lost, before its event's offset
+    is committed.
 
     The event was acked when its batch ended, so Faust's next commit would cover it. That
     commit first flushes the producer, and the flush ends only after this callback has run (both
@@ -217,8 +164,9 @@ def _on_delivery(delivery: asyncio.Future) -> None:
     if delivery.cancelled() or delivery.exception() is None:
         return
     runtime.metrics.produce_failed += 1
-    log.critical("a recommendation could not be delivered (%r); stopping before its event's "
-                 "offset is committed: restart the worker to serve it again", delivery.exception())
+    log.critical("a recommendation or dead letter could not be delivered (%r); stopping before "
+                 "its event's offset is committed: restart the worker to serve it again",
+                 delivery.exception())
     logging.shutdown()  # flush the log handlers: os._exit skips them
     os._exit(UNDELIVERED_EXIT_STATUS)
 
@@ -277,7 +225,7 @@ async def measure_lag() -> None:
                 continue
             name = f"{tp.topic}:{tp.partition}"
             committed = consumer.committed_offset(tp)
-            processed = runtime.processed.get(tp.partition)
+            processed = runtime.handler.processed.get((tp.topic, tp.partition))
             highwater = consumer.highwater(tp)
             # Unknown for a moment after a rebalance: report nothing rather than guess.
             if highwater is not None:

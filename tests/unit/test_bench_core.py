@@ -7,7 +7,7 @@ import pytest
 from stream_rec.bench.core_cpu import PARTS, run_core
 from stream_rec.bench.workload import ShopperStream
 from stream_rec.core.catalog import parse_catalog_item
-from stream_rec.core.state import StateLimits
+from stream_rec.serving.batch import BatchConfig
 from stream_rec.serving.recommender import Recommender, RecommenderConfig
 from tests.unit.test_bench_workload import _workload
 
@@ -21,7 +21,7 @@ def _recommender() -> Recommender:
 
 def test_every_measured_event_gets_one_list() -> None:
     events = ShopperStream(_workload(), "r", concurrency=5, seed=2).take(60, "p")
-    result = run_core(_recommender(), events, batch=7, warmup=10, limits=StateLimits())
+    result = run_core(_recommender(), events, batch=7, warmup=10, config=BatchConfig())
     measured = len(events) - 14  # batches start at 0, 7, 14: the first two are warm-up
     assert result.events == measured and result.lists == measured
     assert set(result.cpu_us) == set(PARTS)
@@ -33,6 +33,6 @@ def test_every_measured_event_gets_one_list() -> None:
 def test_the_warm_up_must_leave_events_to_measure() -> None:
     events = ShopperStream(_workload(), "r", concurrency=5, seed=2).take(10, "p")
     with pytest.raises(ValueError, match="warm-up"):
-        run_core(_recommender(), events, batch=4, warmup=10, limits=StateLimits())
+        run_core(_recommender(), events, batch=4, warmup=10, config=BatchConfig())
     with pytest.raises(ValueError, match="batch"):
-        run_core(_recommender(), events, batch=0, warmup=0, limits=StateLimits())
+        run_core(_recommender(), events, batch=0, warmup=0, config=BatchConfig())

@@ -350,7 +350,12 @@ def test_a_real_recommendation_list_validates() -> None:
     from stream_rec.core.catalog import CatalogItem
     from stream_rec.core.events import event_from_dict as make_event
     from stream_rec.core.state import StateLimits, UserState, apply_event
-    from stream_rec.serving.recommender import CatalogView, Recommender, RecommenderConfig, RecRequest
+    from stream_rec.serving.recommender import (
+        CatalogView,
+        Recommender,
+        RecommenderConfig,
+        RecRequest,
+    )
 
     catalog = CatalogView()
     for n in range(30):
@@ -375,24 +380,26 @@ def test_a_real_recommendation_list_validates() -> None:
 
 
 def _message(**fields: Any) -> Any:
-    from faust.types.tuples import Message
+    from stream_rec.serving.dead_letter import Message
 
     base: dict[str, Any] = {"topic": "storefront.events", "partition": 3, "offset": 41,
-                            "timestamp": 1_700_000_000.123, "timestamp_type": 0,
-                            "headers": [], "key": b"u-1", "value": b"{not json",
-                            "checksum": None}
+                            "timestamp_ms": 1_700_000_000_123, "key": b"u-1",
+                            "value": b"{not json"}
     return Message(**{**base, **fields})
 
 
 @pytest.mark.parametrize("fields", [{}, {"key": None}, {"value": b"\xff\xfe"},
-                                    {"timestamp": None}])
+                                    {"value": None}, {"timestamp_ms": None},
+                                    {"value": b"x" * 2_000_000, "key": b"k" * 10_000}])
 def test_a_real_dead_letter_validates(fields: dict[str, Any]) -> None:
-    from stream_rec.worker.agents import dead_letter
+    from stream_rec.serving.dead_letter import dead_letter
 
-    record = json.loads(dead_letter("bad JSON: Expecting value", _message(**fields)))
+    raw = dead_letter("bad JSON: Expecting value", _message(**fields))
+    record = json.loads(raw)
     doc = schema("dead-letter")
     Draft202012Validator(doc).validate(record)
-    assert set(doc["properties"]) == set(record)
+    assert set(doc["required"]) <= set(record) <= set(doc["properties"])
+    assert len(raw) < 512 * 1024  # always fits in one Kafka message
 
 
 def test_a_real_model_announcement_validates(tmp_path: Path) -> None:

@@ -1,11 +1,7 @@
 """Consumer lag counts events not yet processed; offsets the consumer jumped over are counted."""
 
-from stream_rec.worker.metrics import (
-    WorkerMetrics,
-    partition_lag,
-    redelivered,
-    skipped_offsets,
-)
+from stream_rec.serving.positions import redelivered, skipped_offsets
+from stream_rec.worker.metrics import WorkerMetrics, partition_lag
 
 
 def test_lag_counts_from_the_last_processed_offset_of_this_generation() -> None:

@@ -1,0 +1,344 @@
+"""One batch of event messages in; state writes, deletions, lists and dead letters out.
+
+This is the worker's per-batch logic without Kafka or Faust, so that the agent, bench-core and
+the property tests run the very same code. The agent's part is to take a batch, hand over its
+messages and a way to read stored state, and then write and send what comes back.
+
+A batch is handled in three steps, because the middle one may run on another thread:
+
+1. ``BatchHandler.take``: in message order, pass over re-deliveries, validate, check the key,
+   apply forget requests, de-duplicate and apply each event to its shopper's state (read once
+   per batch). Each valid interaction event becomes one ``RecRequest``.
+2. ``recommend_isolated``: the lists, one per request (``Recommender.recommend``).
+3. ``BatchHandler.finish``: record each list as shown, encode states and lists, and say which
+   table entries to write or delete, and on whose partition.
+
+Nothing that one message carries can stop the batch: a rejection and any unexpected error
+while handling one message both make a dead letter for that message, and the rest goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+import orjson
+
+from stream_rec.core.events import Event, ForgetUser, InvalidEvent, parse_message
+from stream_rec.core.state import (
+    StateLimits,
+    UserState,
+    already_applied,
+    interacted,
+    is_duplicate,
+    record_shown,
+)
+from stream_rec.core.state_codec import StateDecodeError, decode_state, encode_state
+from stream_rec.serving.dead_letter import Message, dead_letter
+from stream_rec.serving.error_log import ErrorSampler
+from stream_rec.serving.positions import redelivered, skipped_offsets
+from stream_rec.serving.recommender import RecList, Recommender, RecRequest
+from stream_rec.stage_clock import StageClock
+
+log = logging.getLogger(__name__)
+
+# (key, index of the batch message to act for) -> the stored bytes, or None. The index lets the
+# worker read from the partition of that message (Faust picks a table's partition from the
+# message being processed).
+StateReader = Callable[[bytes, int], bytes | None]
+CommittedOffset = Callable[[Message], int | None]
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    max_event_bytes: int = 65536
+    limits: StateLimits = field(default_factory=StateLimits)
+    # How far ahead of the worker's clock an event's time may count, in ms: later times are
+    # clamped to it, so one event from a wrong clock cannot take over trending and recency.
+    max_ahead_ms: int = 600_000
+
+
+@dataclass
+class BatchCounts:
+    """What one batch did, for the worker's metrics."""
+
+    events_in: int = 0
+    redelivered: int = 0
+    offsets_skipped: int = 0
+    valid: int = 0
+    duplicate: int = 0
+    dead_letters: int = 0
+    internal_errors: int = 0
+    forget_requests: int = 0
+    clamped: int = 0
+    state_unreadable: int = 0
+    lists: int = 0
+    fallback_lists: int = 0
+
+    def add(self, other: BatchCounts) -> None:
+        for name, value in vars(other).items():
+            setattr(self, name, getattr(self, name) + value)
+
+
+@dataclass
+class _Shopper:
+    """One shopper's state while the batch is handled."""
+
+    state: UserState
+    owner: int  # index of the shopper's last message in the batch: table writes act for it
+    forgets: int = 0  # forget requests seen so far in this batch
+    # The shown counters as the batch found them (or as the last forget left them): ``finish``
+    # rebuilds them in event order, each list recorded before the shopper's next event.
+    shown: UserState = field(default_factory=UserState)
+
+
+@dataclass
+class _Pending:
+    key: bytes
+    index: int
+    item_id: str
+    forgets: int  # the shopper's forget count when the event came: older lists are not kept
+    fresh: bool  # False for a duplicate event: its list is sent again, nothing is recorded
+
+
+@dataclass
+class TakenBatch:
+    """Step 1's result: the requests to recommend for, and what ``finish`` needs."""
+
+    messages: Sequence[Message]
+    requests: list[RecRequest] = field(default_factory=list)
+    counts: BatchCounts = field(default_factory=BatchCounts)
+    dead_letters: list[tuple[int, bytes]] = field(default_factory=list)  # (index, record)
+    _pending: list[_Pending] = field(default_factory=list)
+    _shoppers: dict[bytes, _Shopper] = field(default_factory=dict)
+
+    def reject(self, index: int, reason: str) -> None:
+        self.dead_letters.append((index, dead_letter(reason, self.messages[index])))
+        self.counts.dead_letters += 1
+
+
+@dataclass(frozen=True, slots=True)
+class TableWrite:
+    key: bytes
+    value: bytes | None  # None deletes the entry (a tombstone on its changelog)
+    owner: int  # index of the batch message whose partition the write belongs to
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    key: bytes
+    value: bytes
+    rec: RecList
+
+
+@dataclass
+class BatchResult:
+    """Everything the worker writes and sends for one batch."""
+
+    state: list[TableWrite]  # user-state
+    latest: list[TableWrite]  # latest-recs
+    lists: list[Outgoing]  # recommendation messages, in event order
+    dead_letters: list[tuple[int, bytes]]  # (message index, record), in message order
+    counts: BatchCounts
+
+
+class BatchHandler:
+    """The worker's per-batch logic, with the little it remembers between batches: the last
+    offset taken from each partition (to pass over re-deliveries) and the topic-id digests."""
+
+    def __init__(self, recommender: Recommender, config: BatchConfig) -> None:
+        self.recommender = recommender
+        self.config = config
+        # (topic, partition) -> (consumer generation, offset) of the last message taken in
+        self.processed: dict[tuple[str, int], tuple[int, int]] = {}
+        # topic name -> digest of its Kafka topic id (see UserState.source_topic)
+        self.topic_tags: dict[str, str] = {}
+        self.errors = ErrorSampler(log)
+
+    # -- step 1 ----------------------------------------------------------------------------
+    def take(self, messages: Sequence[Message], read_state: StateReader, now_ms: float,
+             committed: CommittedOffset | None = None, taken_ms: float | None = None,
+             clock: StageClock | None = None) -> TakenBatch:
+        """Validate and apply every message, in order; one request per valid interaction."""
+        batch = TakenBatch(messages)
+        clock = clock or StageClock()
+        counts = batch.counts
+        for index, message in enumerate(messages):
+            position = (message.topic, message.partition)
+            last = self.processed.get(position)
+            if redelivered(message.offset, message.generation, last):
+                counts.redelivered += 1
+                continue
+            counts.events_in += 1
+            if committed is not None and last != (message.generation, message.offset - 1):
+                skipped = skipped_offsets(message.offset, message.generation, last,
+                                          committed(message))
+                if skipped:
+                    # Transactional producers leave one offset per commit marker; anything
+                    # else means the consumer dropped events (docs/operations.md).
+                    counts.offsets_skipped += skipped
+                    log.warning("partition %s: %d offset(s) before %d never reached this "
+                                "worker", message.partition, skipped, message.offset)
+            self.processed[position] = (message.generation, message.offset)
+            try:
+                self._take_one(batch, index, read_state, now_ms if taken_ms is None
+                               else taken_ms, now_ms, clock)
+            except Exception as exc:  # the second wall: one message never stops the batch
+                self._internal_error(batch, index, exc)
+        return batch
+
+    def _take_one(self, batch: TakenBatch, index: int, read_state: StateReader,
+                  taken_ms: float, now_ms: float, clock: StageClock) -> None:
+        message = batch.messages[index]
+        with clock.stage("decode_validate"):
+            try:
+                parsed = parse_message(message.value, self.config.max_event_bytes)
+            except InvalidEvent as exc:
+                batch.reject(index, exc.reason)
+                return
+        key = parsed.user_id.encode()
+        if message.key != key:
+            # State lives on the partition the key hashes to: a copy kept under another key's
+            # partition is one that the shopper's other events and forget requests never reach.
+            batch.reject(index, f"message key {_show_key(message.key)} is not the event's "
+                                f"user_id {parsed.user_id[:80]!r}: events must be keyed by "
+                                "user_id")
+            return
+        if isinstance(parsed, ForgetUser):
+            shopper = batch._shoppers.get(key)
+            forgets = shopper.forgets + 1 if shopper else 1
+            batch._shoppers[key] = _Shopper(UserState(), index, forgets, shown=UserState())
+            batch.counts.forget_requests += 1
+            log.info("forgetting user %r (request %s)", parsed.user_id, parsed.request_id)
+            return
+        event = self._clamped(parsed, now_ms, batch.counts)
+        with clock.stage("state"):
+            shopper = batch._shoppers.get(key)
+            if shopper is None:
+                stored = self._read(read_state, key, index, batch.counts)
+                shopper = _Shopper(stored, index, shown=stored)
+            state = shopper.state
+            tag = self.topic_tags.get(message.topic, "")
+            duplicate = (already_applied(state, message.partition, message.offset, tag)
+                         or is_duplicate(state, event.event_id))
+            if not duplicate:
+                state = self.recommender.observe(state, event, self.config.limits,
+                                                 (message.partition, message.offset), tag)
+            # Only now, with nothing left to fail, does the shopper's state change.
+            shopper.state, shopper.owner = state, index
+            batch._shoppers[key] = shopper
+        batch.counts.valid += 1
+        batch.counts.duplicate += duplicate
+        batch.requests.append(RecRequest(event.user_id, event.event_id, state, taken_ms))
+        batch._pending.append(_Pending(key, index, event.item_id, shopper.forgets,
+                                       not duplicate))
+
+    def _clamped(self, event: Event, now_ms: float, counts: BatchCounts) -> Event:
+        latest = int(now_ms) + self.config.max_ahead_ms
+        if event.ts_ms <= latest:
+            return event
+        counts.clamped += 1
+        return replace(event, ts_ms=latest)
+
+    @staticmethod
+    def _read(read_state: StateReader, key: bytes, index: int, counts: BatchCounts
+              ) -> UserState:
+        try:
+            return decode_state(read_state(key, index))
+        except StateDecodeError as exc:
+            # A corrupt record must not stop the partition: start the shopper afresh, loudly.
+            counts.state_unreadable += 1
+            log.error("user state for %r unreadable (%s); starting from empty", key[:80], exc)
+            return UserState()
+
+    def _internal_error(self, batch: TakenBatch, index: int, exc: Exception) -> None:
+        batch.counts.internal_errors += 1
+        message = batch.messages[index]
+        self.errors.report(exc, f"the message at {message.topic}:{message.partition}:"
+                                f"{message.offset}")
+        try:
+            batch.reject(index, f"internal error: {type(exc).__name__}")
+        except Exception as again:  # nothing about one message may stop the batch
+            self.errors.report(again, "a dead letter")
+
+    # -- step 3 ----------------------------------------------------------------------------
+    def finish(self, batch: TakenBatch, lists: Sequence[RecList | None]) -> BatchResult:
+        """Record the lists as shown; the table writes and messages that follow."""
+        limits = self.config.limits
+        shoppers = batch._shoppers
+        outgoing: list[Outgoing] = []
+        latest: dict[bytes, TableWrite] = {}
+        counts = batch.counts
+        for pending, rec in zip(batch._pending, lists, strict=True):
+            shopper = shoppers[pending.key]
+            current = pending.forgets == shopper.forgets  # made after the last forget
+            if pending.fresh and current:
+                # As if each list had been sent before the shopper's next event was applied:
+                # an event on an item that an earlier list showed resets its count.
+                shown = interacted(shopper.shown, pending.item_id)
+                if rec is not None:
+                    shown = record_shown(shown, (i.item_id for i in rec.items), limits)
+                shopper.shown = shown
+            if rec is None:  # no list could be made for it, not even a fallback one
+                self._internal_error(batch, pending.index, RuntimeError("no list"))
+                continue
+            value = orjson.dumps(rec.to_dict())
+            outgoing.append(Outgoing(pending.key, value, rec))
+            counts.lists += 1
+            counts.fallback_lists += rec.fallback
+            # A list made before a forget request is still delivered, but not kept.
+            if current:
+                latest[pending.key] = TableWrite(pending.key, value, shopper.owner)
+        state_writes: list[TableWrite] = []
+        for key, shopper in shoppers.items():
+            shopper.state = replace(shopper.state, shown_items=shopper.shown.shown_items,
+                                    shown_counts=shopper.shown.shown_counts)
+            if shopper.forgets and shopper.state == UserState():
+                # Tombstones: the changelog (and so every standby) forgets too.
+                state_writes.append(TableWrite(key, None, shopper.owner))
+            else:
+                state_writes.append(TableWrite(key, encode_state(shopper.state), shopper.owner))
+            if shopper.forgets and key not in latest:
+                latest[key] = TableWrite(key, None, shopper.owner)
+        batch.dead_letters.sort(key=lambda d: d[0])
+        return BatchResult(state_writes, list(latest.values()), outgoing, batch.dead_letters,
+                           counts)
+
+
+def recommend_isolated(recommender: Recommender, requests: Sequence[RecRequest],
+                       clock: StageClock | None = None, errors: ErrorSampler | None = None
+                       ) -> list[RecList | None]:
+    """One list per request, as ``Recommender.recommend``; if the batch fails, each request
+    alone, then a fallback list, so that one shopper's state cannot cost the others their
+    lists. None where not even a fallback list could be made."""
+    try:
+        return list(recommender.recommend(requests, clock))
+    except Exception as exc:
+        (errors or ErrorSampler(log)).report(exc, f"a batch of {len(requests)} lists")
+    out: list[RecList | None] = []
+    for request in requests:
+        made: RecList | None = None
+        for make in (recommender.recommend, recommender.fallback):
+            try:
+                made = make([request], clock)[0]
+                break
+            except Exception as exc:
+                (errors or ErrorSampler(log)).report(exc, f"the list for {request.event_id!r}")
+        out.append(made)
+    return out
+
+
+def handle_batch(handler: BatchHandler, messages: Sequence[Message], read_state: StateReader,
+                 now_ms: float, clock: StageClock | None = None) -> BatchResult:
+    """All three steps on this thread (bench-core and tests; the worker splits them)."""
+    taken = handler.take(messages, read_state, now_ms, clock=clock)
+    lists = recommend_isolated(handler.recommender, taken.requests, clock, handler.errors)
+    return handler.finish(taken, lists)
+
+
+def _show_key(key: bytes | None) -> str:
+    if key is None:
+        return "(none)"
+    text = key[:80].decode("utf-8", "replace")
+    return repr(text) + ("..." if len(key) > 80 else "")

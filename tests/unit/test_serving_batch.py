@@ -1,0 +1,332 @@
+"""The worker's per-batch logic (stream_rec.serving.batch), without Kafka or Faust.
+
+What a hostile or careless producer sends must cost exactly one dead letter per bad message and
+nothing else: the rest of the batch gets its lists and its state, whatever the batch holds.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from stream_rec.core.catalog import parse_catalog_item
+from stream_rec.core.events import Event, ForgetUser, InvalidEvent, parse_message
+from stream_rec.core.state import UserState, apply_event, is_duplicate, record_shown
+from stream_rec.core.state_codec import decode_state, encode_state
+from stream_rec.serving.batch import BatchConfig, BatchHandler, BatchResult, handle_batch
+from stream_rec.serving.dead_letter import Message
+from stream_rec.serving.recommender import Recommender, RecommenderConfig, RecRequest
+
+NOW_MS = 1_750_000_000_000
+TOPIC = "storefront.events"
+ITEMS = [f"i{n}" for n in range(30)]
+CONFIG = BatchConfig(max_event_bytes=65536)
+
+
+def _recommender(cls: type[Recommender] = Recommender) -> Recommender:
+    rec = cls(RecommenderConfig(k=5, pool=20))
+    for n, item in enumerate(ITEMS):
+        rec.upsert_item(parse_catalog_item(item, b'{"category": "c%d"}' % (n % 4)))
+    return rec
+
+
+class Store(dict[bytes, bytes]):
+    """Two tables as dicts, written the way the worker writes them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.latest: dict[bytes, bytes] = {}
+
+    def read(self, key: bytes, _index: int) -> bytes | None:
+        return self.get(key)
+
+    def apply(self, result: BatchResult) -> None:
+        for table, writes in ((self, result.state), (self.latest, result.latest)):
+            for write in writes:
+                if write.value is None:
+                    table.pop(write.key, None)
+                else:
+                    table[write.key] = write.value
+
+
+def _event(user: str = "u1", item: str = "i1", event_id: str = "e1", **extra: Any) -> bytes:
+    doc = {"event_id": event_id, "user_id": user, "item_id": item, "type": "view",
+           "ts": NOW_MS - 1000, **extra}
+    return json.dumps(doc).encode()
+
+
+def _messages(values: Sequence[tuple[bytes | None, bytes | None]], partition: int = 0,
+              first_offset: int = 0) -> list[Message]:
+    return [Message(key, value, TOPIC, partition, first_offset + n)
+            for n, (key, value) in enumerate(values)]
+
+
+def _run(values: Sequence[tuple[bytes | None, bytes | None]], store: Store | None = None,
+         handler: BatchHandler | None = None, first_offset: int = 0) -> BatchResult:
+    store = store if store is not None else Store()
+    handler = handler or BatchHandler(_recommender(), CONFIG)
+    result = handle_batch(handler, _messages(values, first_offset=first_offset), store.read,
+                          NOW_MS)
+    store.apply(result)
+    return result
+
+
+def _reasons(result: BatchResult) -> list[str]:
+    return [json.loads(record)["reason"] for _, record in result.dead_letters]
+
+
+def test_huge_numbers_are_rejected_and_the_rest_of_the_batch_goes_on() -> None:
+    huge = str(10**400)
+    values = [(b"u1", _event(event_id="a")),
+              (b"u2", _event("u2", event_id="b").replace(b'"view"', b'"view", "price": '
+                                                         + huge.encode())),
+              (b"u3", _event("u3", event_id="c").replace(b'"ts": ' + str(NOW_MS - 1000).encode(),
+                                                         b'"ts": ' + huge.encode())),
+              (b"u4", _event("u4", event_id="d", quantity=10**300)),
+              (b"u5", _event("u5", event_id="e"))]
+    result = _run(values)
+    assert [json.loads(o.value)["event_id"] for o in result.lists] == ["a", "e"]
+    assert [i for i, _ in result.dead_letters] == [1, 2, 3]
+    assert all("price" in r or "'ts'" in r or "quantity" in r for r in _reasons(result))
+
+
+def test_duplicate_json_keys_are_rejected() -> None:
+    raw = _event()[:-1] + b', "type": "forget_user"}'
+    result = _run([(b"u1", raw)])
+    assert not result.lists
+    assert _reasons(result) == ["duplicate key 'type' in a JSON object"]
+
+
+@pytest.mark.parametrize("key", [None, b"", b"u2", b"U1", b"u1 "])
+def test_events_keyed_other_than_by_user_id_are_rejected(key: bytes | None) -> None:
+    store = Store()
+    result = _run([(key, _event()), (key, b'{"type": "forget_user", "user_id": "u1"}')], store)
+    assert not result.lists and not store
+    assert len(result.dead_letters) == 2
+    assert all("events must be keyed by user_id" in r for r in _reasons(result))
+
+
+def test_an_unexpected_error_on_one_message_is_its_dead_letter_only() -> None:
+    class Fragile(Recommender):
+        def observe(self, state: UserState, event: Event, *args: Any, **kwargs: Any
+                    ) -> UserState:
+            if event.item_id == "i13":
+                raise ZeroDivisionError("boom")
+            return super().observe(state, event, *args, **kwargs)
+
+    store = Store()
+    handler = BatchHandler(_recommender(Fragile), CONFIG)
+    result = _run([(b"u1", _event(item="i1", event_id="a")),
+                   (b"u1", _event(item="i13", event_id="b")),
+                   (b"u2", _event("u2", item="i2", event_id="c"))], store, handler)
+    assert [json.loads(o.value)["event_id"] for o in result.lists] == ["a", "c"]
+    assert _reasons(result) == ["internal error: ZeroDivisionError"]
+    assert result.counts.internal_errors == 1
+    assert decode_state(store[b"u1"]).history_items == ["i1"]  # b changed nothing
+
+
+def test_a_batch_whose_lists_fail_gets_them_one_by_one_then_as_fallback() -> None:
+    class Picky(Recommender):
+        def recommend(self, requests: Sequence[RecRequest], clock: Any = None) -> Any:
+            if any(r.user_id == "u2" for r in requests):
+                raise ValueError("cannot score u2")
+            return super().recommend(requests, clock)
+
+    result = _run([(b"u1", _event(event_id="a")), (b"u2", _event("u2", event_id="b"))],
+                  handler=BatchHandler(_recommender(Picky), CONFIG))
+    by_event = {json.loads(o.value)["event_id"]: json.loads(o.value) for o in result.lists}
+    assert set(by_event) == {"a", "b"} and not result.dead_letters
+    assert by_event["b"]["fallback"] is True
+
+
+def test_a_forget_request_is_final_for_everything_before_it_in_the_batch() -> None:
+    store = Store()
+    _run([(b"u1", _event(event_id="old"))], store)
+    assert b"u1" in store and b"u1" in store.latest
+    forget = b'{"type": "forget_user", "user_id": "u1", "request_id": "r1"}'
+    result = _run([(b"u1", _event(item="i2", event_id="a")), (b"u1", forget)], store,
+                  first_offset=1)
+    assert b"u1" not in store and b"u1" not in store.latest
+    assert len(result.lists) == 1  # the list made before the forget is still delivered
+    # Events after a forget start a fresh state, and only their list is kept.
+    result = _run([(b"u1", _event(item="i3", event_id="b")), (b"u1", forget),
+                   (b"u1", _event(item="i4", event_id="c"))], store, first_offset=3)
+    state = decode_state(store[b"u1"])
+    assert state.history_items == ["i4"] and state.n_events == 1
+    assert json.loads(store.latest[b"u1"])["event_id"] == "c"
+    shown = {i["item_id"] for i in json.loads(store.latest[b"u1"])["items"]}
+    assert set(state.shown_items) == shown
+
+
+def test_event_times_far_ahead_of_the_clock_are_clamped() -> None:
+    store = Store()
+    handler = BatchHandler(_recommender(), CONFIG)
+    year_2096 = 3_980_000_000_000
+    result = _run([(b"u1", _event(item="i7", event_id="a", ts=year_2096)),
+                   (b"u2", _event("u2", item="i8", event_id="b"))], store, handler)
+    assert result.counts.clamped == 1
+    assert decode_state(store[b"u1"]).last_ts_ms == NOW_MS + CONFIG.max_ahead_ms
+    # Trending still sees both items as about equally popular, not i7 alone.
+    scores = dict(handler.recommender.trending.top(5))
+    assert scores["i8"] > 0.5 * scores["i7"]
+
+
+def test_a_recreated_topic_is_not_taken_for_a_replay() -> None:
+    store = Store()
+
+    def handler(tag: str) -> BatchHandler:
+        made = BatchHandler(_recommender(), CONFIG)
+        made.topic_tags[TOPIC] = tag
+        return made
+
+    _run([(b"u1", _event(event_id=f"e{n}")) for n in range(5)], store, handler("aaaa0001"),
+         first_offset=10)
+    before = decode_state(store[b"u1"])
+    assert before.source == (0, 14) and before.source_topic == "aaaa0001"
+    # An offset at or below the stored one on the same topic is a replay, whatever its id.
+    assert _run([(b"u1", _event(event_id="x"))], store, handler("aaaa0001"),
+                12).counts.duplicate == 1
+    assert decode_state(store[b"u1"]).n_events == before.n_events
+    # The topic deleted and created again: offsets restart at 0, and these are new events.
+    result = _run([(b"u1", _event(event_id="y"))], store, handler("bbbb0002"), 0)
+    assert result.counts.duplicate == 0
+    after = decode_state(store[b"u1"])
+    assert after.n_events == before.n_events + 1 and after.source_topic == "bbbb0002"
+
+
+def test_a_dead_letter_of_a_near_limit_message_fits_in_one_kafka_message() -> None:
+    big = b'{"pad": "' + b"y" * 1_000_000 + b'"}'
+    result = _run([(b"k" * 100_000, big)])
+    (_, record), = result.dead_letters
+    doc = json.loads(record)
+    assert len(record) < 512 * 1024
+    assert doc["raw_bytes"] == len(big) and doc["raw_truncated"] is True
+    assert big.startswith(base64.b64decode(doc["raw_base64"]))
+    assert doc["key_truncated"] is True and doc["key_bytes"] == 100_000
+
+
+def test_unreadable_stored_state_starts_the_shopper_afresh() -> None:
+    store = Store()
+    store[b"u1"] = b"\x00 not state"
+    result = _run([(b"u1", _event())], store)
+    assert result.counts.state_unreadable == 1 and len(result.lists) == 1
+    assert decode_state(store[b"u1"]).n_events == 1
+
+
+def test_redelivered_offsets_in_one_generation_are_passed_over() -> None:
+    handler = BatchHandler(_recommender(), CONFIG)
+    store = Store()
+    _run([(b"u1", _event(event_id="a")), (b"u1", _event(event_id="b"))], store, handler)
+    result = _run([(b"u1", _event(event_id="b")), (b"u1", _event(event_id="c"))], store,
+                  handler, first_offset=1)
+    assert result.counts.redelivered == 1
+    assert [json.loads(o.value)["event_id"] for o in result.lists] == ["c"]
+
+
+# -- the property: any messages, any batch split ----------------------------------------------
+
+USERS = ["u1", "u2", "u3", "ü-4"]
+valid_event = st.fixed_dictionaries({
+    "event_id": st.sampled_from([f"e{n}" for n in range(40)]),  # repeats: re-sent events
+    "user_id": st.sampled_from(USERS),
+    "item_id": st.sampled_from(ITEMS) | st.text("xyz", min_size=1, max_size=3),
+    "type": st.sampled_from(["view", "click", "add_to_cart", "purchase"]),
+    "ts": st.integers(NOW_MS - 10**9, NOW_MS + 10**9),  # some ahead of the clock
+})
+scalars = (st.none() | st.booleans() | st.integers(-(10**30), 10**30) | st.floats()
+           | st.text(max_size=8))
+json_values = st.recursive(scalars, lambda c: st.lists(c, max_size=3)
+                           | st.dictionaries(st.text(max_size=6), c, max_size=3), max_leaves=6)
+FIELDS = ["event_id", "user_id", "item_id", "type", "ts", "price", "quantity", "session_id",
+          "context"]
+
+
+def _as_message(kind: str, event: dict[str, Any], junk: Any, field: str, raw: bytes
+                ) -> tuple[bytes | None, bytes | None]:
+    key = event["user_id"].encode()
+    if kind == "valid":
+        return key, json.dumps(event).encode()
+    if kind == "forget":
+        return key, json.dumps({"type": "forget_user", "user_id": event["user_id"]}).encode()
+    if kind == "junk_field":
+        return key, json.dumps({**event, field: junk}).encode()
+    if kind == "junk_value":
+        return key, json.dumps(junk).encode()
+    if kind == "mis_keyed":
+        return b"someone-else", json.dumps(event).encode()
+    return key, raw
+
+
+message_values = st.lists(st.builds(
+    _as_message, st.sampled_from(["valid"] * 5 + ["forget", "junk_field", "junk_value",
+                                                  "mis_keyed", "raw"]),
+    valid_event, json_values, st.sampled_from(FIELDS), st.binary(max_size=30)),
+    min_size=1, max_size=40)
+
+
+def _expected(values: Sequence[tuple[bytes | None, bytes | None]], lists: list[dict[str, Any]],
+              recommender: Recommender) -> tuple[dict[bytes, UserState], int, int]:
+    """The states one gets by applying the valid messages one by one, each list recorded as
+    shown right after its event; and the numbers of lists and dead letters to expect."""
+    states: dict[bytes, UserState] = {}
+    forgotten: set[bytes] = set()
+    n_lists = n_dead = 0
+    for offset, (key, value) in enumerate(values):
+        try:
+            parsed = parse_message(value, CONFIG.max_event_bytes)
+        except InvalidEvent:
+            n_dead += 1
+            continue
+        if key != parsed.user_id.encode():
+            n_dead += 1
+            continue
+        if isinstance(parsed, ForgetUser):
+            states.pop(key, None)
+            forgotten.add(key)
+            continue
+        rec = lists[n_lists]
+        n_lists += 1
+        assert rec["event_id"] == parsed.event_id
+        state = states.get(key, UserState())
+        if is_duplicate(state, parsed.event_id):
+            continue
+        event = replace(parsed, ts_ms=min(parsed.ts_ms, NOW_MS + CONFIG.max_ahead_ms))
+        state = apply_event(state, event, recommender.catalog.category(event.item_id),
+                            CONFIG.limits)
+        state = replace(state, source=(0, offset))
+        states[key] = record_shown(state, (i["item_id"] for i in rec["items"]), CONFIG.limits)
+    return states, n_lists, n_dead
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(message_values, st.lists(st.integers(1, 40), min_size=1, max_size=10))
+def test_any_messages_in_any_batches_give_one_list_or_one_dead_letter_each(
+        values: list[tuple[bytes | None, bytes | None]], sizes: list[int]) -> None:
+    handler = BatchHandler(_recommender(), CONFIG)
+    store = Store()
+    messages = _messages(values)
+    lists: list[dict[str, Any]] = []
+    dead: list[int] = []
+    start, turn = 0, 0
+    while start < len(messages):
+        size = sizes[turn % len(sizes)]
+        result = handle_batch(handler, messages[start:start + size], store.read, NOW_MS)
+        store.apply(result)
+        lists += [json.loads(o.value) for o in result.lists]
+        dead += [start + i for i, _ in result.dead_letters]
+        assert result.counts.internal_errors == 0
+        start, turn = start + size, turn + 1
+    expected, n_lists, n_dead = _expected(values, lists, handler.recommender)
+    assert len(lists) == n_lists and len(dead) == n_dead == len(set(dead))
+    assert {k: decode_state(v) for k, v in store.items()} == expected
+    for key in store.latest:
+        assert key in store
+    # Encoded state reads back as itself: what the table holds is what was computed.
+    assert all(encode_state(decode_state(v)) == v for v in store.values())
