@@ -17,8 +17,8 @@ from stream_rec.core.catalog import parse_catalog_item
 from stream_rec.core.events import Event
 from stream_rec.core.state import UserState, apply_event, record_shown
 from stream_rec.model import load_served_model
-from stream_rec.serving.recommender import REASON_NEW, Recommender, RecommenderConfig, RecRequest
 from stream_rec.rerank import RerankPolicy
+from stream_rec.serving.recommender import REASON_NEW, Recommender, RecommenderConfig, RecRequest
 from tests.training.synthetic import successor_table
 
 SUCC = successor_table(240, 10, n_known=200)

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from stream_rec.bench.ledger import Ledger, extract_event_id
-from stream_rec.serving.recommender import RecItem, RecList
 from stream_rec.rerank import RerankPolicy
+from stream_rec.serving.recommender import RecItem, RecList
 
 
 def _recommendation(user_id: str, event_id: str) -> bytes:
