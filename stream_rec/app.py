@@ -46,6 +46,11 @@ def create_app(settings: Settings, *, discover: Sequence[str] = ()) -> faust.App
         # handful and goes out in a request of its own. 256 KB batches cut the produce requests
         # (and their socket writes) per event; measured +6-10 % events/s (docs/performance.md).
         producer_max_batch_size=256 * 1024,
+        # Faust's default of 20 minutes (aiokafka's request timeout, which is also how long a
+        # batch is retried) let a worker whose broker stayed away wait that long, its lists
+        # unsent, before it exited to be restarted. aiokafka 0.14 has no separate delivery
+        # timeout: this bounds both.
+        producer_request_timeout=settings.produce_timeout_s,
         web_bind=settings.web_host,
         web_host=settings.web_host,
         web_port=settings.web_port,

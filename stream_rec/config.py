@@ -74,6 +74,12 @@ class Settings:
     stop_timeout_s: float = _setting(
         30.0, "Longest a worker's stop (SIGTERM) may take before it exits anyway; keep it under "
         "the orchestrator's grace period. Events not yet committed are processed again.")
+    produce_timeout_s: float = _setting(
+        30.0, "How long the worker's producer keeps trying to deliver a list or a state change "
+        "(aiokafka's request timeout; one send may take up to twice this) before the worker "
+        "gives up and exits with status 75, to be restarted: a broker away for longer costs a "
+        "restart, no event. Bounds a running worker; a stop is bounded by stop_timeout_s "
+        "(docs/operations.md).")
     commit_repair_after_s: float = _setting(
         20.0, "How long a partition's offset commits may stay stopped (acked offsets past a gap, "
         "or a commit recorded past the processed events) before the worker rejoins its group, "

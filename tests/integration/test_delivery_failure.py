@@ -4,19 +4,31 @@ The broker is told to refuse every message on the recommendations topic (max.mes
 below any list), so each list's delivery fails for good. The worker must exit before Faust
 commits the offsets of those events; once the topic accepts lists again, a restarted worker
 serves every event, and each shopper's state counts each event once.
+
+A broker that stops answering altogether (frozen: its connections stay open, nothing comes
+back) must stop the worker too, within a bound set by ``produce_timeout_s`` rather than
+Faust's 20 minutes, and again with nothing committed past a list that was not delivered.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
-from kafka import KafkaAdminClient
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
 
+from stream_rec.broker import LocalBroker
+from stream_rec.config import load_settings
 from stream_rec.core.state import StateLimits
 from stream_rec.errors import UNDELIVERED_EXIT_STATUS
 from stream_rec.worker_process import WorkerProcess
+from tests.conftest import _free_port_pair
 from tests.integration.test_crash_recovery import N_ITEMS, _category, _clean_replay, _events
 from tests.integration.worker_fixtures import (
     TopicReader,
@@ -72,3 +84,79 @@ def test_undeliverable_list_stops_the_worker_before_its_offset_is_committed(
     finally:
         worker.stop()
         recs.close()
+
+
+PRODUCE_TIMEOUT_S = 5.0
+# aiokafka gives up on a send after one to two request timeouts; the rest is start-up slack
+# on a busy machine. Without the setting the wait is Faust's 1200 s.
+EXIT_BOUND_S = 2 * PRODUCE_TIMEOUT_S + 60
+BACKLOG = 20_000  # far more than the worker serves before the broker stops answering
+
+
+def _read_to_end(broker: str, topic: str, timeout_s: float = 120) -> dict[int, list[bytes]]:
+    """Every message value of ``topic`` by partition, in offset order (offset = index)."""
+    consumer = KafkaConsumer(bootstrap_servers=broker, group_id=None, enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        values: dict[int, list[bytes]] = {tp.partition: [] for tp in tps}
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            assert time.monotonic() < deadline, f"{topic} not read to its end in {timeout_s} s"
+            for tp, records in consumer.poll(timeout_ms=500).items():
+                values[tp.partition].extend(r.value for r in records)
+        return values
+    finally:
+        consumer.close()
+
+
+def test_broker_that_stops_answering_stops_the_worker_within_its_produce_timeout(
+        new_topic, tmp_path: Path) -> None:
+    own = LocalBroker(load_settings({}, kafka_port=_free_port_pair()),
+                      data_dir=tmp_path / "kafka")
+    own.start(timeout_s=180)
+    try:
+        settings = isolated_settings(own.bootstrap, new_topic, tmp_path)
+        produce(own.bootstrap, settings.items_topic,
+                [(f"item-{i}".encode(), f'{{"category": "{_category(f"item-{i}")}"}}'.encode())
+                 for i in range(N_ITEMS)])
+        produce(own.bootstrap, settings.events_topic, [event_bytes(
+            {"event_id": f"ev-{n}", "user_id": f"user-{n % 300}", "item_id": f"item-{n % N_ITEMS}",
+             "type": "view", "ts": 1_700_000_000_000 + n}) for n in range(BACKLOG)])
+        recs = TopicReader(own.bootstrap, settings.recommendations_topic)
+        worker = WorkerProcess(settings, tmp_path / "worker.log", extra_env={
+            "STREAM_REC_PRODUCE_TIMEOUT_S": str(PRODUCE_TIMEOUT_S)}).start()
+        assert worker.proc is not None
+        broker_pid = own.pid()
+        assert broker_pid is not None
+        try:
+            recs.wait_for(lambda v: len(v) > 0, 120)  # the worker is working through the backlog
+            os.kill(broker_pid, signal.SIGSTOP)
+            try:
+                status = worker.proc.wait(timeout=EXIT_BOUND_S)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"the worker still waits {EXIT_BOUND_S:.0f} s after its broker "
+                            f"stopped answering:\n{worker.log_tail()}")
+            finally:
+                os.kill(broker_pid, signal.SIGCONT)
+            assert status == UNDELIVERED_EXIT_STATUS, worker.log_tail()
+            assert "could not be delivered" in worker.log_tail(50_000)
+        finally:
+            worker.stop()
+            recs.close()
+
+        own.start(timeout_s=180)  # answering again: read what the worker left behind
+        listed = {json.loads(v)["event_id"] for values in _read_to_end(
+            own.bootstrap, settings.recommendations_topic).values() for v in values}
+        events = _read_to_end(own.bootstrap, settings.events_topic)
+        assert 0 < len(listed) < BACKLOG, "the worker had no list left to send"
+        done, _ = committed_offsets(own.bootstrap, settings.app_id, settings.events_topic)
+        for partition, values in events.items():
+            unlisted = [offset for offset, value in enumerate(values[:done[partition]])
+                        if json.loads(value)["event_id"] not in listed]
+            assert not unlisted, (f"partition {partition} committed up to {done[partition]}, "
+                                  f"past events whose lists never arrived: {unlisted[:5]}")
+    finally:
+        own.stop()

@@ -134,8 +134,11 @@ def test_worker_survives_a_broker_outage_and_stops_without_one(tmp_path: Path,
         settings = isolated_settings(own.bootstrap, new_topic, tmp_path)
         events = _events(seed=5)[:1200]
         produce(own.bootstrap, settings.items_topic, _catalog_messages())
+        # An outage shorter than the produce timeout is ridden out; a longer one ends the
+        # worker on purpose (test_delivery_failure.py), so the timeout here outlasts the outage.
         worker = WorkerProcess(settings, tmp_path / "worker.log",
-                               extra_env={"STREAM_REC_STOP_TIMEOUT_S": "8"}).start()
+                               extra_env={"STREAM_REC_STOP_TIMEOUT_S": "8",
+                                          "STREAM_REC_PRODUCE_TIMEOUT_S": "300"}).start()
         recs = TopicReader(own.bootstrap, settings.recommendations_topic)
         try:
             produce(own.bootstrap, settings.events_topic,
