@@ -71,6 +71,9 @@ class UserState:
     # so that offsets of a re-created topic (which start again at 0) are never taken for a
     # replay. Empty when unknown (state written before it was kept, or no id available).
     source_topic: str = ""
+    # When the shopper was last active, by the Kafka timestamp of their last event's message
+    # (what expiry goes by: event times of a back-fill can be years old). 0 = not known.
+    active_ms: int = 0
 
     @property
     def history_items(self) -> list[str]:
@@ -194,3 +197,14 @@ def _decay_and_add(affinity: tuple[tuple[str, float], ...], category: str | None
     # Strongest first, ties by name: sorted by name, then (stably) by score.
     ranked = sorted(sorted(scores.items()), key=itemgetter(1), reverse=True)[: limits.categories]
     return tuple([(c, round6(s)) for c, s in ranked])  # 6 decimals keep the state short
+
+
+def inactive_since(state: UserState) -> int:
+    """Epoch ms of the shopper's last activity: the Kafka time of their last event, or for
+    state written before that was kept, the event time itself."""
+    return state.active_ms or state.last_ts_ms
+
+
+def is_expired(state: UserState, now_ms: float, keep_ms: float) -> bool:
+    """True when the shopper has been inactive for longer than ``keep_ms`` (0 keeps all)."""
+    return keep_ms > 0 and inactive_since(state) < now_ms - keep_ms

@@ -42,6 +42,8 @@ def encode_state(state: UserState) -> bytes:
         doc["o"] = list(state.source)
         if state.source_topic:  # an optional key: readers that predate it ignore it
             doc["ot"] = state.source_topic
+    if state.active_ms:
+        doc["a"] = state.active_ms
     if state.profile:
         doc["p"] = base64.b64encode(state.profile).decode("ascii")
         doc["m"] = state.profile_model
@@ -82,6 +84,7 @@ def decode_state(raw: bytes | None) -> UserState:
             last_ts_ms=int(doc["t"]),
             source=(int(doc["o"][0]), int(doc["o"][1])) if "o" in doc else (-1, -1),
             source_topic=str(doc.get("ot", "")),
+            active_ms=int(doc.get("a", 0)),
         )
     except StateDecodeError:
         raise

@@ -225,6 +225,8 @@ class BatchHandler:
             if not duplicate:
                 state = self.recommender.observe(state, event, self.config.limits,
                                                  (message.partition, message.offset), tag)
+                # Kafka's time of the message: the same on every replay of it.
+                state = replace(state, active_ms=message.timestamp_ms or int(now_ms))
             # Only now, with nothing left to fail, does the shopper's state change.
             shopper.state, shopper.owner = state, index
             batch._shoppers[key] = shopper

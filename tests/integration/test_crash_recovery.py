@@ -1,13 +1,16 @@
 """SIGKILL a worker again and again in the middle of a replay: nothing valid is lost.
 
 Every valid event gets its list (exactly one after de-duplication by event_id), and every
-shopper's final state equals what a clean, in-order replay of the same events produces.
+shopper's final state equals what a clean, in-order replay of the same events produces. After
+the last kill the worker's state folder is deleted as well, so the final worker rebuilds every
+shopper from the changelog alone (as a replacement machine would).
 """
 
 from __future__ import annotations
 
 import os
 import random
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -77,6 +80,8 @@ def test_repeated_sigkill_loses_nothing(broker: str, new_topic, tmp_path: Path) 
         finally:
             worker.kill()  # SIGKILL: no flush, no commit, no goodbye
         assert len(covered()) < N_EVENTS, "the replay finished before the crash"
+    # The machine is lost with its disk: only the changelog topics hold the state now.
+    shutil.rmtree(settings.state_dir)
 
     worker = WorkerProcess(settings, tmp_path / "worker-final.log").start()
     try:

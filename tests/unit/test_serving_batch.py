@@ -300,7 +300,7 @@ def _expected(values: Sequence[tuple[bytes | None, bytes | None]], lists: list[d
         event = replace(parsed, ts_ms=min(parsed.ts_ms, NOW_MS + CONFIG.max_ahead_ms))
         state = apply_event(state, event, recommender.catalog.category(event.item_id),
                             CONFIG.limits)
-        state = replace(state, source=(0, offset))
+        state = replace(state, source=(0, offset), active_ms=NOW_MS)
         states[key] = record_shown(state, (i["item_id"] for i in rec["items"]), CONFIG.limits)
     return states, n_lists, n_dead
 
