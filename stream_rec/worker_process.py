@@ -31,6 +31,7 @@ class WorkerProcess:
     settings: Settings
     log_path: Path
     extra_env: dict[str, str] = field(default_factory=dict)
+    args: tuple[str, ...] = ()  # flags of `stream-rec worker`, e.g. ("--reset-state",)
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -43,8 +44,9 @@ class WorkerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "stream_rec.cli", "worker"], env=env, stdout=log,
-                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                [sys.executable, "-m", "stream_rec.cli", "worker", *self.args], env=env,
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True)
         if wait_s:
             try:
                 self.wait_healthy(wait_s)

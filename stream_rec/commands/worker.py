@@ -8,6 +8,7 @@ import os
 import sys
 
 from stream_rec.config import env_name
+from stream_rec.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,6 +19,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--web-port", type=int, help="HTTP port")
     parser.add_argument("--partitions", type=int, help="partitions of events/recommendations")
     parser.add_argument("--app-id", help="consumer group / changelog prefix")
+    parser.add_argument("--reset-state", action="store_true",
+                        help="discard the local state folder's tables and rebuild them from "
+                        "the changelog topics (after the broker lost them, see "
+                        "docs/operations.md)")
     parser.add_argument("-l", "--loglevel", default="info", help="log level")
     parser.set_defaults(func=run)
 
@@ -35,6 +40,14 @@ def run(args: argparse.Namespace) -> int:
     # on without its agents, never healthy. Importing them here stops it at once instead.
     for module in ("agents", "views"):
         importlib.import_module(f"stream_rec.worker.{module}")
+    # Faust's own check of the state against the broker stops the worker with a traceback
+    # that says nothing of what to do; this one names the folder, the cause and the fix.
+    from stream_rec.worker.state_folder import check_local_state, reset_local_state
+
+    if args.reset_state:
+        print(f"stream-rec worker: {reset_local_state(settings)}", file=sys.stderr, flush=True)
+    elif (problem := check_local_state(settings)) is not None:
+        raise UserError(problem)
     sys.argv = ["stream-rec", "worker", "--loglevel", args.loglevel,
                 "--web-port", str(settings.web_port), "--web-host", settings.web_host]
     app.main()

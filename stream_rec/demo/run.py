@@ -32,6 +32,7 @@ from stream_rec.errors import UserError
 from stream_rec.replay import catalog_messages, dataset_events
 from stream_rec.storefront import StorefrontConfig, ensure_storefront, make_storefront
 from stream_rec.topics import ensure_topics
+from stream_rec.worker.state_folder import check_local_state, reset_local_state, tables_dir
 from stream_rec.worker_process import WorkerProcess, settings_env
 
 STOREFRONT_FOLDER = "storefront"
@@ -138,6 +139,8 @@ def _serve(settings: Settings, dataset: Dataset, synthetic: bool, duration_s: fl
         stack.callback(server.stop)
 
         worker = WorkerProcess(settings, Path(settings.state_dir).expanduser() / "worker.log")
+        if (said := start_state_afresh_if_stale(settings)) is not None:
+            _say(said)
         _say("Starting the worker ...")
         stack.callback(_stop_worker, worker)
         worker.start()
@@ -157,6 +160,20 @@ def _serve(settings: Settings, dataset: Dataset, synthetic: bool, duration_s: fl
         stack.callback(stop.set)
         _report_until(site, stop, duration_s)
     return 0
+
+
+def start_state_afresh_if_stale(settings: Settings) -> str | None:
+    """Discard the worker's local state when the broker can no longer restore it (it was
+    reset, say); the line to tell the user, or None when the state was kept.
+
+    A worker stops on such state and leaves the choice to its operator (`--reset-state`); the
+    demo's state is disposable and its broker local, so the demo makes the choice itself.
+    """
+    if check_local_state(settings) is None:
+        return None
+    reset_local_state(settings)
+    return (f"The worker's state in {tables_dir(settings)} does not match this broker (it "
+            "was reset or lost its topics): starting the worker from empty state.")
 
 
 def _bind_page(site: DemoSite, port: int) -> DemoServer:
