@@ -8,12 +8,16 @@ starts; it must come up healthy, count and log each of them, and recommend.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from pathlib import Path
 
 import pytest
+from aiokafka import ConsumerRecord
 
+from stream_rec.config import load_settings
+from stream_rec.worker.feeds import tail_topic
 from stream_rec.worker_process import WorkerProcess
 from tests.integration.worker_fixtures import TopicReader, event_bytes, isolated_settings, produce
 
@@ -60,3 +64,33 @@ def test_worker_starts_on_a_catalog_holding_unusable_messages(broker: str, new_t
     finally:
         worker.stop()
         recs.close()
+
+
+def test_a_record_whose_handler_fails_costs_that_record_not_the_feed(broker: str,
+                                                                      new_topic) -> None:
+    """The feeds' own wall, for handlers other than the catalog's (model announcements)."""
+    topic = new_topic("feed")
+    produce(broker, topic, [(b"k%d" % n, b"v%d" % n) for n in range(5)])
+    seen: list[bytes] = []
+
+    async def handler(record: ConsumerRecord) -> None:
+        if record.value == b"v1":
+            raise RuntimeError("this record breaks the handler")
+        seen.append(record.value)
+
+    async def run() -> None:
+        caught_up = asyncio.Event()
+        feed = asyncio.ensure_future(tail_topic(load_settings({}, broker=broker), topic, handler,
+                                                from_beginning=True, caught_up=caught_up))
+        waiting = asyncio.ensure_future(caught_up.wait())
+        try:  # caught up, or the feed ended (which it must not)
+            await asyncio.wait({feed, waiting}, timeout=120,
+                               return_when=asyncio.FIRST_COMPLETED)
+            assert not feed.done(), feed.exception()
+            assert caught_up.is_set()
+        finally:
+            feed.cancel()
+            waiting.cancel()
+
+    asyncio.run(run())
+    assert seen == [b"v0", b"v2", b"v3", b"v4"]
