@@ -28,6 +28,7 @@ from stream_rec.heap import settle
 from stream_rec.serving.batch import BatchCounts, BatchResult
 from stream_rec.serving.dead_letter import Message
 from stream_rec.worker.commit_watch import CommitWatch, commit_problem
+from stream_rec.worker.expiry import PartitionEvent, Sweeper, active_partition_dbs
 from stream_rec.worker.faust_compat import RewindingConsumer, acting_for
 from stream_rec.worker.feeds import tail_topic
 from stream_rec.worker.metrics import WorkerMetrics, partition_lag
@@ -260,3 +261,23 @@ async def follow_catalog() -> None:
     """Keep this worker's copy of the catalog current (every worker reads all of it)."""
     await tail_topic(settings, settings.items_topic, runtime.apply_catalog_record,
                      from_beginning=True, caught_up=runtime.catalog_ready)
+
+
+sweeper = Sweeper(keep_ms=settings.state_expiry_days * 86_400_000)
+
+
+@app.timer(interval=1.0)
+async def expire_inactive_shoppers() -> None:
+    """One step of the expiry sweep (``stream_rec.worker.expiry``): tombstones, like a forget."""
+    if sweeper.keep_ms <= 0 or not runtime.ready or app.rebalancing or app.in_recovery:
+        return
+    try:
+        expired = sweeper.step(active_partition_dbs(user_state), time.time() * 1000)
+        for partition, key in expired:
+            with acting_for(PartitionEvent(settings.events_topic, partition)):
+                user_state.pop(key, None)
+                latest_recs.pop(key, None)
+    except Exception as exc:  # expiry must never take the worker down; it retries next tick
+        runtime.handler.errors.report(exc, "the expiry sweep")
+        return
+    runtime.metrics.states_expired += len(expired)

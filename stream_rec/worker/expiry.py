@@ -35,17 +35,19 @@ class PartitionDB(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class _Message:
+    topic: str
     partition: int
 
 
 class PartitionEvent:
     """Stands in for Faust's current event where a table change has no message of its own:
-    Faust only reads the partition from it (for the store and the changelog)."""
+    Faust reads the partition from it (for the store and the changelog) and checks that the
+    source topic has as many partitions as the table."""
 
     __slots__ = ("message", "__weakref__")
 
-    def __init__(self, partition: int) -> None:
-        self.message = _Message(partition)
+    def __init__(self, topic: str, partition: int) -> None:
+        self.message = _Message(topic, partition)
 
 
 class Sweeper:
