@@ -30,7 +30,16 @@ from stream_rec.model.artifact import (
 
 log = logging.getLogger("stream_rec.registry")
 POINTER = "CURRENT.json"
-VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# Used with fullmatch only: ``$`` would also accept a trailing newline ("v1\n").
+VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+# Names ``resolve`` gives a meaning of its own; never the name of a version folder.
+ALIASES = frozenset({"current", "latest"})
+
+
+def is_version_name(name: object) -> bool:
+    """Whether ``name`` can name one version folder: the pattern, and not an alias."""
+    return (isinstance(name, str) and VERSION_RE.fullmatch(name) is not None
+            and name not in ALIASES)
 
 
 class RegistryError(Exception):
@@ -55,7 +64,7 @@ class FileRegistry:
         self.root = Path(root)
 
     def path(self, version: str) -> Path:
-        if not VERSION_RE.match(version):
+        if not is_version_name(version):
             raise RegistryError(f"not a valid version name: {version!r}")
         return self.root / version
 
@@ -64,7 +73,7 @@ class FileRegistry:
         if not self.root.is_dir():
             return []
         return sorted(p.name for p in self.root.iterdir()
-                      if p.is_dir() and VERSION_RE.match(p.name) and (p / MANIFEST).exists())
+                      if p.is_dir() and is_version_name(p.name) and (p / MANIFEST).exists())
 
     def _pointer(self) -> dict[str, Any]:
         try:

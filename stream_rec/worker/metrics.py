@@ -55,6 +55,9 @@ class WorkerMetrics:
     stages: StageClock = field(default_factory=StageClock)
     latency_ms: Histogram = field(default_factory=Histogram)
     model_version: str = ""
+    # Why no model serves ("no_model", "refused"; empty while one does) and the last refusal.
+    model_unservable: str = ""
+    model_refusal: str = ""
     consumer_lag: dict[str, int] = field(default_factory=dict)  # "topic:partition" -> messages
     commit_stalls: dict[str, int] = field(default_factory=dict)  # "topic:partition" -> offsets
 
@@ -109,7 +112,15 @@ class WorkerMetrics:
         lines += ["# HELP stream_rec_model_info The model version being served.",
                   "# TYPE stream_rec_model_info gauge",
                   f'stream_rec_model_info{{version="{self.model_version or "none"}"}} 1',
-                  "# HELP stream_rec_consumer_lag Events not yet processed, per partition.",
+                  "# HELP stream_rec_model_servable 1 while a model serves, 0 while lists are "
+                  "fallback lists (the reason: stream_rec_model_unservable_info, /health/).",
+                  "# TYPE stream_rec_model_servable gauge",
+                  f"stream_rec_model_servable {1 if self.model_version else 0}"]
+        if self.model_unservable:
+            lines += ["# HELP stream_rec_model_unservable_info Why no model serves.",
+                      "# TYPE stream_rec_model_unservable_info gauge",
+                      f'stream_rec_model_unservable_info{{reason="{self.model_unservable}"}} 1']
+        lines += ["# HELP stream_rec_consumer_lag Events not yet processed, per partition.",
                   "# TYPE stream_rec_consumer_lag gauge"]
         for tp, lag in sorted(self.consumer_lag.items()):
             lines.append(f"stream_rec_consumer_lag{{{_tp_labels(tp)}}} {lag}")

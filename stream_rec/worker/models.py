@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from typing import Any
 
 import numpy as np
@@ -25,32 +26,46 @@ from stream_rec.model import (
     ServedModel,
     load_served_model,
 )
-from stream_rec.model.registry import VERSION_RE
+from stream_rec.model.artifact import MANIFEST, sha256_of
+from stream_rec.model.registry import is_version_name
 from stream_rec.worker.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
+SHA256_RE = re.compile(r"[0-9a-f]{64}")
 
 
 class ModelRefused(Exception):
     """This model version must not be served; the message says why."""
 
 
+# Why a worker serves fallback lists, as /health/ and stream_rec_model_unservable_info say it.
+NO_MODEL = "no_model"  # the registry has no current version yet
+REFUSED = "refused"  # the version to serve failed a check (the log and /health/ say which)
+
+
 def load_checked(settings: Settings, version: str | None) -> ServedModel | None:
     """Load ``version`` (default: the registry's current one) and prove it can score.
 
-    Returns None when the registry has no current model yet.
+    Returns None when the registry has no current model yet. Any failure on the way (a
+    missing or changed file, a graph onnxruntime cannot read, a cut that fails, a smoke batch
+    that cannot score) raises ModelRefused: a bad artifact must never stop the worker.
     """
-    registry = FileRegistry(settings.registry_dir)
     try:
+        registry = FileRegistry(settings.registry_dir)
         if version is None:
             version = registry.current()
             if version is None:
                 return None
-        model = load_served_model(registry.path(registry.resolve(version)),
-                                  threads=settings.onnx_threads)
-    except (ArtifactError, RegistryError, OSError, ValueError, KeyError) as exc:
-        raise ModelRefused(f"version {version}: {exc}") from exc
-    smoke_test(model)
+        elif version not in registry.versions():  # an exact version name, never an alias
+            raise RegistryError(f"registry {registry.root} has no version {version!r}")
+        model = load_served_model(registry.path(version), threads=settings.onnx_threads)
+        if model.version != version:
+            raise ArtifactError(f"folder {version} holds a manifest of version {model.version}")
+        smoke_test(model)
+    except ModelRefused:
+        raise
+    except Exception as exc:  # noqa: BLE001 - onnxruntime and numpy raise types of their own
+        raise ModelRefused(f"version {version}: {type(exc).__name__}: {exc}") from exc
     return model
 
 
@@ -81,28 +96,68 @@ async def swap_to(runtime: WorkerRuntime, version: str | None) -> bool:
         model = await asyncio.to_thread(load_checked, runtime.settings, version)
     except ModelRefused as exc:
         metrics.model_rejected += 1
-        log.error("refused model %s; still serving %s", exc, metrics.model_version or "no model")
+        metrics.model_refusal = str(exc)
+        if not metrics.model_version:  # nothing else to serve: fallback lists, and say why
+            metrics.model_unservable = REFUSED
+        log.error("refused model %s; still serving %s", exc, metrics.model_version or
+                  "no model (fallback lists)")
         return False
     if model is None:
+        if not metrics.model_version:
+            metrics.model_unservable = NO_MODEL
         log.info("no model in registry %s yet: serving fallback lists",
                  runtime.settings.registry_dir)
         return False
     runtime.recommender.swap_model(model)
     metrics.model_swaps += 1
     metrics.model_version = model.version
+    metrics.model_unservable = metrics.model_refusal = ""
     log.info("now serving model version %s", model.version)
     if runtime.settings.gc_freeze and runtime.ready:  # at startup the agent settles once
         settle(f"swap to model {model.version}")
     return True
 
 
-def announced_version(record: ConsumerRecord) -> str:
-    """The version named by a ``model-updates`` message (raises ModelRefused if unreadable)."""
+def announced_version(record: ConsumerRecord, settings: Settings | None = None) -> str:
+    """The version a ``model-updates`` message names, once it proves to be the folder meant.
+
+    Only an exact version name is accepted: ``latest`` or ``current`` would pick a folder by
+    the registry's state at load time, not the announcer's choice. When the message carries
+    ``manifest_sha256`` (``stream-rec model`` and the trainer send it), it must match the
+    version folder's ``manifest.json``, so a folder replaced after the announcement is not
+    served as the one announced. A message without it (an older or hand-written announcer) is
+    accepted with a warning: every file of the version is still checked against the folder's
+    own manifest when it loads. Raises ModelRefused otherwise; ``settings`` defaults to the
+    running worker's.
+    """
     try:
         message: Any = json.loads(record.value)
         version = message["version"]
     except (TypeError, ValueError, KeyError) as exc:
         raise ModelRefused(f"unreadable model announcement at offset {record.offset}") from exc
-    if not isinstance(version, str) or not VERSION_RE.match(version):
-        raise ModelRefused(f"announcement names no valid version: {version!r}")
-    return version
+    if not is_version_name(version):
+        raise ModelRefused(f"announcement names no exact version: {version!r}")
+    expected = message.get("manifest_sha256")
+    if expected is None:
+        log.warning("announcement of model %s carries no manifest_sha256: checking the folder "
+                    "against its own manifest only", version)
+        return str(version)
+    if not isinstance(expected, str) or not SHA256_RE.fullmatch(expected):
+        raise ModelRefused(f"announcement of {version} has no valid manifest_sha256: "
+                           f"{expected!r}")
+    registry = FileRegistry((settings or _worker_settings()).registry_dir)
+    try:
+        actual = sha256_of(registry.path(version) / MANIFEST)
+    except (OSError, RegistryError) as exc:
+        raise ModelRefused(f"announced version {version} has no readable manifest: {exc}"
+                           ) from exc
+    if actual != expected:
+        raise ModelRefused(f"announced version {version}: its manifest's sha256 {actual} is not "
+                           f"the announced {expected}")
+    return str(version)
+
+
+def _worker_settings() -> Settings:
+    from stream_rec.app import settings  # the running worker's; imported late, app imports us
+
+    return settings

@@ -129,12 +129,15 @@ def _lists_until(settings: Settings, recs: TopicReader, user: str, items: list[s
     raise AssertionError(f"no list for {user} satisfied the check in {timeout_s} s: {seen[-3:]}")
 
 
-def _republish(registry: Path, version: str, corrupt: bool = False) -> None:
+def _republish(registry: Path, version: str, corrupt: bool = False,
+               garbage: bool = False) -> None:
     reg = FileRegistry(registry)
     source = reg.path(reg.resolve(None))
     staged = registry.parent / f"staged-{version}"
     shutil.copytree(source, staged)
     manifest = json.loads((staged / "manifest.json").read_text())
+    if garbage:  # before the manifest: its checksums match, only loading it can tell
+        (staged / "model.onnx").write_bytes(b"checksummed, but no ONNX graph")
     write_manifest(staged, {**manifest, "version": version}, files=manifest["files"])
     if corrupt:
         with open(staged / "model.onnx", "r+b") as fh:
@@ -176,6 +179,13 @@ def test_hot_swap_under_traffic_and_bad_artifacts_refused(served, data_dir: Path
         producer = KafkaProducer(bootstrap_servers=settings.broker)
         producer.send(settings.model_updates_topic, key=b"v-bad",
                       value=json.dumps({"version": "v-bad"}).encode())
+        # ...a model that is no ONNX graph, announced as stream-rec does, is refused too...
+        _republish(registry, "v-garbage", garbage=True)
+        producer.flush()
+        announce_model(registry / "v-garbage", settings)
+        # ...and so is an alias, which would pick whatever folder is newest.
+        producer.send(settings.model_updates_topic, key=b"latest",
+                      value=json.dumps({"version": "latest"}).encode())
         producer.flush()
         sender.join()
         wanted = {e["event_id"] for e in events}
@@ -196,9 +206,9 @@ def test_hot_swap_under_traffic_and_bad_artifacts_refused(served, data_dir: Path
         for version in partition_versions:
             seen_new |= version == "v-swap"
             assert not (seen_new and version == old), "an old-model list after the swap"
-    assert "v-bad" not in versions
+    assert "v-bad" not in versions and "v-garbage" not in versions
     assert health["model_version"] == "v-swap"
-    assert "stream_rec_model_rejected_total 1" in metrics
+    assert "stream_rec_model_rejected_total 3" in metrics
 
 
 def _per_user(recs: list[dict[str, Any]]) -> list[list[str]]:
