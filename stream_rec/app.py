@@ -17,6 +17,7 @@ import faust
 from stream_rec.config import Settings, load_settings
 from stream_rec.connection import faust_credentials
 from stream_rec.worker.faust_compat import App, Worker
+from stream_rec.worker.security import faust_web_options, refuse_open_http
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ def create_app(settings: Settings, *, discover: Sequence[str] = ()) -> faust.App
     if settings.processing_guarantee != "at_least_once":
         log.warning("processing_guarantee=%s is not supported: it lost state updates in the "
                     "crash test (docs/operations.md)", settings.processing_guarantee)
+    refuse_open_http(settings)  # before anything binds: an open API must be chosen, not a default
     app = App(
         settings.app_id,
         broker=f"kafka://{settings.broker.replace(',', ';')}",
@@ -54,6 +56,8 @@ def create_app(settings: Settings, *, discover: Sequence[str] = ()) -> faust.App
         web_bind=settings.web_host,
         web_host=settings.web_host,
         web_port=settings.web_port,
+        # Only the API's own routes, every one but /health/ behind the token (security.py).
+        **faust_web_options(settings),
         autodiscover=list(discover) if discover else False,
         # Faust also scans ``origin``; naming the worker package keeps it from importing all of
         # stream_rec (benchmark apps and tools included).

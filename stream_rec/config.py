@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stream_rec.secret import Secret
+
 ENV_PREFIX = "STREAM_REC_"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,7 +35,7 @@ class Settings:
     )
     sasl_mechanism: str = _setting("", "SASL mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512).")
     sasl_username: str = _setting("", "SASL user name.")
-    sasl_password: str = _setting("", "SASL password (never logged).")
+    sasl_password: Secret = _setting(Secret(), "SASL password (never printed or logged).")
     ssl_cafile: str = _setting("", "CA bundle for SSL connections to Kafka.")
 
     # --- Local broker (tests, benchmarks, demo) ---------------------------------------------
@@ -67,7 +69,12 @@ class Settings:
     registry_dir: str = _setting("./registry", "File-system model registry.")
     web_host: str = _setting("127.0.0.1", "Bind address of the worker's HTTP server.")
     web_port: int = _setting(6066, "Port of the worker's HTTP server.")
-    http_token: str = _setting("", "Bearer token the HTTP API requires; empty = open.")
+    http_token: Secret = _setting(
+        Secret(), "Bearer token every HTTP route but /health/ requires (never printed or "
+        "logged); empty = open, allowed only on loopback or with http_open.")
+    http_open: bool = _setting(
+        False, "Let a worker with no http_token bind an address other than loopback, serving "
+        "shoppers' lists and state to anyone who can reach it; otherwise it refuses to start.")
     max_event_bytes: int = _setting(65536, "Larger event payloads go to the DLQ, in bytes.")
     batch_max_events: int = _setting(256, "Events scored together in one stream.take batch.")
     batch_wait_ms: int = _setting(10, "Longest wait to fill a batch, in ms.")
@@ -164,6 +171,12 @@ class Settings:
         0.02, "A candidate may trail the current model by this share of its metric, 0..1.")
     retrain_every_ms: int = _setting(3_600_000, "Period of `stream-rec trainer`, in ms.")
 
+    def __post_init__(self) -> None:
+        # Code and CLI flags pass plain strings; keep every secret wrapped whatever the source.
+        for name in _SECRET_SETTINGS:
+            if not isinstance(getattr(self, name), Secret):
+                object.__setattr__(self, name, Secret(getattr(self, name)))
+
     def with_overrides(self, **overrides: Any) -> Settings:
         """Return a copy with the non-None overrides applied (CLI flags use this)."""
         return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
@@ -175,6 +188,9 @@ class Settings:
     @property
     def kafka_jars_dir(self) -> Path:
         return Path(self.kafka_home).expanduser() / f"kafka-{self.kafka_version}"
+
+
+_SECRET_SETTINGS = tuple(f.name for f in dataclasses.fields(Settings) if f.type == "Secret")
 
 
 def env_name(name: str) -> str:
@@ -194,7 +210,7 @@ def _parse(raw: str, kind: type) -> Any:
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Defaults, then ``STREAM_REC_*`` variables, then explicit overrides (CLI flags)."""
     env = os.environ if environ is None else environ
-    types = {"str": str, "int": int, "float": float, "bool": bool}
+    types = {"str": str, "int": int, "float": float, "bool": bool, "Secret": Secret}
     values: dict[str, Any] = {}
     for f in dataclasses.fields(Settings):
         raw = env.get(env_name(f.name))

@@ -19,7 +19,10 @@ def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
 
 
 def kafka_python_config(settings: Settings) -> dict[str, Any]:
-    """Keyword arguments for kafka-python's producer, consumer and admin client."""
+    """Keyword arguments for kafka-python's producer, consumer and admin client.
+
+    The password is a ``Revealed`` string: kafka-python's admin client logs this dict.
+    """
     config: dict[str, Any] = {
         "bootstrap_servers": settings.broker.split(","),
         "security_protocol": settings.security_protocol.upper(),
@@ -27,7 +30,7 @@ def kafka_python_config(settings: Settings) -> dict[str, Any]:
     if settings.sasl_mechanism:
         config.update(sasl_mechanism=settings.sasl_mechanism,
                       sasl_plain_username=settings.sasl_username,
-                      sasl_plain_password=settings.sasl_password)
+                      sasl_plain_password=settings.sasl_password.reveal())
     context = _ssl_context(settings)
     if context is not None:
         config["ssl_context"] = context
@@ -41,7 +44,7 @@ def faust_credentials(settings: Settings) -> Any:
     context = _ssl_context(settings)
     if settings.sasl_mechanism:
         return faust.SASLCredentials(username=settings.sasl_username,
-                                     password=settings.sasl_password,
+                                     password=settings.sasl_password.reveal(),
                                      mechanism=settings.sasl_mechanism,
                                      ssl_context=context)
     if context is not None:

@@ -34,7 +34,7 @@ def _cell(text: str) -> str:
 
 
 def _default(value: Any) -> str:
-    if value == "":
+    if str(value) == "":  # str, so that an empty Secret reads as empty too
         return "(empty)"
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"

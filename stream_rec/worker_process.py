@@ -19,11 +19,20 @@ from pathlib import Path
 from typing import Any
 
 from stream_rec.config import Settings, env_name, settings_reference
+from stream_rec.secret import Secret
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment variables that reproduce ``settings`` in a child process."""
-    return {env: str(getattr(settings, name)) for name, env, _, _ in settings_reference()}
+    return {env: _env_value(getattr(settings, name)) for name, env, _, _ in settings_reference()}
+
+
+def _env_value(value: object) -> str:
+    # A secret prints as *** by design; the child needs the value itself.
+    return str(value.reveal() if isinstance(value, Secret) else value)
+
+
+READY_STATUSES = ("ok", "degraded")
 
 
 @dataclass
@@ -56,14 +65,15 @@ class WorkerProcess:
         return self
 
     def wait_healthy(self, wait_s: float) -> dict[str, Any]:
-        """Block until /health says ok (the catalog is loaded and the agent can run)."""
+        """Block until /health says ready: the catalog is loaded and the agent can run, with
+        a model ("ok") or on fallback lists because none is servable ("degraded")."""
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
                 body: dict[str, Any] = self.get_json("/health/")
-                if body.get("status") == "ok":
+                if body.get("status") in READY_STATUSES:
                     return body
             except (OSError, ValueError):
                 pass

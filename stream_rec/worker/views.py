@@ -2,12 +2,12 @@
 
 ``GET /users/{user_id}/recommendations`` is routed to the worker that owns the shopper's
 partition; ``/health`` and ``/metrics`` answer locally. When ``http_token`` is set, every
-route but ``/health`` needs ``Authorization: Bearer <token>``.
+route but ``/health`` needs ``Authorization: Bearer <token>``: the check is a middleware in
+front of all of them (``security.py``), so it runs before a request is forwarded.
 """
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 from faust import web
@@ -17,26 +17,13 @@ from stream_rec.core.events import EVENT_TYPES
 from stream_rec.core.state import UserState
 from stream_rec.core.state_codec import decode_state
 from stream_rec.worker.agents import latest_recs, runtime, user_state
-
-
-def _authorized(request: web.Request) -> bool:
-    if not settings.http_token:
-        return True
-    header = request.headers.get("Authorization", "")
-    return hmac.compare_digest(header, f"Bearer {settings.http_token}")
-
-
-def _unauthorized(view: web.View) -> web.Response:
-    return view.json({"error": "missing or wrong bearer token"}, status=401,
-                     headers={"WWW-Authenticate": "Bearer"})
+from stream_rec.worker.security import request_authorized
 
 
 @app.page("/users/{user_id}/recommendations/")
 class UserRecommendations(web.View):
     @app.table_route(table=latest_recs, match_info="user_id")  # type: ignore[arg-type]
     async def get(self, request: web.Request, user_id: str) -> web.Response:
-        if not _authorized(request):
-            return _unauthorized(self)
         raw = latest_recs.get(user_id.encode())
         if raw is None:
             return self.json({"error": f"no recommendations for user {user_id!r} yet"},
@@ -50,8 +37,6 @@ class UserStateView(web.View):
 
     @app.table_route(table=user_state, match_info="user_id")  # type: ignore[arg-type]
     async def get(self, request: web.Request, user_id: str) -> web.Response:
-        if not _authorized(request):
-            return _unauthorized(self)
         raw = user_state.get(user_id.encode())
         if raw is None:
             return self.json({"error": f"no state for user {user_id!r}"}, status=404)
@@ -61,19 +46,28 @@ class UserStateView(web.View):
 @app.page("/health/")
 class Health(web.View):
     async def get(self, request: web.Request) -> web.Response:
-        # Ready once catalog and model are loaded and no table is being restored.
+        # Ready once catalog and model are checked and no table is being restored. Without a
+        # servable model the worker is ready all the same (it serves fallback lists), so
+        # readiness passes and the body says "degraded" and why.
         ready = runtime.ready and not app.in_recovery and not app.rebalancing
-        body: dict[str, Any] = {"status": "ok" if ready else "starting",
-                                "model_version": runtime.metrics.model_version or None,
-                                "catalog_items": len(runtime.recommender.catalog.items)}
+        metrics = runtime.metrics
+        body: dict[str, Any] = {"status": "starting" if not ready else
+                                "ok" if metrics.model_version else "degraded",
+                                "model_version": metrics.model_version or None}
+        if body["status"] == "degraded":
+            body["reason"] = metrics.model_unservable or "no_model"
+        # The open probe learns readiness only; anything about the data needs the token.
+        if settings.http_token and not request_authorized(request, settings.http_token):
+            return self.json(body, status=200 if ready else 503)
+        body["catalog_items"] = len(runtime.recommender.catalog.items)
+        if body["status"] == "degraded" and metrics.model_refusal:
+            body["detail"] = metrics.model_refusal
         return self.json(body, status=200 if ready else 503)
 
 
 @app.page("/metrics/")
 class Metrics(web.View):
     async def get(self, request: web.Request) -> web.Response:
-        if not _authorized(request):
-            return _unauthorized(self)
         return self.text(runtime.metrics.render(),
                          content_type="text/plain; version=0.0.4")
 

@@ -17,6 +17,7 @@ from stream_rec.cli import build_parser
 from stream_rec.config import Settings, load_settings, settings_reference
 from stream_rec.durations import parse_duration_ms
 from stream_rec.rerank import RerankPolicy
+from stream_rec.worker.security import open_http_refusal
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
@@ -85,9 +86,25 @@ def test_every_variable_is_a_real_setting_and_the_config_parses() -> None:
 
 
 def test_secrets_stay_out_of_the_config_map() -> None:
-    for name in ("STREAM_REC_SASL_PASSWORD", "STREAM_REC_SASL_USERNAME", "STREAM_REC_HTTP_TOKEN"):
+    for name in ("STREAM_REC_SASL_PASSWORD", "STREAM_REC_SASL_USERNAME"):
         assert name not in CONFIG and name in SECRET
-    assert not SECRET["STREAM_REC_SASL_PASSWORD"] and not SECRET["STREAM_REC_HTTP_TOKEN"]
+    assert not SECRET["STREAM_REC_SASL_PASSWORD"]
+    # No token is committed, not even an empty one: a committed token is a known token.
+    assert "STREAM_REC_HTTP_TOKEN" not in CONFIG and "STREAM_REC_HTTP_TOKEN" not in SECRET
+    assert "STREAM_REC_HTTP_OPEN" not in CONFIG and "STREAM_REC_HTTP_OPEN" not in SECRET
+
+
+def test_the_worker_takes_its_token_from_a_required_secret_key() -> None:
+    [token] = [e for e in container(WORKER_POD)["env"] if e["name"] == "STREAM_REC_HTTP_TOKEN"]
+    ref = token["valueFrom"]["secretKeyRef"]
+    assert ref["name"] == "stream-rec-secrets" and ref["key"] == "STREAM_REC_HTTP_TOKEN"
+    assert ref.get("optional", False) is False  # the pod does not start without the key
+
+
+def test_a_worker_pod_without_a_token_would_refuse_to_start() -> None:
+    pod_env = {**CONFIG, **SECRET, "STREAM_REC_WEB_HOST": "10.4.0.17"}  # status.podIP
+    assert open_http_refusal(load_settings(pod_env)) is not None
+    assert open_http_refusal(load_settings({**pod_env, "STREAM_REC_HTTP_TOKEN": "t"})) is None
 
 
 @pytest.mark.parametrize("pod", PODS.values(), ids=PODS.keys())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import shutil
 import subprocess
 import sys
@@ -83,5 +84,18 @@ def test_docker_compose_accepts_the_compose_file() -> None:
     probe = subprocess.run([docker, "compose", "version"], capture_output=True, check=False)
     if probe.returncode != 0:
         pytest.skip("docker CLI has no compose plugin")
-    subprocess.run([docker, "compose", "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
-                   check=True, cwd=ROOT)
+    compose = [docker, "compose", "-f", str(ROOT / "docker-compose.yml"), "config", "-q"]
+    env = {k: v for k, v in os.environ.items() if k != "STREAM_REC_HTTP_TOKEN"}
+    subprocess.run(compose, check=True, cwd=ROOT, env={**env, "STREAM_REC_HTTP_TOKEN": "t"})
+    # Without a token from the environment compose refuses to run the stack at all.
+    refused = subprocess.run(compose, cwd=ROOT, env=env, capture_output=True, text=True,
+                             check=False)
+    assert refused.returncode != 0 and "STREAM_REC_HTTP_TOKEN" in refused.stderr
+
+
+def test_compose_takes_the_api_token_from_the_environment_only() -> None:
+    yaml = pytest.importorskip("yaml")
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    worker_env = compose["services"]["worker"]["environment"]
+    assert worker_env["STREAM_REC_HTTP_TOKEN"].startswith("${STREAM_REC_HTTP_TOKEN:?")
+    assert "STREAM_REC_HTTP_OPEN" not in worker_env
