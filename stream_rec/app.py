@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from weakref import WeakKeyDictionary
 
 import faust
 
@@ -65,7 +66,19 @@ def create_app(settings: Settings, *, discover: Sequence[str] = ()) -> faust.App
         Worker=Worker,
     )
     app.stop_timeout_s = settings.stop_timeout_s
+    _made_with[app] = settings  # what its agents, tables and views are built from
     return app
+
+
+_made_with: WeakKeyDictionary[faust.App, Settings] = WeakKeyDictionary()
+
+
+def app_settings(app: faust.App) -> Settings:
+    """The settings ``app`` was made with by ``create_app``."""
+    try:
+        return _made_with[app]
+    except KeyError:
+        raise TypeError("this Faust app was not made by stream_rec.app.create_app") from None
 
 
 def rocksdb_options(settings: Settings) -> dict[str, int]:

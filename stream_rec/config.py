@@ -76,6 +76,13 @@ class Settings:
         False, "Let a worker with no http_token bind an address other than loopback, serving "
         "shoppers' lists and state to anyone who can reach it; otherwise it refuses to start.")
     max_event_bytes: int = _setting(65536, "Larger event payloads go to the DLQ, in bytes.")
+    state_expiry_days: float = _setting(
+        90.0, "Shoppers inactive this long (by the Kafka time of their last event) are deleted "
+        "like a forget request, swept a few hundred records a second; 0 = keep everyone.")
+    max_event_ahead_s: float = _setting(
+        600.0, "How far ahead of the worker's clock an event's `ts` may count, in s; later "
+        "times are clamped to it for trending, recency and ordering (metric "
+        "stream_rec_events_clamped_total).")
     batch_max_events: int = _setting(256, "Events scored together in one stream.take batch.")
     batch_wait_ms: int = _setting(10, "Longest wait to fill a batch, in ms.")
     stop_timeout_s: float = _setting(

@@ -30,7 +30,7 @@ class WorkerClient:
 
     def __init__(self, settings: Settings) -> None:
         self.base_url = f"http://{settings.web_host}:{settings.web_port}"
-        self.token = settings.http_token
+        self.token = settings.http_token.reveal()
 
     def get(self, path: str) -> bytes | None:
         """The body, or None on 404 (no such shopper yet)."""

@@ -179,7 +179,7 @@ async def follow_models() -> None:
 
     async def on_announcement(record: ConsumerRecord) -> None:
         try:
-            version = announced_version(record)
+            version = announced_version(record, settings)
         except ModelRefused as exc:
             runtime.metrics.model_rejected += 1
             log.error("%s", exc)

@@ -52,6 +52,10 @@ class WorkerMetrics:
     offsets_skipped: int = 0
     events_redelivered: int = 0
     commit_repairs: int = 0
+    internal_errors: int = 0
+    events_clamped: int = 0
+    state_unreadable: int = 0
+    states_expired: int = 0
     stages: StageClock = field(default_factory=StageClock)
     latency_ms: Histogram = field(default_factory=Histogram)
     model_version: str = ""
@@ -90,6 +94,14 @@ class WorkerMetrics:
                 "Messages delivered again in one consumer generation, passed over.")
         counter("commit_repairs_total", self.commit_repairs,
                 "Group rejoins that restarted offset commits which had stopped.")
+        counter("internal_errors_total", self.internal_errors,
+                "Messages whose handling raised an unexpected error (each sent to the DLQ).")
+        counter("events_clamped_total", self.events_clamped,
+                "Events whose time lay too far ahead of the worker's clock (clamped).")
+        counter("state_unreadable_total", self.state_unreadable,
+                "Stored shopper states that could not be read (the shopper started afresh).")
+        counter("states_expired_total", self.states_expired,
+                "Shoppers deleted after state_expiry_days without activity.")
         lines += ["# HELP stream_rec_stage_seconds_total Time spent per pipeline stage.",
                   "# TYPE stream_rec_stage_seconds_total counter"]
         for stage, seconds in self.stages.seconds.items():
@@ -151,30 +163,3 @@ def partition_lag(highwater: int, committed: int | None, processed: tuple[int, i
     if processed is not None and processed[0] == generation:
         next_offset = max(next_offset, processed[1] + 1)
     return max(0, highwater - next_offset)
-
-
-def redelivered(offset: int, generation: int, last: tuple[int, int] | None) -> bool:
-    """Whether this worker already took the message at ``offset`` in this generation.
-
-    ``last`` is (generation, offset) of the last event taken from the partition. Within one
-    generation a partition's offsets only repeat when a seek moves the consumer back over
-    events already handed to the stream (the end of a rebalance seeks to the committed
-    offsets), so their lists are out and their state applied. After a rebalance the same
-    offsets count as new: the partition may have been someone else's in between.
-    """
-    return last is not None and last[0] == generation and offset <= last[1]
-
-
-def skipped_offsets(offset: int, generation: int, last: tuple[int, int] | None,
-                    committed: int | None) -> int:
-    """How many offsets before ``offset`` this worker never received, within one generation.
-
-    ``last`` is (generation, offset) of the previous event taken from the partition; for the
-    first one of a generation the expected offset is the committed one it resumes from. A
-    lower offset is a replay (normal after a rebalance or a seek), not a skip.
-    """
-    if last is not None and last[0] == generation:
-        expected: int | None = last[1] + 1
-    else:
-        expected = committed
-    return max(0, offset - expected) if expected is not None else 0

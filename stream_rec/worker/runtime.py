@@ -23,8 +23,9 @@ from stream_rec.core.catalog import catalog_item_id, parse_catalog_item
 from stream_rec.core.events import InvalidEvent
 from stream_rec.core.state import StateLimits
 from stream_rec.core.trending import Trending
-from stream_rec.serving.recommender import RecList, Recommender, RecommenderConfig, RecRequest
 from stream_rec.rerank import BusinessRules, RerankPolicy
+from stream_rec.serving.batch import BatchConfig, BatchHandler, recommend_isolated
+from stream_rec.serving.recommender import RecList, Recommender, RecommenderConfig, RecRequest
 from stream_rec.stage_clock import StageClock
 from stream_rec.worker.log_throttle import OncePerInterval
 from stream_rec.worker.metrics import WorkerMetrics
@@ -43,6 +44,13 @@ def recommender_config(settings: Settings) -> RecommenderConfig:
         category_weight=settings.rerank_category_weight)
 
 
+def batch_config(settings: Settings) -> BatchConfig:
+    """Limits of what one event may be and change: size, state bounds, time ahead."""
+    return BatchConfig(max_event_bytes=settings.max_event_bytes,
+                       limits=StateLimits(history=settings.history_length),
+                       max_ahead_ms=round(settings.max_event_ahead_s * 1000))
+
+
 class WorkerRuntime:
     def __init__(self, settings: Settings) -> None:
         # Retrieval is one small matmul per batch: BLAS threads only add hand-off latency,
@@ -50,28 +58,28 @@ class WorkerRuntime:
         threadpool_limits(settings.blas_threads)
         self.settings = settings
         self.metrics = WorkerMetrics()
-        self.limits = StateLimits(history=settings.history_length)
         self.recommender = Recommender(recommender_config(settings),
                                        trending=Trending(settings.trending_half_life_s * 1000.0))
+        self.handler = BatchHandler(self.recommender, batch_config(settings))
         self._events: dict[str, asyncio.Event] = {}
         self._thread = (ThreadPoolExecutor(1, thread_name_prefix="recommend")
                         if settings.recommend_in_thread else None)
         self._in_flight = False
         self._deferred: list[ConsumerRecord] = []  # catalog records that arrived mid-batch
         self._catalog_faults = OncePerInterval(60.0)  # one traceback per exception type
-        # events partition -> (consumer generation, offset) of the last event taken in
-        self.processed: dict[int, tuple[int, int]] = {}
 
     async def recommend(self, requests: Sequence[RecRequest], clock: StageClock
-                        ) -> list[RecList]:
-        """The batch's lists, computed off the event loop when configured."""
+                        ) -> list[RecList | None]:
+        """The batch's lists (``recommend_isolated``), computed off the event loop when
+        configured."""
+        errors = self.handler.errors
         if self._thread is None or not requests:
-            return self.recommender.recommend(requests, clock)
+            return recommend_isolated(self.recommender, requests, clock, errors)
         self._in_flight = True
         try:
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._thread, self.recommender.recommend,
-                                              requests, clock)
+            return await loop.run_in_executor(self._thread, recommend_isolated,
+                                              self.recommender, requests, clock, errors)
         finally:
             self._in_flight = False
             deferred, self._deferred = self._deferred, []
