@@ -87,8 +87,11 @@ class WorkerProcess:
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())
 
-    def get_text(self, path: str) -> str:
-        with urllib.request.urlopen(self.base_url + path, timeout=10) as response:
+    def get_text(self, path: str, token: str | None = None) -> str:
+        request = urllib.request.Request(self.base_url + path)
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        with urllib.request.urlopen(request, timeout=10) as response:
             return str(response.read().decode())
 
     def stop(self, timeout_s: float = 60.0) -> int | None:
