@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,7 +91,24 @@ def broker_view(settings: Settings, topics: Iterable[str]) -> BrokerView:
             delay = min(delay * 2, 10.0)
 
 
+@contextmanager
+def _quiet_kafka() -> Iterator[None]:
+    """kafka-python logs every connection at INFO: some forty lines for this one look."""
+    kafka_log = logging.getLogger("kafka")
+    level = kafka_log.level
+    kafka_log.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        kafka_log.setLevel(level)
+
+
 def _ask_broker(settings: Settings, topics: list[str]) -> BrokerView:
+    with _quiet_kafka():
+        return _ask_broker_quietly(settings, topics)
+
+
+def _ask_broker_quietly(settings: Settings, topics: list[str]) -> BrokerView:
     admin = KafkaAdminClient(**kafka_python_config(settings))
     try:
         view = BrokerView(str(admin.describe_cluster()["cluster_id"]))
