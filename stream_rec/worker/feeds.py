@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from stream_rec.config import Settings
 from stream_rec.connection import kafka_python_config
-from stream_rec.worker.log_throttle import OncePerInterval
+from stream_rec.serving.error_log import OncePerInterval
 
 log = logging.getLogger(__name__)
 
