@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash deploy/setup.sh train dev
 # Fetch the broker's jars up front so a network problem shows here, not inside a test.
-.venv/bin/python -c 'from stream_rec.broker import ensure_jars; from stream_rec.config import load_settings; ensure_jars(load_settings())'
+.venv/bin/python -c 'from stream_rec.tools.broker import ensure_jars; from stream_rec.config import load_settings; ensure_jars(load_settings())'
 .venv/bin/ruff check stream_rec training tests
 .venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"

@@ -1,8 +1,8 @@
 """Shared fixtures: a real Kafka broker and per-test topic names.
 
 The broker named by ``STREAM_REC_BROKER`` is used when set; otherwise the project's own local
-broker (stream_rec.broker) is started on a free port in a temporary folder for the test session
-and stopped at its end.
+broker (stream_rec.tools.broker) is started on a free port in a temporary folder for the test
+session and stopped at its end.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from stream_rec.broker import LocalBroker
 from stream_rec.config import load_settings
+from stream_rec.tools.broker import LocalBroker
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("STREAM_REC_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))

@@ -16,9 +16,9 @@ from typing import Any
 
 from stream_rec.config import Settings
 from stream_rec.datasets import Dataset
-from stream_rec.evaluate import evaluate
 from stream_rec.model.artifact import ModelArtifact, load_artifact, verify_folder, write_manifest
 from stream_rec.model.registry import FileRegistry
+from stream_rec.offline.evaluate import evaluate
 from training.export import export_artifact, new_version
 from training.train import TrainConfig, train_model
 

@@ -19,9 +19,9 @@ from typing import Any
 from stream_rec.config import Settings
 from stream_rec.datasets import Dataset
 from stream_rec.errors import UserError
-from stream_rec.evaluate import evaluate
 from stream_rec.model.artifact import ArtifactError, ModelArtifact
 from stream_rec.model.registry import FileRegistry, RegistryError
+from stream_rec.offline.evaluate import evaluate
 from training.pipeline import build_candidate, register
 from training.promotion import Decision, promotion_decision
 from training.train import TrainConfig

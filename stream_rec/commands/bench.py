@@ -64,13 +64,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stream_rec.bench.benchmark import BenchPlan
-    from stream_rec.bench.report import format_text
-    from stream_rec.bench.runner import BenchOptions
-    from stream_rec.bench.runner import run as run_bench
-    from stream_rec.bench.soak import SoakPlan
-    from stream_rec.bench.workload import DEFAULT_DATA
-    from stream_rec.durations import parse_duration_ms
+    from stream_rec.core.durations import parse_duration_ms
+    from stream_rec.tools.bench.benchmark import BenchPlan
+    from stream_rec.tools.bench.report import format_text
+    from stream_rec.tools.bench.runner import BenchOptions
+    from stream_rec.tools.bench.runner import run as run_bench
+    from stream_rec.tools.bench.soak import SoakPlan
+    from stream_rec.tools.bench.workload import DEFAULT_DATA
 
     data = args.data or DEFAULT_DATA
     plan = BenchPlan(events=args.events, rate=args.rate, latency_events=args.latency_events,

@@ -41,22 +41,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from threadpoolctl import threadpool_limits
 
-    from stream_rec.bench.core_cpu import run_core
-    from stream_rec.bench.model import current_version, ensure_bench_model
-    from stream_rec.bench.workload import (
+    from stream_rec.core.catalog import parse_catalog_item
+    from stream_rec.core.trending import Trending
+    from stream_rec.errors import UserError
+    from stream_rec.model import load_served_model
+    from stream_rec.model.registry import FileRegistry
+    from stream_rec.offline.progress import Progress
+    from stream_rec.serving.recommender import Recommender
+    from stream_rec.tools.bench.core_cpu import run_core
+    from stream_rec.tools.bench.model import current_version, ensure_bench_model
+    from stream_rec.tools.bench.workload import (
         DEFAULT_DATA,
         ShopperStream,
         catalog_messages,
         load_workload,
     )
-    from stream_rec.core.catalog import parse_catalog_item
-    from stream_rec.core.trending import Trending
-    from stream_rec.errors import UserError
-    from stream_rec.heap import settle
-    from stream_rec.model import load_served_model
-    from stream_rec.model.registry import FileRegistry
-    from stream_rec.progress import Progress
-    from stream_rec.serving.recommender import Recommender
+    from stream_rec.worker.heap import settle
     from stream_rec.worker.runtime import batch_config, recommender_config
 
     settings = load_settings()

@@ -37,7 +37,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark; progress on stderr, the result on stdout."""
     from stream_rec.rerank import RerankPolicy
-    from stream_rec.rerank.bench import BenchConfig, run_bench
+    from stream_rec.tools.bench.rerank import BenchConfig, run_bench
 
     settings = load_settings()
     policy = RerankPolicy.parse(settings.rerank_policy)

@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stream_rec.demo import run_demo
+    from stream_rec.tools.demo import run_demo
 
     settings = load_settings(kafka_port=args.port, registry_dir=args.registry,
                              demo_port=args.page_port)

@@ -34,9 +34,9 @@ def run(args: argparse.Namespace) -> int:
 
     from stream_rec.datasets import load_dataset
     from stream_rec.errors import UserError
-    from stream_rec.evaluate import prepare_pools, summarise
     from stream_rec.model.artifact import ArtifactError, load_artifact
     from stream_rec.model.registry import FileRegistry, RegistryError
+    from stream_rec.offline.evaluate import prepare_pools, summarise
     from stream_rec.rerank import RerankPolicy
 
     settings = load_settings(registry_dir=args.registry)

@@ -6,8 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from stream_rec.broker import BrokerStatus, LocalBroker
 from stream_rec.config import load_settings
+from stream_rec.tools.broker import BrokerStatus, LocalBroker
 from stream_rec.topics import ensure_topics
 
 

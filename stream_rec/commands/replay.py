@@ -30,8 +30,8 @@ def run(args: argparse.Namespace) -> int:
 
     from stream_rec.connection import kafka_python_config
     from stream_rec.datasets import load_dataset
-    from stream_rec.progress import Progress
-    from stream_rec.replay import RateLimiter, catalog_messages, dataset_events
+    from stream_rec.offline.progress import Progress
+    from stream_rec.offline.replay import RateLimiter, catalog_messages, dataset_events
 
     settings = load_settings(broker=args.broker)
     topic = args.topic or settings.events_topic

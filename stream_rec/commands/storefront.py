@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from stream_rec.storefront import StorefrontConfig, make_storefront, write_storefront
+    from stream_rec.tools.storefront import StorefrontConfig, make_storefront, write_storefront
 
     storefront = make_storefront(StorefrontConfig(seed=args.seed))
     if args.write:
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote the storefront (seed {args.seed}) to {folder}; train with "
               f"`stream-rec train --data events:{folder}`")
         return 0
-    from stream_rec.demo.feed import stream_storefront
+    from stream_rec.tools.demo.feed import stream_storefront
 
     return stream_storefront(load_settings(broker=args.broker), storefront, args.rate,
                              args.duration)

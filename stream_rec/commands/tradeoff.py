@@ -54,10 +54,10 @@ def run(args: argparse.Namespace) -> int:
     from stream_rec.config import load_settings
     from stream_rec.datasets import load_dataset
     from stream_rec.errors import UserError
-    from stream_rec.evaluate import metrics_for, prepare_pools
     from stream_rec.model.artifact import ArtifactError, load_artifact
     from stream_rec.model.registry import FileRegistry, RegistryError
-    from stream_rec.rerank.tradeoff import plot_tradeoff, run_sweep, summarise, sweep_policies
+    from stream_rec.offline.evaluate import metrics_for, prepare_pools
+    from stream_rec.offline.tradeoff import plot_tradeoff, run_sweep, summarise, sweep_policies
 
     def say(msg: str) -> None:
         print(f"tradeoff: {msg}", file=sys.stderr, flush=True)

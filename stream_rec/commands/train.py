@@ -29,8 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from stream_rec.core.durations import parse_duration_ms
     from stream_rec.datasets import hide_items, load_dataset
-    from stream_rec.durations import parse_duration_ms
     from stream_rec.errors import UserError
     from stream_rec.model.registry import FileRegistry
     from training.pipeline import train_and_register

@@ -26,8 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from stream_rec.core.durations import parse_duration_ms
     from stream_rec.datasets import load_dataset, parse_spec
-    from stream_rec.durations import parse_duration_ms
     from stream_rec.errors import UserError
     from stream_rec.model.registry import FileRegistry
     from training.retrain import run_trainer

@@ -39,7 +39,7 @@ from stream_rec.serving.dead_letter import Message, dead_letter
 from stream_rec.serving.error_log import ErrorSampler
 from stream_rec.serving.positions import redelivered, skipped_offsets
 from stream_rec.serving.recommender import RecList, Recommender, RecRequest
-from stream_rec.stage_clock import StageClock
+from stream_rec.serving.stage_clock import StageClock
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ from stream_rec.rerank import (
 from stream_rec.rerank.pool_vectors import PoolVectors
 from stream_rec.serving.item_table import ItemTable
 from stream_rec.serving.retrieval import top_n
-from stream_rec.stage_clock import StageClock
+from stream_rec.serving.stage_clock import StageClock
 
 History = Sequence[tuple[str, int]]  # (raw item id, event type code), oldest first
 

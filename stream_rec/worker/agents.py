@@ -24,13 +24,13 @@ from faust.types import TP, EventT
 
 from stream_rec.app import app, app_settings, rocksdb_options
 from stream_rec.errors import UNDELIVERED_EXIT_STATUS
-from stream_rec.heap import settle
 from stream_rec.serving.batch import BatchCounts, BatchResult
 from stream_rec.serving.dead_letter import Message
 from stream_rec.worker.commit_watch import CommitWatch, commit_problem
 from stream_rec.worker.expiry import PartitionEvent, Sweeper, active_partition_dbs
 from stream_rec.worker.faust_compat import RewindingConsumer, acting_for
 from stream_rec.worker.feeds import tail_topic
+from stream_rec.worker.heap import settle
 from stream_rec.worker.metrics import WorkerMetrics, partition_lag
 from stream_rec.worker.models import ModelRefused, announced_version, swap_to
 from stream_rec.worker.runtime import WorkerRuntime

@@ -5,8 +5,8 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 
-from stream_rec.heap import collections_by_generation
-from stream_rec.stage_clock import StageClock
+from stream_rec.serving.stage_clock import StageClock
+from stream_rec.worker.heap import collections_by_generation
 
 LATENCY_BUCKETS_MS: tuple[float, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 
@@ -117,7 +117,7 @@ class WorkerMetrics:
         lines += [f'{name}_bucket{{le="+Inf"}} {self.latency_ms.n}',
                   f"{name}_sum {self.latency_ms.total:.3f}", f"{name}_count {self.latency_ms.n}"]
         lines += ["# HELP stream_rec_gc_collections_total Python garbage collections run, by "
-                  "generation (2 = full; see stream_rec/heap.py).",
+                  "generation (2 = full; see stream_rec/worker/heap.py).",
                   "# TYPE stream_rec_gc_collections_total counter"]
         for generation, count in enumerate(collections_by_generation()):
             lines.append(f'stream_rec_gc_collections_total{{generation="{generation}"}} {count}')

@@ -18,7 +18,6 @@ import numpy as np
 from aiokafka import ConsumerRecord
 
 from stream_rec.config import Settings
-from stream_rec.heap import settle
 from stream_rec.model import (
     ArtifactError,
     FileRegistry,
@@ -28,6 +27,7 @@ from stream_rec.model import (
 )
 from stream_rec.model.artifact import MANIFEST, sha256_of
 from stream_rec.model.registry import is_version_name
+from stream_rec.worker.heap import settle
 from stream_rec.worker.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ from stream_rec.rerank import BusinessRules, RerankPolicy
 from stream_rec.serving.batch import BatchConfig, BatchHandler, recommend_isolated
 from stream_rec.serving.error_log import OncePerInterval
 from stream_rec.serving.recommender import RecList, Recommender, RecommenderConfig, RecRequest
-from stream_rec.stage_clock import StageClock
+from stream_rec.serving.stage_clock import StageClock
 from stream_rec.worker.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from stream_rec.bench.benchmark import BenchPlan, run_benchmark
-from stream_rec.bench.report import RESULT_KEYS
-from stream_rec.bench.topics import delete_run_topics, run_marker
-from stream_rec.bench.workload import load_workload
 from stream_rec.config import load_settings
-from stream_rec.stage_clock import STAGES
+from stream_rec.serving.stage_clock import STAGES
+from stream_rec.tools.bench.benchmark import BenchPlan, run_benchmark
+from stream_rec.tools.bench.report import RESULT_KEYS
+from stream_rec.tools.bench.topics import delete_run_topics, run_marker
+from stream_rec.tools.bench.workload import load_workload
 from tests.integration.worker_fixtures import TopicReader
 
 pytestmark = pytest.mark.integration

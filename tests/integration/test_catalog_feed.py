@@ -17,8 +17,8 @@ import pytest
 from aiokafka import ConsumerRecord
 
 from stream_rec.config import load_settings
+from stream_rec.tools.worker_process import WorkerProcess
 from stream_rec.worker.feeds import tail_topic
-from stream_rec.worker_process import WorkerProcess
 from tests.integration.worker_fixtures import TopicReader, event_bytes, isolated_settings, produce
 
 pytestmark = pytest.mark.integration

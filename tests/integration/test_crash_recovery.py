@@ -18,7 +18,7 @@ import pytest
 
 from stream_rec.core.events import EVENT_TYPES, Event
 from stream_rec.core.state import StateLimits, UserState, apply_event, is_duplicate
-from stream_rec.worker_process import WorkerProcess
+from stream_rec.tools.worker_process import WorkerProcess
 from tests.integration.worker_fixtures import (
     TopicReader,
     event_bytes,

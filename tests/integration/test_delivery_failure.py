@@ -23,11 +23,11 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
 
-from stream_rec.broker import LocalBroker
 from stream_rec.config import load_settings
 from stream_rec.core.state import StateLimits
 from stream_rec.errors import UNDELIVERED_EXIT_STATUS
-from stream_rec.worker_process import WorkerProcess
+from stream_rec.tools.broker import LocalBroker
+from stream_rec.tools.worker_process import WorkerProcess
 from tests.conftest import _free_port_pair
 from tests.integration.test_crash_recovery import N_ITEMS, _category, _clean_replay, _events
 from tests.integration.worker_fixtures import (

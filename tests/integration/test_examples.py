@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from stream_rec.config import Settings
-from stream_rec.worker_process import WorkerProcess
+from stream_rec.tools.worker_process import WorkerProcess
 from tests.integration.worker_fixtures import isolated_settings
 
 pytestmark = pytest.mark.integration

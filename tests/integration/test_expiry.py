@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer
 
-from stream_rec.worker_process import WorkerProcess, http_status
+from stream_rec.tools.worker_process import WorkerProcess, http_status
 from tests.integration.worker_fixtures import TopicReader, event_bytes, isolated_settings, produce
 
 pytestmark = pytest.mark.integration

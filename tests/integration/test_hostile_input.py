@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from kafka import KafkaProducer
 
 from stream_rec.core.events import EVENT_TYPES
-from stream_rec.worker_process import WorkerProcess
+from stream_rec.tools.worker_process import WorkerProcess
 from tests.integration.worker_fixtures import TopicReader, isolated_settings, produce
 
 pytestmark = pytest.mark.integration

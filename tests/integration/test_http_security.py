@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from stream_rec.model import FileRegistry
-from stream_rec.worker_process import WorkerProcess
+from stream_rec.tools.worker_process import WorkerProcess
 from tests.integration.worker_fixtures import TopicReader, event_bytes, isolated_settings, produce
 from tests.unit.fake_artifact import make_artifact
 

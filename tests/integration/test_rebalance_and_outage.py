@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from stream_rec.broker import LocalBroker
 from stream_rec.config import Settings, load_settings
 from stream_rec.core.events import Event
 from stream_rec.core.state import StateLimits
 from stream_rec.errors import STOP_TIMEOUT_EXIT_STATUS
-from stream_rec.worker_process import WorkerProcess
+from stream_rec.tools.broker import LocalBroker
+from stream_rec.tools.worker_process import WorkerProcess
 from tests.conftest import _free_port_pair
 from tests.helpers import free_port
 from tests.integration.test_crash_recovery import N_ITEMS, _category, _clean_replay, _events

@@ -17,12 +17,12 @@ import pytest
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
-from stream_rec.broker import LocalBroker
 from stream_rec.config import Settings, load_settings
-from stream_rec.demo.run import start_state_afresh_if_stale
+from stream_rec.tools.broker import LocalBroker
+from stream_rec.tools.demo.run import start_state_afresh_if_stale
+from stream_rec.tools.worker_process import WorkerProcess
 from stream_rec.topics import ensure_topics
 from stream_rec.worker.state_folder import tables_dir
-from stream_rec.worker_process import WorkerProcess
 from tests.conftest import _free_port_pair
 from tests.integration.worker_fixtures import (
     TopicReader,

@@ -17,7 +17,7 @@ import pytest
 
 from stream_rec.config import Settings
 from stream_rec.model import FileRegistry, write_manifest
-from stream_rec.worker_process import WorkerProcess
+from stream_rec.tools.worker_process import WorkerProcess
 from tests.integration.test_worker_pipeline import _catalog, _jdata_events
 from tests.integration.worker_fixtures import TopicReader, event_bytes, isolated_settings, produce
 

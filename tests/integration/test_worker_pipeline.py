@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from stream_rec.worker_process import WorkerProcess
+from stream_rec.tools.worker_process import WorkerProcess
 from tests.integration.worker_fixtures import TopicReader, event_bytes, isolated_settings, produce
 
 pytestmark = pytest.mark.integration
@@ -200,7 +200,7 @@ def test_forget_user_deletes_state_everywhere_and_survives_restart(broker: str, 
 
 
 def _status(worker: WorkerProcess, path: str, token: str | None = "s3cret") -> int:
-    from stream_rec.worker_process import http_status
+    from stream_rec.tools.worker_process import http_status
 
     return http_status(worker.base_url + path, token)
 

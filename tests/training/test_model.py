@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stream_rec.evaluate import metrics_for, prepare_pools
 from stream_rec.model import ArtifactError, load_artifact, load_served_model
 from stream_rec.model.scorer import OnnxScorer, history_spans, length_buckets
+from stream_rec.offline.evaluate import metrics_for, prepare_pools
 from tests.training.conftest import SMALL
 from tests.training.synthetic import make_shop, successor_table
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from stream_rec.bench.core_cpu import PARTS, run_core
-from stream_rec.bench.workload import ShopperStream
 from stream_rec.core.catalog import parse_catalog_item
 from stream_rec.serving.batch import BatchConfig
 from stream_rec.serving.recommender import Recommender, RecommenderConfig
+from stream_rec.tools.bench.core_cpu import PARTS, run_core
+from stream_rec.tools.bench.workload import ShopperStream
 from tests.unit.test_bench_workload import _workload
 
 

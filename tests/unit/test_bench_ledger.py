@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from stream_rec.bench.ledger import Ledger, extract_event_id
 from stream_rec.rerank import RerankPolicy
 from stream_rec.serving.recommender import RecItem, RecList
+from stream_rec.tools.bench.ledger import Ledger, extract_event_id
 
 
 def _recommendation(user_id: str, event_id: str) -> bytes:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from stream_rec.bench.state_size import fullest_state, measure_state_size, simulate_shopper
-from stream_rec.bench.workload import ShopperSession, Workload
 from stream_rec.core.state import StateLimits
 from stream_rec.core.state_codec import decode_state, encode_state
+from stream_rec.tools.bench.state_size import fullest_state, measure_state_size, simulate_shopper
+from stream_rec.tools.bench.workload import ShopperSession, Workload
 
 
 def _workload() -> Workload:

@@ -7,8 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stream_rec.bench.benchmark import mean_batch
-from stream_rec.bench.probes import (
+from stream_rec.serving.stage_clock import STAGES
+from stream_rec.tools.bench.benchmark import mean_batch
+from stream_rec.tools.bench.probes import (
     StageTotals,
     parse_consumer_lag,
     parse_counter,
@@ -17,8 +18,7 @@ from stream_rec.bench.probes import (
     parse_stage_totals,
     stage_us_per_event,
 )
-from stream_rec.bench.stats import latency_summary, per_second, percentile
-from stream_rec.stage_clock import STAGES
+from stream_rec.tools.bench.stats import latency_summary, per_second, percentile
 from stream_rec.worker.metrics import WorkerMetrics
 
 

@@ -5,8 +5,13 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from stream_rec.bench.workload import ShopperSession, ShopperStream, Workload, catalog_messages
 from stream_rec.core.events import Event, parse_message
+from stream_rec.tools.bench.workload import (
+    ShopperSession,
+    ShopperStream,
+    Workload,
+    catalog_messages,
+)
 
 
 def _workload(sessions: int = 30, length: int = 4) -> Workload:

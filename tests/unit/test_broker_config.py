@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from stream_rec import broker
 from stream_rec.config import load_settings
 from stream_rec.errors import UserError
+from stream_rec.tools import broker
 
 
 def _props(text: str) -> dict[str, str]:

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from stream_rec.core.events import event_from_dict
-from stream_rec.demo.api import BadRequest, click_event, shopper_view
-from stream_rec.demo.traffic import Shoppers
-from stream_rec.storefront import LiveTraffic, StorefrontConfig, make_storefront
+from stream_rec.tools.demo.api import BadRequest, click_event, shopper_view
+from stream_rec.tools.demo.traffic import Shoppers
+from stream_rec.tools.storefront import LiveTraffic, StorefrontConfig, make_storefront
 
 ITEMS = {"i1": {"category": "shoes", "brand": "Kado", "price": "79.99"}, "i2": {}}
 

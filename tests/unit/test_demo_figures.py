@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from stream_rec.demo.figures import latency_quantile, parse_metrics, window_figures
+from stream_rec.tools.demo.figures import latency_quantile, parse_metrics, window_figures
 from stream_rec.worker.metrics import WorkerMetrics
 
 

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 import pytest
 
 from stream_rec.config import load_settings
-from stream_rec.demo.site import DemoSite, FigureSampler, WorkerClient
-from stream_rec.demo.traffic import Shoppers
-from stream_rec.demo.web import DemoServer
+from stream_rec.tools.demo.site import DemoSite, FigureSampler, WorkerClient
+from stream_rec.tools.demo.traffic import Shoppers
+from stream_rec.tools.demo.web import DemoServer
 from tests.helpers import free_port
 
 

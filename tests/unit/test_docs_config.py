@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from stream_rec.config import Settings, settings_reference
-from stream_rec.docs_config import (
+from stream_rec.tools.docs_config import (
     BEGIN,
     DOCS_DIR,
     END,

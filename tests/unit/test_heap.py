@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from stream_rec.heap import collections_by_generation, settle
+from stream_rec.worker.heap import collections_by_generation, settle
 from stream_rec.worker.metrics import WorkerMetrics
 
 

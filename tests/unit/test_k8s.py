@@ -15,7 +15,7 @@ import yaml
 
 from stream_rec.cli import build_parser
 from stream_rec.config import Settings, load_settings, settings_reference
-from stream_rec.durations import parse_duration_ms
+from stream_rec.core.durations import parse_duration_ms
 from stream_rec.rerank import RerankPolicy
 from stream_rec.worker.security import open_http_refusal
 

@@ -29,11 +29,52 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
+def _modules(path: Path) -> set[str]:
+    """Every module ``path`` imports, by its full dotted name."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names)
+    return names
+
+
 def test_pure_core_imports_no_io_frameworks() -> None:
     for package in PURE_PACKAGES:
         for path in (ROOT / package).rglob("*.py"):
             bad = _imports(path) & FORBIDDEN_IN_CORE
             assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+def test_online_serving_knows_nothing_of_kafka_or_faust() -> None:
+    # The per-batch logic is shared by the worker, bench-core and the property tests.
+    for path in (ROOT / "stream_rec/serving").rglob("*.py"):
+        bad = _imports(path) & {"faust", "aiokafka", "kafka", "rocksdict", "tensorflow"}
+        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+# The product (what a shop deploys) never reaches into local tooling or offline work.
+PRODUCT = ["stream_rec/core", "stream_rec/serving", "stream_rec/rerank", "stream_rec/model",
+           "stream_rec/worker", "stream_rec/app.py", "stream_rec/config.py",
+           "stream_rec/connection.py", "stream_rec/secret.py", "stream_rec/topics.py"]
+
+
+def test_the_product_does_not_import_tooling() -> None:
+    for entry in PRODUCT:
+        target = ROOT / entry
+        for path in ([target] if target.is_file() else sorted(target.rglob("*.py"))):
+            bad = {m for m in _modules(path)
+                   if m.startswith(("stream_rec.tools", "stream_rec.offline", "training"))}
+            assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+def test_few_modules_sit_loose_at_the_top() -> None:
+    loose = sorted(p.name for p in (ROOT / "stream_rec").glob("*.py"))
+    # The entry points (app, cli), the one config module and its secrets, Kafka plumbing.
+    assert loose == ["__init__.py", "app.py", "cli.py", "config.py", "connection.py",
+                     "errors.py", "secret.py", "topics.py"], loose
 
 
 def test_serving_package_never_imports_tensorflow_at_import_time() -> None:

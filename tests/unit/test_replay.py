@@ -6,7 +6,7 @@ import json
 
 from stream_rec.core.events import parse_event
 from stream_rec.datasets import Dataset, Interaction, Session
-from stream_rec.replay import RateLimiter, catalog_messages, dataset_events
+from stream_rec.offline.replay import RateLimiter, catalog_messages, dataset_events
 
 
 def _dataset() -> Dataset:

@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 
 from stream_rec.cli import build_parser, main
-from stream_rec.rerank import DEFAULT_DPP_THETA, RerankPolicy
-from stream_rec.rerank.tradeoff import (
+from stream_rec.offline.tradeoff import (
     frontier_diversity_at,
     plot_tradeoff,
     run_sweep,
     summarise,
     sweep_policies,
 )
+from stream_rec.rerank import DEFAULT_DPP_THETA, RerankPolicy
 
 
 def fake_metrics(policy: RerankPolicy) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import pytest
 from stream_rec.config import Settings, load_settings
 from stream_rec.connection import faust_credentials, kafka_python_config
 from stream_rec.secret import Secret
-from stream_rec.worker_process import settings_env
+from stream_rec.tools.worker_process import settings_env
 
 PASSWORD = "pa55-w0rd-kafka"
 TOKEN = "t0ken-for-the-api"

@@ -10,7 +10,7 @@ import pytest
 
 from stream_rec.config import load_settings
 from stream_rec.datasets import load_dataset
-from stream_rec.storefront import (
+from stream_rec.tools.storefront import (
     LiveTraffic,
     LoggedEvent,
     Storefront,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from stream_rec.config import load_settings
-from stream_rec.worker_process import WorkerProcess
+from stream_rec.tools.worker_process import WorkerProcess
 from tests.helpers import free_port
 
 

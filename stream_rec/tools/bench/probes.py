@@ -13,7 +13,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from stream_rec.stage_clock import STAGES
+from stream_rec.serving.stage_clock import STAGES
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 
-from stream_rec.bench.workload import Workload
 from stream_rec.core.events import Event
 from stream_rec.core.state import (
     HistoryEntry,
@@ -40,7 +39,8 @@ from stream_rec.core.state import (
     update_profile,
 )
 from stream_rec.core.state_codec import encode_state
-from stream_rec.progress import Progress
+from stream_rec.offline.progress import Progress
+from stream_rec.tools.bench.workload import Workload
 
 LIST_LENGTH = 20
 WRITE_BATCH = 10_000  # keys per RocksDB write batch

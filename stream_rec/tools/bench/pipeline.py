@@ -13,15 +13,15 @@ from typing import Any
 
 from kafka import KafkaProducer
 
-from stream_rec.bench.harness import BenchError
-from stream_rec.bench.processes import free_port
-from stream_rec.bench.topics import wait_for_topics
-from stream_rec.bench.workload import Workload, catalog_messages
 from stream_rec.config import Settings
 from stream_rec.connection import kafka_python_config
-from stream_rec.progress import Progress
+from stream_rec.offline.progress import Progress
+from stream_rec.tools.bench.harness import BenchError
+from stream_rec.tools.bench.processes import free_port
+from stream_rec.tools.bench.topics import wait_for_topics
+from stream_rec.tools.bench.workload import Workload, catalog_messages
+from stream_rec.tools.worker_process import WorkerProcess
 from stream_rec.topics import ensure_topics
-from stream_rec.worker_process import WorkerProcess
 
 
 def pipeline_settings(settings: Settings, prefix: str, work_dir: Path,

@@ -15,16 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stream_rec.bench.benchmark import BenchPlan, run_benchmark
-from stream_rec.bench.model import current_version, ensure_bench_model
-from stream_rec.bench.pipeline import PipelineTarget, pipeline_settings
-from stream_rec.bench.soak import SoakPlan, run_soak
-from stream_rec.bench.state_size import measure_state_size
-from stream_rec.bench.topics import delete_run_topics, run_marker
-from stream_rec.bench.workload import load_workload
-from stream_rec.broker import LocalBroker
 from stream_rec.config import Settings, env_name, load_settings
 from stream_rec.errors import UserError
+from stream_rec.tools.bench.benchmark import BenchPlan, run_benchmark
+from stream_rec.tools.bench.model import current_version, ensure_bench_model
+from stream_rec.tools.bench.pipeline import PipelineTarget, pipeline_settings
+from stream_rec.tools.bench.soak import SoakPlan, run_soak
+from stream_rec.tools.bench.state_size import measure_state_size
+from stream_rec.tools.bench.topics import delete_run_topics, run_marker
+from stream_rec.tools.bench.workload import load_workload
+from stream_rec.tools.broker import LocalBroker
 
 log = logging.getLogger(__name__)
 

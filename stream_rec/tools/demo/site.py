@@ -18,9 +18,9 @@ import uuid
 from typing import Any
 
 from stream_rec.config import Settings
-from stream_rec.demo.api import ItemTable, click_event, shopper_view
-from stream_rec.demo.figures import MetricsSample, parse_metrics, window_figures
-from stream_rec.demo.traffic import EventSender, Shoppers, now_ms
+from stream_rec.tools.demo.api import ItemTable, click_event, shopper_view
+from stream_rec.tools.demo.figures import MetricsSample, parse_metrics, window_figures
+from stream_rec.tools.demo.traffic import EventSender, Shoppers, now_ms
 
 ACTIVE_WINDOW_MS = 60_000  # a shopper with no event for a minute leaves the list
 

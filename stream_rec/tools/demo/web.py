@@ -17,15 +17,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
 
-from stream_rec.demo.api import MAX_BODY_BYTES, BadRequest
-from stream_rec.demo.site import DemoSite
+from stream_rec.tools.demo.api import MAX_BODY_BYTES, BadRequest
+from stream_rec.tools.demo.site import DemoSite
 
 log = logging.getLogger(__name__)
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 
 
 def page_html() -> bytes:
-    return resources.files("stream_rec.demo").joinpath("page/index.html").read_bytes()
+    return resources.files("stream_rec.tools.demo").joinpath("page/index.html").read_bytes()
 
 
 class DemoServer(ThreadingHTTPServer):

@@ -12,8 +12,8 @@ from typing import NamedTuple
 import numpy as np
 
 from stream_rec.datasets.event_names import contract_type
-from stream_rec.storefront.history import Storefront
-from stream_rec.storefront.shoppers import shop_session
+from stream_rec.tools.storefront.history import Storefront
+from stream_rec.tools.storefront.shoppers import shop_session
 
 
 class LiveStep(NamedTuple):

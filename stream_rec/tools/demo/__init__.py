@@ -7,6 +7,6 @@ pure parts (metrics maths, request checks).
 
 from __future__ import annotations
 
-from stream_rec.demo.run import run_demo
+from stream_rec.tools.demo.run import run_demo
 
 __all__ = ["run_demo"]

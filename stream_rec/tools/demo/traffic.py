@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from stream_rec.config import Settings
-from stream_rec.replay import RateLimiter
-from stream_rec.storefront import LiveTraffic, Storefront
+from stream_rec.offline.replay import RateLimiter
+from stream_rec.tools.storefront import LiveTraffic, Storefront
 
 
 def now_ms() -> int:

@@ -26,11 +26,11 @@ from typing import Any
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from stream_rec.bench.harness import Flow
-from stream_rec.bench.pipeline import PipelineTarget
-from stream_rec.bench.probes import parse_consumer_lag, read_memory, read_metrics_text
-from stream_rec.bench.stats import latency_summary
-from stream_rec.bench.workload import DEFAULT_DATA, ShopperStream, Workload
+from stream_rec.tools.bench.harness import Flow
+from stream_rec.tools.bench.pipeline import PipelineTarget
+from stream_rec.tools.bench.probes import parse_consumer_lag, read_memory, read_metrics_text
+from stream_rec.tools.bench.stats import latency_summary
+from stream_rec.tools.bench.workload import DEFAULT_DATA, ShopperStream, Workload
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,9 @@ shopping for as long as the demo runs.
 
 from __future__ import annotations
 
-from stream_rec.storefront.catalog import CATEGORIES, Catalog, Item, make_catalog
-from stream_rec.storefront.files import ensure_storefront, write_storefront
-from stream_rec.storefront.history import (
+from stream_rec.tools.storefront.catalog import CATEGORIES, Catalog, Item, make_catalog
+from stream_rec.tools.storefront.files import ensure_storefront, write_storefront
+from stream_rec.tools.storefront.history import (
     LoggedEvent,
     Storefront,
     StorefrontConfig,
@@ -17,8 +17,8 @@ from stream_rec.storefront.history import (
     make_storefront,
     split_history,
 )
-from stream_rec.storefront.live import LiveStep, LiveTraffic
-from stream_rec.storefront.shoppers import Habits, ItemChooser, Shopper, make_shoppers
+from stream_rec.tools.storefront.live import LiveStep, LiveTraffic
+from stream_rec.tools.storefront.shoppers import Habits, ItemChooser, Shopper, make_shoppers
 
 __all__ = [
     "CATEGORIES",

@@ -2,7 +2,7 @@
 
 The same ``create_app`` configuration as the real worker (broker, partitions, RocksDB store,
 processing guarantee), no table and no work: what Faust itself costs per event. Run as
-``python -m faust -A stream_rec.bench.passthrough_faust worker``; the topics come from
+``python -m faust -A stream_rec.tools.bench.passthrough_faust worker``; the topics come from
 ``BENCH_IN_TOPIC`` / ``BENCH_OUT_TOPIC`` and the rest from ``STREAM_REC_*``.
 """
 

@@ -17,7 +17,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-from stream_rec.storefront.history import (
+from stream_rec.tools.storefront.history import (
     LoggedEvent,
     Storefront,
     StorefrontConfig,

@@ -2,7 +2,7 @@
 
 The floor under any Python stream processor on this broker: batched fetches, one produce per
 message, auto-committed offsets, nothing else. Run as
-``python -m stream_rec.bench.passthrough_aiokafka --broker B --in T --out T --group G``;
+``python -m stream_rec.tools.bench.passthrough_aiokafka --broker B --in T --out T --group G``;
 SIGTERM stops it cleanly.
 """
 

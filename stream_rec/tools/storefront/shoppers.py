@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from stream_rec.storefront.catalog import Catalog
+from stream_rec.tools.storefront.catalog import Catalog
 
 # The dataset words the ``events:`` reader maps onto the contract (view, add_to_cart, purchase).
 VIEW, CART, PURCHASE = "view", "cart", "purchase"

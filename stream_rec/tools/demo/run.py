@@ -22,18 +22,18 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from stream_rec.broker import LocalBroker
 from stream_rec.config import Settings
 from stream_rec.datasets import Dataset, load_dataset
-from stream_rec.demo.site import DemoSite, FigureSampler, WorkerClient
-from stream_rec.demo.traffic import EventSender, Shoppers, storefront_traffic, stream_traffic
-from stream_rec.demo.web import DemoServer
 from stream_rec.errors import UserError
-from stream_rec.replay import catalog_messages, dataset_events
-from stream_rec.storefront import StorefrontConfig, ensure_storefront, make_storefront
+from stream_rec.offline.replay import catalog_messages, dataset_events
+from stream_rec.tools.broker import LocalBroker
+from stream_rec.tools.demo.site import DemoSite, FigureSampler, WorkerClient
+from stream_rec.tools.demo.traffic import EventSender, Shoppers, storefront_traffic, stream_traffic
+from stream_rec.tools.demo.web import DemoServer
+from stream_rec.tools.storefront import StorefrontConfig, ensure_storefront, make_storefront
+from stream_rec.tools.worker_process import WorkerProcess, settings_env
 from stream_rec.topics import ensure_topics
 from stream_rec.worker.state_folder import check_local_state, reset_local_state, tables_dir
-from stream_rec.worker_process import WorkerProcess, settings_env
 
 STOREFRONT_FOLDER = "storefront"
 # Epochs of the model the demo trains: the storefront trains in seconds per epoch, a real

@@ -7,8 +7,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from stream_rec.storefront.catalog import Catalog, make_catalog
-from stream_rec.storefront.shoppers import Habits, ItemChooser, Shopper, make_shoppers, shop_session
+from stream_rec.tools.storefront.catalog import Catalog, make_catalog
+from stream_rec.tools.storefront.shoppers import (
+    Habits,
+    ItemChooser,
+    Shopper,
+    make_shoppers,
+    shop_session,
+)
 
 DAY_MS = 86_400_000
 

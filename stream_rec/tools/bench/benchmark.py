@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stream_rec.bench.harness import Flow
-from stream_rec.bench.passthrough import AiokafkaPassthrough, FaustPassthrough
-from stream_rec.bench.pipeline import PipelineTarget, pipeline_settings
-from stream_rec.bench.probes import (
+from stream_rec.config import Settings
+from stream_rec.tools.bench.harness import Flow
+from stream_rec.tools.bench.passthrough import AiokafkaPassthrough, FaustPassthrough
+from stream_rec.tools.bench.pipeline import PipelineTarget, pipeline_settings
+from stream_rec.tools.bench.probes import (
     Memory,
     StageTotals,
     parse_counter,
@@ -31,13 +32,12 @@ from stream_rec.bench.probes import (
     read_memory,
     read_metrics_text,
 )
-from stream_rec.bench.processes import Target
-from stream_rec.bench.profiler import Profiler
-from stream_rec.bench.report import bench_result
-from stream_rec.bench.stats import per_second
-from stream_rec.bench.topics import create_topics, run_marker, wait_for_topics
-from stream_rec.bench.workload import DEFAULT_DATA, BenchEvent, ShopperStream, Workload
-from stream_rec.config import Settings
+from stream_rec.tools.bench.processes import Target
+from stream_rec.tools.bench.profiler import Profiler
+from stream_rec.tools.bench.report import bench_result
+from stream_rec.tools.bench.stats import per_second
+from stream_rec.tools.bench.topics import create_topics, run_marker, wait_for_topics
+from stream_rec.tools.bench.workload import DEFAULT_DATA, BenchEvent, ShopperStream, Workload
 
 log = logging.getLogger(__name__)
 TARGETS = ("pipeline", "faust_passthrough", "aiokafka_passthrough")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from stream_rec.bench.probes import stage_us_per_event
-from stream_rec.bench.stats import latency_summary
 from stream_rec.config import Settings
+from stream_rec.tools.bench.probes import stage_us_per_event
+from stream_rec.tools.bench.stats import latency_summary
 
 if TYPE_CHECKING:
-    from stream_rec.bench.benchmark import BenchPlan, TargetRun
+    from stream_rec.tools.bench.benchmark import BenchPlan, TargetRun
 
 RESULT_KEYS = ("events", "pipeline_events_per_s", "faust_passthrough_events_per_s",
                "aiokafka_passthrough_events_per_s", "ratio_vs_faust", "latency_ms",

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from stream_rec.bench.harness import BenchError
+from stream_rec.tools.bench.harness import BenchError
 
 
 class Target(Protocol):

@@ -9,10 +9,10 @@ import time
 from types import FrameType
 
 from stream_rec.config import Settings
-from stream_rec.demo.traffic import EventSender, Shoppers, storefront_traffic
-from stream_rec.progress import Progress
-from stream_rec.replay import RateLimiter, catalog_messages
-from stream_rec.storefront import Storefront
+from stream_rec.offline.progress import Progress
+from stream_rec.offline.replay import RateLimiter, catalog_messages
+from stream_rec.tools.demo.traffic import EventSender, Shoppers, storefront_traffic
+from stream_rec.tools.storefront import Storefront
 from stream_rec.topics import ensure_topics
 
 

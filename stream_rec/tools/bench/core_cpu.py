@@ -27,11 +27,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from stream_rec.bench.workload import BenchEvent
 from stream_rec.serving.batch import BatchConfig, BatchHandler, recommend_isolated
 from stream_rec.serving.dead_letter import Message
 from stream_rec.serving.recommender import Recommender
-from stream_rec.stage_clock import StageClock
+from stream_rec.serving.stage_clock import StageClock
+from stream_rec.tools.bench.workload import BenchEvent
 
 PARTS: tuple[str, ...] = ("take", "recommend", "finish")
 TOPIC = "bench-core"

@@ -17,10 +17,10 @@ from types import TracebackType
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from stream_rec.bench.ledger import Ledger, extract_event_id
-from stream_rec.bench.workload import BenchEvent
 from stream_rec.errors import UserError
-from stream_rec.progress import Progress
+from stream_rec.offline.progress import Progress
+from stream_rec.tools.bench.ledger import Ledger, extract_event_id
+from stream_rec.tools.bench.workload import BenchEvent
 
 YIELD_EVERY = 256  # sends between yields to the loop, so the collector keeps reading
 

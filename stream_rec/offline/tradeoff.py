@@ -1,7 +1,7 @@
 """The relevance/diversity trade-off: sweep a re-ranker's parameter and read the curve.
 
 Pure logic around one callable, ``evaluate(policy) -> metrics`` (offline evaluation supplies
-it: ``stream_rec.evaluate.metrics_for`` on pools scored once), so the sweep and its reading
+it: ``stream_rec.offline.evaluate.metrics_for`` on pools scored once), so the sweep and its reading
 are testable without a model. Metric names follow ``evaluate``: ``P@K`` and ``ILD@K``
 (percent and share) among others; relative changes here are fractions (0.25 = +25 %).
 """
