@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +18,12 @@ from typing import Any
 from stream_rec.config import Settings
 from stream_rec.datasets import Dataset
 from stream_rec.model.artifact import ModelArtifact, load_artifact, verify_folder, write_manifest
-from stream_rec.model.registry import FileRegistry
+from stream_rec.model.registry import ModelRegistry
 from stream_rec.offline.evaluate import evaluate
 from training.export import export_artifact, new_version
 from training.train import TrainConfig, train_model
+
+BUILD_PREFIX = "stream-rec-build-"
 
 
 @dataclass
@@ -31,7 +34,10 @@ class Candidate:
     wall_time_s: float
 
     def discard(self) -> None:
+        """Remove the staging folder (and the temporary folder made for it)."""
         shutil.rmtree(self.staging, ignore_errors=True)
+        if self.staging.parent.name.startswith(BUILD_PREFIX):
+            shutil.rmtree(self.staging.parent, ignore_errors=True)
 
 
 @dataclass
@@ -53,7 +59,7 @@ def data_range(dataset: Dataset) -> dict[str, Any]:
             **dataset.summary()}
 
 
-def build_candidate(dataset: Dataset, data_spec: str, registry: FileRegistry,
+def build_candidate(dataset: Dataset, data_spec: str, registry: ModelRegistry,
                     settings: Settings, config: TrainConfig,
                     warm: ModelArtifact | None = None, evaluate_test: bool = True,
                     progress: Callable[[str], None] = _stderr) -> Candidate:
@@ -61,9 +67,8 @@ def build_candidate(dataset: Dataset, data_spec: str, registry: FileRegistry,
     result = train_model(dataset, config, warm=warm, progress=progress)
     progress(f"trained in {result.wall_time_s:.0f} s")
     version = _free_version(registry)
-    registry.root.mkdir(parents=True, exist_ok=True)
-    staging = registry.root / f".build-{version}"
-    shutil.rmtree(staging, ignore_errors=True)
+    # Built in a temporary folder of its own: the registry copies it in whole, or not at all.
+    staging = Path(tempfile.mkdtemp(prefix=BUILD_PREFIX)) / version
     manifest = export_artifact(result, staging, {
         "version": version,
         "training": {"data": data_spec, "data_range": data_range(dataset),
@@ -84,7 +89,7 @@ def build_candidate(dataset: Dataset, data_spec: str, registry: FileRegistry,
     return candidate
 
 
-def register(candidate: Candidate, registry: FileRegistry, settings: Settings,
+def register(candidate: Candidate, registry: ModelRegistry, settings: Settings,
              publish: bool, announce: bool = True) -> Path:
     """Add the candidate as a version (``publish``: also make it current and announce it)."""
     try:
@@ -97,7 +102,7 @@ def register(candidate: Candidate, registry: FileRegistry, settings: Settings,
     return registry.path(candidate.version)
 
 
-def train_and_register(dataset: Dataset, data_spec: str, registry: FileRegistry,
+def train_and_register(dataset: Dataset, data_spec: str, registry: ModelRegistry,
                        settings: Settings, config: TrainConfig,
                        warm: ModelArtifact | None = None, publish: bool = False,
                        evaluate_test: bool = True,
@@ -108,7 +113,7 @@ def train_and_register(dataset: Dataset, data_spec: str, registry: FileRegistry,
     return Trained(candidate.version, path, candidate.metrics, candidate.wall_time_s)
 
 
-def _free_version(registry: FileRegistry) -> str:
+def _free_version(registry: ModelRegistry) -> str:
     base = new_version()
     taken = set(registry.versions())
     version, n = base, 1

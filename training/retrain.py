@@ -20,7 +20,7 @@ from stream_rec.config import Settings
 from stream_rec.datasets import Dataset
 from stream_rec.errors import UserError
 from stream_rec.model.artifact import ArtifactError, ModelArtifact
-from stream_rec.model.registry import FileRegistry, RegistryError
+from stream_rec.model.registry import ModelRegistry, RegistryError
 from stream_rec.offline.evaluate import evaluate
 from training.pipeline import build_candidate, register
 from training.promotion import Decision, promotion_decision
@@ -43,7 +43,7 @@ class RoundResult:
                 "current_metrics": self.current_metrics}
 
 
-def _current(registry: FileRegistry) -> ModelArtifact | None:
+def _current(registry: ModelRegistry) -> ModelArtifact | None:
     if registry.current() is None:
         return None
     try:
@@ -53,7 +53,7 @@ def _current(registry: FileRegistry) -> ModelArtifact | None:
         return None
 
 
-def retrain_round(dataset: Dataset, data_spec: str, registry: FileRegistry, settings: Settings,
+def retrain_round(dataset: Dataset, data_spec: str, registry: ModelRegistry, settings: Settings,
                   config: TrainConfig, announce: bool = True, warm_start: bool = True,
                   progress: Callable[[str], None] | None = None) -> RoundResult:
     """One round on an already-read dataset whose test split is the hold-out slice."""
@@ -85,7 +85,7 @@ def retrain_round(dataset: Dataset, data_spec: str, registry: FileRegistry, sett
     return result
 
 
-def run_trainer(load: Callable[[], Dataset], data_spec: str, registry: FileRegistry,
+def run_trainer(load: Callable[[], Dataset], data_spec: str, registry: ModelRegistry,
                 settings: Settings, config: TrainConfig, every_ms: int, once: bool = False,
                 announce: bool = True) -> int:
     """Retrain every ``every_ms`` (measured start to start) until interrupted."""

@@ -16,7 +16,12 @@ from stream_rec.model.artifact import (
     write_manifest,
 )
 from stream_rec.model.features import FeatureBuilder, event_index
-from stream_rec.model.registry import FileRegistry, ModelRegistry, RegistryError
+from stream_rec.model.registry import (
+    FileRegistry,
+    ModelRegistry,
+    RegistryError,
+    open_registry,
+)
 from stream_rec.model.runtime import ServedModel, load_served_model
 from stream_rec.model.scorer import OnnxScorer
 
@@ -27,6 +32,7 @@ __all__ = [
     "ArtifactError",
     "FeatureBuilder",
     "FileRegistry",
+    "open_registry",
     "ModelArtifact",
     "ModelRegistry",
     "OnnxScorer",

@@ -47,14 +47,52 @@ class RegistryError(Exception):
 
 
 class ModelRegistry(Protocol):
-    """What trainers and workers need from a registry (a file system one today)."""
+    """What trainers, workers and commands need from a registry. ``FileRegistry`` (a folder
+    per version on a shared file system) is the one backend today; an object store would be
+    another class with these methods, returned by ``open_registry``."""
 
-    def versions(self) -> list[str]: ...
-    def current(self) -> str | None: ...
-    def load(self, version: str | None = None) -> ModelArtifact: ...
-    def promote(self, version: str) -> None: ...
-    def rollback(self) -> str: ...
-    def add(self, folder: Path) -> str: ...
+    def versions(self) -> list[str]:
+        """Every complete version, oldest first."""
+        ...
+
+    def current(self) -> str | None:
+        """The version workers should serve, or None before the first promotion."""
+        ...
+
+    def resolve(self, name: str | None) -> str:
+        """A version name from ``None``/``current``, ``latest`` or a version."""
+        ...
+
+    def path(self, version: str) -> Path:
+        """A local folder holding the version's files (a remote backend fetches it there)."""
+        ...
+
+    def load(self, version: str | None = None) -> ModelArtifact:
+        """Load and verify a version (default: the current one)."""
+        ...
+
+    def add(self, folder: Path) -> str:
+        """Add a verified artifact folder as a new version; return the version."""
+        ...
+
+    def promote(self, version: str) -> None:
+        """Make ``version`` current."""
+        ...
+
+    def rollback(self) -> str:
+        """Point back at the version that was current before; return it."""
+        ...
+
+    def publish(self, folder: Path, settings: Settings | None = None,
+                announce: bool = True) -> str:
+        """Add (if new), promote, and announce the version to running workers."""
+        ...
+
+
+def open_registry(where: Settings | str | Path) -> ModelRegistry:
+    """The registry named by the settings (``registry_dir``) or by a location."""
+    location = where.registry_dir if isinstance(where, Settings) else where
+    return FileRegistry(location)
 
 
 class FileRegistry:

@@ -20,10 +20,10 @@ from aiokafka import ConsumerRecord
 from stream_rec.config import Settings
 from stream_rec.model import (
     ArtifactError,
-    FileRegistry,
     RegistryError,
     ServedModel,
     load_served_model,
+    open_registry,
 )
 from stream_rec.model.artifact import MANIFEST, sha256_of
 from stream_rec.model.registry import is_version_name
@@ -51,13 +51,13 @@ def load_checked(settings: Settings, version: str | None) -> ServedModel | None:
     that cannot score) raises ModelRefused: a bad artifact must never stop the worker.
     """
     try:
-        registry = FileRegistry(settings.registry_dir)
+        registry = open_registry(settings)
         if version is None:
             version = registry.current()
             if version is None:
                 return None
         elif version not in registry.versions():  # an exact version name, never an alias
-            raise RegistryError(f"registry {registry.root} has no version {version!r}")
+            raise RegistryError(f"registry {settings.registry_dir} has no version {version!r}")
         model = load_served_model(registry.path(version), threads=settings.onnx_threads)
         if model.version != version:
             raise ArtifactError(f"folder {version} holds a manifest of version {model.version}")
@@ -145,7 +145,7 @@ def announced_version(record: ConsumerRecord, settings: Settings | None = None) 
     if not isinstance(expected, str) or not SHA256_RE.fullmatch(expected):
         raise ModelRefused(f"announcement of {version} has no valid manifest_sha256: "
                            f"{expected!r}")
-    registry = FileRegistry((settings or _worker_settings()).registry_dir)
+    registry = open_registry(settings or _worker_settings())
     try:
         actual = sha256_of(registry.path(version) / MANIFEST)
     except (OSError, RegistryError) as exc:

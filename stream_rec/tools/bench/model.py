@@ -18,7 +18,7 @@ from pathlib import Path
 
 from stream_rec.datasets import parse_spec
 from stream_rec.errors import UserError
-from stream_rec.model.registry import FileRegistry
+from stream_rec.model.registry import open_registry
 
 log = logging.getLogger(__name__)
 CACHE_DIR = Path("~/.cache/stream-rec/bench-model").expanduser()
@@ -38,7 +38,7 @@ def can_train() -> bool:
 
 def current_version(registry_dir: Path) -> str | None:
     """The registry's current version, promoting the newest one if none is current."""
-    registry = FileRegistry(registry_dir)
+    registry = open_registry(registry_dir)
     if registry.current() is None and registry.versions():
         registry.promote(registry.versions()[-1])
     return registry.current()

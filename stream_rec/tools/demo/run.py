@@ -80,7 +80,7 @@ def _ensure_model(settings: Settings, spec: str, dataset: Dataset, epochs: int,
     """
     from stream_rec.model import FileRegistry
 
-    registry = FileRegistry(settings.registry_dir)
+    registry = FileRegistry(settings.registry_dir)  # the demo's own local folder
     current = registry.current()
     trained_on = _trained_on(registry.root / current) if current else None
     if current is not None and trained_on == _data_identity(dataset):
