@@ -53,4 +53,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 say "installing stream-rec[$extras] into .venv"
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e ".[$extras]"
+# The constraints pin every package to the versions the tests passed with, so that every machine
+# runs the tested set (an existing .venv is brought back to it too). To move to a new Faust or
+# Kafka client version: install it into .venv, run the integration tests, widen its range in
+# pyproject.toml, regenerate deploy/constraints.txt (see "Moving to a new Faust or Kafka client
+# version" in deploy/kafka/README.md).
+.venv/bin/python -m pip install -q -c deploy/constraints.txt -e ".[$extras]"
