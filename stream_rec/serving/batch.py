@@ -37,8 +37,9 @@ from stream_rec.core.state import (
 from stream_rec.core.state_codec import StateDecodeError, decode_state, encode_state
 from stream_rec.serving.dead_letter import Message, dead_letter
 from stream_rec.serving.error_log import ErrorSampler
+from stream_rec.serving.lists import RecList, RecRequest
 from stream_rec.serving.positions import redelivered, skipped_offsets
-from stream_rec.serving.recommender import RecList, Recommender, RecRequest
+from stream_rec.serving.recommender import Recommender
 from stream_rec.serving.stage_clock import StageClock
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,8 @@ from stream_rec.core.trending import Trending
 from stream_rec.rerank import BusinessRules, RerankPolicy
 from stream_rec.serving.batch import BatchConfig, BatchHandler, recommend_isolated
 from stream_rec.serving.error_log import OncePerInterval
-from stream_rec.serving.recommender import RecList, Recommender, RecommenderConfig, RecRequest
+from stream_rec.serving.lists import RecList, RecRequest
+from stream_rec.serving.recommender import Recommender, RecommenderConfig
 from stream_rec.serving.stage_clock import StageClock
 from stream_rec.worker.metrics import WorkerMetrics
 

@@ -18,7 +18,8 @@ from stream_rec.core.events import Event
 from stream_rec.core.state import UserState, apply_event, record_shown
 from stream_rec.model import load_served_model
 from stream_rec.rerank import RerankPolicy
-from stream_rec.serving.recommender import REASON_NEW, Recommender, RecommenderConfig, RecRequest
+from stream_rec.serving.lists import REASON_NEW, RecRequest
+from stream_rec.serving.recommender import Recommender, RecommenderConfig
 from tests.training.synthetic import successor_table
 
 SUCC = successor_table(240, 10, n_known=200)
@@ -126,3 +127,39 @@ def test_without_a_model_lists_are_marked_fallback(shop) -> None:
     [out] = rec.recommend([RecRequest("u", "e", _state(["i1"], purchase="i0"), 0.0)])
     assert out.fallback and out.model_version is None
     assert 0 < len(out.items) <= 5 and "i0" not in _ids(out)
+
+
+def test_a_new_candidate_source_plugs_in_without_changing_the_recommender(shop, trained
+                                                                           ) -> None:
+    """An extra source (here: a shop's editorial picks) is one class; its reason shows on the
+    list, its picks go through the same scoring, exclusions and re-ranking."""
+    import numpy as np
+
+    from stream_rec.serving.candidates import ExactRetrieval
+
+    class EditorialPicks:
+        reason = "picked by our editors"
+
+        def __init__(self, items: list[str]) -> None:
+            self.items = items
+
+        def propose(self, queries, table, n):  # type: ignore[no-untyped-def]
+            positions = np.asarray(table.positions(self.items[:n]), dtype=np.int64)
+            return np.broadcast_to(positions, (len(queries), len(positions)))
+
+    _, folder = trained
+    picks = ["i150", "i151", "i152"]
+    # Retrieval alone would find next to none of the picks for this shopper: only the
+    # editorial source can put them on the list.
+    rec = Recommender(RecommenderConfig(k=30, pool=5),
+                      sources=[(ExactRetrieval(), 5), (EditorialPicks(picks), 3)])
+    for item_id, attributes in shop.items.items():
+        rec.upsert_item(parse_catalog_item(item_id, json.dumps(attributes).encode()))
+    rec.swap_model(load_served_model(folder))
+    [out] = rec.recommend([RecRequest("u", "e", _state(["i4", f"i{SUCC[4]}"]), 0.0)])
+    by_reason: dict[str, set[str]] = {}
+    for item in out.items:
+        by_reason.setdefault(item.reason, set()).add(item.item_id)
+    assert by_reason.get("picked by our editors") == set(picks) - by_reason.get(
+        "similar to your recent items", set())
+    assert len(out.items) <= 8  # five retrieved and three picks: nothing else was proposed

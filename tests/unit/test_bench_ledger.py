@@ -7,7 +7,7 @@ import json
 import pytest
 
 from stream_rec.rerank import RerankPolicy
-from stream_rec.serving.recommender import RecItem, RecList
+from stream_rec.serving.lists import RecItem, RecList
 from stream_rec.tools.bench.ledger import Ledger, extract_event_id
 
 

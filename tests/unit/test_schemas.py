@@ -350,12 +350,9 @@ def test_a_real_recommendation_list_validates() -> None:
     from stream_rec.core.catalog import CatalogItem
     from stream_rec.core.events import event_from_dict as make_event
     from stream_rec.core.state import StateLimits, UserState, apply_event
-    from stream_rec.serving.recommender import (
-        CatalogView,
-        Recommender,
-        RecommenderConfig,
-        RecRequest,
-    )
+    from stream_rec.serving.catalog_view import CatalogView
+    from stream_rec.serving.lists import RecRequest
+    from stream_rec.serving.recommender import Recommender, RecommenderConfig
 
     catalog = CatalogView()
     for n in range(30):

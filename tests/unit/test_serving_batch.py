@@ -22,7 +22,8 @@ from stream_rec.core.state import UserState, apply_event, is_duplicate, record_s
 from stream_rec.core.state_codec import decode_state, encode_state
 from stream_rec.serving.batch import BatchConfig, BatchHandler, BatchResult, handle_batch
 from stream_rec.serving.dead_letter import Message
-from stream_rec.serving.recommender import Recommender, RecommenderConfig, RecRequest
+from stream_rec.serving.lists import RecRequest
+from stream_rec.serving.recommender import Recommender, RecommenderConfig
 
 NOW_MS = 1_750_000_000_000
 TOPIC = "storefront.events"

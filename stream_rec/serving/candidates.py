@@ -1,0 +1,100 @@
+"""Candidate sources: the ways items are proposed for a batch of shoppers before scoring.
+
+A source proposes item-table positions for each shopper of a batch, all for one reason.
+``gather`` puts the sources' proposals side by side and blanks (-1) an item a shopper already
+got from an earlier source, so scores and reasons stay with the first source that found it.
+Retrieval over the whole catalog is one source; an approximate-nearest-neighbour index for a
+catalog of millions would be another class with the same ``propose``, not a change elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from stream_rec.core.trending import Trending
+from stream_rec.serving.item_table import ItemTable
+from stream_rec.serving.lists import REASON_NEW, REASON_SIMILAR, REASON_TRENDING
+from stream_rec.serving.retrieval import top_n
+
+
+class CandidateSource(Protocol):
+    """Proposes up to ``n`` items per shopper; every one for the source's ``reason``."""
+
+    reason: str
+
+    def propose(self, queries: NDArray[np.float32], table: ItemTable, n: int
+                ) -> NDArray[np.int64]:
+        """(B, m) item-table positions for the B shoppers whose query vectors are given,
+        m <= n; -1 where a shopper gets fewer."""
+        ...
+
+
+class ExactRetrieval:
+    """The n items closest to each shopper's query vector, over the whole available catalog:
+    one matmul for the batch and an exact top-n (``retrieval.top_n``)."""
+
+    reason = REASON_SIMILAR
+
+    def propose(self, queries: NDArray[np.float32], table: ItemTable, n: int
+                ) -> NDArray[np.int64]:
+        """See ``CandidateSource.propose``."""
+        available, vectors_t = table.available_vocab()
+        n = min(n, len(available))
+        if not n:
+            return np.empty((len(queries), 0), dtype=np.int64)
+        sims = queries @ vectors_t  # (B, N): the whole catalog, one matmul for the batch
+        return available[top_n(sims, n)]
+
+
+class TrendingItems:
+    """The same n trending items for every shopper."""
+
+    reason = REASON_TRENDING
+
+    def __init__(self, trending: Trending) -> None:
+        self.trending = trending
+
+    def propose(self, queries: NDArray[np.float32], table: ItemTable, n: int
+                ) -> NDArray[np.int64]:
+        """See ``CandidateSource.propose``."""
+        return _for_everyone(table.positions(i for i, _ in self.trending.top(n)), len(queries))
+
+
+class NewItems:
+    """The n newest catalog items the model has never seen, for every shopper (they score
+    through their attributes)."""
+
+    reason = REASON_NEW
+
+    def propose(self, queries: NDArray[np.float32], table: ItemTable, n: int
+                ) -> NDArray[np.int64]:
+        """See ``CandidateSource.propose``."""
+        return _for_everyone(table.new_items(n), len(queries))
+
+
+def _for_everyone(positions: list[int], rows: int) -> NDArray[np.int64]:
+    return np.broadcast_to(np.asarray(positions, dtype=np.int64), (rows, len(positions)))
+
+
+def gather(sources: Sequence[tuple[CandidateSource, int]], queries: NDArray[np.float32],
+           table: ItemTable) -> tuple[NDArray[np.int64], list[str]]:
+    """(B, M) positions from every (source, n) in order, and the reason of each column; an
+    item a row already has from an earlier source is -1 there."""
+    blocks: list[NDArray[np.int64]] = []
+    reasons: list[str] = []
+    for source, n in sources:
+        block = source.propose(queries, table, n) if n > 0 else \
+            np.empty((len(queries), 0), dtype=np.int64)
+        if blocks and block.shape[1]:
+            earlier = np.concatenate(blocks, axis=1)
+            seen = (block[:, :, None] == earlier[:, None, :]).any(axis=2)
+            block = np.where(seen, -1, block)
+        blocks.append(block)
+        reasons += [source.reason] * block.shape[1]
+    if not blocks:
+        return np.empty((len(queries), 0), dtype=np.int64), reasons
+    return np.concatenate(blocks, axis=1), reasons
