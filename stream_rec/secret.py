@@ -27,6 +27,8 @@ class Revealed(str):
 
 
 class Secret:
+    """A password or token that prints as ``***`` and hands its value out only via ``reveal()``."""
+
     __slots__ = ("_value",)
 
     def __init__(self, value: str = "") -> None:

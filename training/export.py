@@ -58,6 +58,7 @@ def new_version(now: datetime | None = None) -> str:
 
 def random_inputs(core: FusionCore, batch: int, history: int, candidates: int,
                   shared: bool, seed: int) -> dict[str, np.ndarray]:
+    """A seeded random batch of model inputs (histories and candidates) for the parity check."""
     rng = np.random.default_rng(seed)
     cand_batch = 1 if shared else batch
     out = {"history_items": rng.integers(0, core.n_item_indices, (batch, history)),

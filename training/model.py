@@ -243,6 +243,7 @@ class FusionCore(keras.layers.Layer):
 
 
 def input_names(use_content: bool) -> list[str]:
+    """The model's input names in ONNX order (attribute inputs only with the content branch)."""
     names = ["history_items", "history_events"]
     if use_content:
         names.append("history_attributes")

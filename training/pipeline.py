@@ -28,6 +28,8 @@ BUILD_PREFIX = "stream-rec-build-"
 
 @dataclass
 class Candidate:
+    """A trained, exported and evaluated model in its staging folder, not in the registry yet."""
+
     version: str
     staging: Path
     metrics: dict[str, Any]
@@ -42,6 +44,8 @@ class Candidate:
 
 @dataclass
 class Trained:
+    """A model added to the registry: its version, folder, metrics and training time."""
+
     version: str
     path: Path
     metrics: dict[str, Any]
@@ -53,6 +57,7 @@ def _stderr(line: str) -> None:
 
 
 def data_range(dataset: Dataset) -> dict[str, Any]:
+    """What a model was trained on, for its manifest: dataset name, time span and sizes."""
     span = dataset.time_range_ms()
     return {"dataset": dataset.name, "from_ms": span[0] if span else None,
             "to_ms": span[1] if span else None, "synthetic_time": dataset.synthetic_time,
@@ -107,6 +112,7 @@ def train_and_register(dataset: Dataset, data_spec: str, registry: ModelRegistry
                        warm: ModelArtifact | None = None, publish: bool = False,
                        evaluate_test: bool = True,
                        progress: Callable[[str], None] = _stderr) -> Trained:
+    """Train, export, evaluate and add a model to the registry, publishing it if asked."""
     candidate = build_candidate(dataset, data_spec, registry, settings, config, warm,
                                 evaluate_test, progress)
     path = register(candidate, registry, settings, publish)

@@ -9,6 +9,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Decision:
+    """Whether a retrained model replaces the current one, why, and the numbers compared."""
+
     promote: bool
     reason: str
     metric: str

@@ -31,6 +31,8 @@ log = logging.getLogger("stream_rec.trainer")
 
 @dataclass
 class RoundResult:
+    """One retraining round: the promotion decision and both models' versions and metrics."""
+
     decision: Decision
     candidate_version: str
     candidate_metrics: dict[str, Any]

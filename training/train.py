@@ -38,6 +38,8 @@ log = logging.getLogger("stream_rec.training")
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """How to train: epochs, sampling, model size, early stopping and the time budget."""
+
     epochs: int = 12
     batch_size: int = 1024
     negatives: int = 4096
@@ -76,6 +78,8 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
+    """A trained model with its vocabulary, its settings and the per-epoch record."""
+
     core: FusionCore
     vocab: Vocabulary
     config: TrainConfig

@@ -38,6 +38,8 @@ def split_for_validation(sessions: Sequence[Session], fraction: float
 
 @dataclass(frozen=True)
 class Score:
+    """Hit rate and MRR at K on the validation cases; hit rate decides, then MRR."""
+
     hit_rate: float  # P@K, share of cases with the target in the top K
     mrr: float  # MRR@K
 

@@ -24,6 +24,8 @@ from stream_rec.model.artifact import FIRST_ITEM_INDEX, OOV_INDEX, encode_attrib
 
 @dataclass
 class Vocabulary:
+    """Index tables of a training split: items and attribute values to model rows, price buckets."""
+
     item_ids: list[str]
     attribute_names: list[str]
     attribute_values: dict[str, list[str]]  # categorical: value at index FIRST + position
@@ -72,6 +74,7 @@ class Vocabulary:
 
 
 def is_price(name: str, values: Sequence[str]) -> bool:
+    """Whether an attribute is a price: "price" in its name and 90% of its values numbers."""
     if "price" not in name.lower() or not values:
         return False
     return sum(_finite(v) for v in values) >= 0.9 * len(values)
@@ -79,6 +82,7 @@ def is_price(name: str, values: Sequence[str]) -> bool:
 
 def build_vocabulary(dataset: Dataset, min_item_count: int = 1, price_buckets: int = 10,
                      use_content: bool = True) -> Vocabulary:
+    """The vocabularies of a training split: items by frequency, attribute values, prices."""
     counts = Counter(e.item_id for s in dataset.train for e in s.events)
     order = {item: n for n, item in enumerate(counts)}  # first appearance breaks ties
     items = sorted((i for i, c in counts.items() if c >= min_item_count),

@@ -25,6 +25,7 @@ def weight_key(path: str) -> str:
 
 
 def save_weights(core: FusionCore, folder: Path) -> None:
+    """Write the model's weights into the artifact folder as ``weights.npz``, by variable path."""
     arrays = {weight_key(v.path): np.asarray(v.numpy()) for v in core.weights}
     np.savez(folder / WEIGHTS_FILE, **arrays)  # type: ignore[arg-type]
 

@@ -26,6 +26,8 @@ _SKIPPED = frozenset({"in_stock", "price", "item_id"})
 
 @dataclass(frozen=True, slots=True)
 class CatalogItem:
+    """One item as the shop lists it: category, stock, price and its other attributes."""
+
     item_id: str
     category: str | None = None
     in_stock: bool = True

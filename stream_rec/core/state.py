@@ -185,6 +185,7 @@ def update_profile(state: UserState, item_vector: Sequence[float] | np.ndarray |
 
 
 def top_categories(state: UserState, n: int) -> list[str]:
+    """The shopper's ``n`` strongest categories by decayed affinity, strongest first."""
     return [c for c, _ in state.category_affinity[:n]]
 
 

@@ -27,6 +27,7 @@ class StateDecodeError(ValueError):
 
 
 def encode_state(state: UserState) -> bytes:
+    """The shopper's state as the compact JSON bytes the ``user-state`` table stores."""
     doc: dict[str, Any] = {
         "v": FORMAT_VERSION,
         "h": [[h.item_id, h.type_code, h.ts_ms] for h in state.history],
@@ -51,6 +52,7 @@ def encode_state(state: UserState) -> bytes:
 
 
 def decode_state(raw: bytes | None) -> UserState:
+    """The shopper's state from table bytes (none: a new shopper); StateDecodeError if bad."""
     if not raw:
         return UserState()
     try:

@@ -30,6 +30,7 @@ _ALIASES = {
 
 
 def read_events_format(folder: Path) -> Dataset:
+    """The ``events:PATH`` dataset: train and test event logs plus the optional item table."""
     require_folder(folder, "events")
     train = read_event_log(folder / "events_train.csv")
     test = read_event_log(folder / "events_test.csv")
@@ -49,6 +50,7 @@ def timestamp_ms(raw: str) -> int:
 
 
 def read_event_log(path: Path) -> list[Session]:
+    """One event-log CSV as shopper sessions, oldest first; malformed rows skipped and reported."""
     problems = Problems(str(path))
     rows = list(csv.reader(read_lines(path)))
     if not rows:
@@ -111,6 +113,7 @@ def _sessions(groups: dict[str, list[tuple[int, int, Interaction]]]) -> list[Ses
 
 
 def split_on_gaps(events: list[Interaction]) -> Iterable[list[Interaction]]:
+    """A shopper's time-ordered events cut into sessions wherever 30 minutes pass without one."""
     chunk: list[Interaction] = []
     for event in events:
         if chunk and event.ts_ms - chunk[-1].ts_ms > SESSION_GAP_MS:

@@ -45,6 +45,7 @@ def read_lines(path: Path) -> list[str]:
 
 
 def require_folder(path: Path, kind: str) -> None:
+    """Stop with a UserError unless ``path`` is an existing folder for a ``kind`` dataset."""
     if not path.exists():
         raise UserError(f"{kind} dataset folder {path} does not exist")
     if not path.is_dir():

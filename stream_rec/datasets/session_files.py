@@ -38,6 +38,7 @@ class _Clock:
 
 
 def read_sessions_format(folder: Path) -> Dataset:
+    """The ``sessions:PATH`` dataset: training sessions plus next-item test cases."""
     require_folder(folder, "sessions")
     clock = _Clock()
     train_path = folder / "train_sessions.txt"
@@ -91,6 +92,7 @@ def _read_test_cases(path: Path, clock: _Clock) -> tuple[list[TestCase], list[Se
 
 
 def read_categories_format(folder: Path) -> Dataset:
+    """The ``categories:PATH`` dataset: train (+ valid) and test sessions, item categories."""
     require_folder(folder, "categories")
     clock = _Clock()
     train = _read_session_table(folder / "train_sessions.tsv", clock, required=True)

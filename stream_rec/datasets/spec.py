@@ -31,6 +31,7 @@ class DataSpec:
 
 
 def parse_spec(text: str) -> DataSpec:
+    """``FORMAT:LOCATION`` as a DataSpec; UserError for an unknown format or no location."""
     kind, sep, location = text.partition(":")
     kind = kind.strip().lower()
     if not sep or kind not in FORMATS or not location.strip():

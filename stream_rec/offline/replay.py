@@ -18,6 +18,8 @@ from stream_rec.datasets import Dataset, Session
 
 @dataclass(frozen=True)
 class ReplayEvent:
+    """One storefront event ready to send: its key (the user_id), JSON value and event time."""
+
     key: bytes
     value: bytes
     ts_ms: int

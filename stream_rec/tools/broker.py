@@ -34,6 +34,8 @@ _READY_MARKER = ".complete"
 
 @dataclass(frozen=True)
 class BrokerStatus:
+    """Whether the local broker runs, its PID, where clients connect, its data folder."""
+
     running: bool
     pid: int | None
     bootstrap: str

@@ -37,6 +37,8 @@ READY_STATUSES = ("ok", "degraded")
 
 @dataclass
 class WorkerProcess:
+    """A `stream-rec worker` child process: start it, wait until healthy, query, stop it."""
+
     settings: Settings
     log_path: Path
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -119,6 +121,7 @@ class WorkerProcess:
 
 
 def http_status(url: str, token: str | None = None) -> int:
+    """The HTTP status a GET of ``url`` answers with, sending the bearer token if given."""
     request = urllib.request.Request(url)
     if token:
         request.add_header("Authorization", f"Bearer {token}")

@@ -53,6 +53,7 @@ latest_recs = app.Table("latest-recs", key_type=bytes, value_type=bytes,
 
 @app.agent(events_topic)
 async def process_events(stream: StreamT) -> None:
+    """The events agent: once catalog and model are checked, handle events in batches."""
     await runtime.catalog_ready.wait()  # never recommend before knowing what is delisted
     await runtime.model_checked.wait()  # nor serve fallback lists while a model is loading
     assert isinstance(stream, Stream)  # take_events lives on the concrete class
@@ -70,6 +71,7 @@ async def process_events(stream: StreamT) -> None:
 
 
 def as_message(event: EventT) -> Message:
+    """A Faust event's Kafka record as the serving batch function's plain ``Message``."""
     m = event.message
     return Message(key=None if m.key is None else bytes(m.key),
                    value=None if m.value is None else bytes(m.value),
@@ -135,6 +137,7 @@ async def publish(batch: Sequence[EventT], result: BatchResult) -> None:
 
 
 def count(metrics: WorkerMetrics, result: BatchResult) -> None:
+    """Add one batch's outcome to the worker's counters and its latency histogram."""
     c: BatchCounts = result.counts
     metrics.events_in += c.events_in
     metrics.events_redelivered += c.redelivered

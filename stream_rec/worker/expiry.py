@@ -29,6 +29,8 @@ FAUST_OFFSET_KEY = b"__faust\0offset__"  # Faust keeps each partition's changelo
 
 
 class PartitionDB(Protocol):
+    """What the sweep reads of one RocksDB partition of a table: its records in key order."""
+
     def items(self, backwards: bool = ..., from_key: Any = ..., read_opt: Any = ...
               ) -> Iterable[tuple[bytes, bytes]]: ...
 

@@ -147,6 +147,8 @@ class FlowControl(FlowControlEvent):
 
 
 class Transport(aiokafka_driver.Transport):
+    """Faust's aiokafka transport, with a ``RewindingConsumer`` as its consumer."""
+
     Consumer: ClassVar[type[ConsumerT]] = RewindingConsumer
 
 

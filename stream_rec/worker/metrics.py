@@ -13,6 +13,8 @@ LATENCY_BUCKETS_MS: tuple[float, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500, 100
 
 @dataclass
 class Histogram:
+    """A latency histogram as Prometheus keeps one: a count per bucket, their sum and count."""
+
     buckets: tuple[float, ...] = LATENCY_BUCKETS_MS
     counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS_MS) + 1))
     total: float = 0.0
@@ -37,6 +39,8 @@ class Histogram:
 
 @dataclass
 class WorkerMetrics:
+    """Everything the worker counts and exports on /metrics, and the model it serves."""
+
     events_in: int = 0
     events_valid: int = 0
     events_duplicate: int = 0

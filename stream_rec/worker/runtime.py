@@ -53,6 +53,8 @@ def batch_config(settings: Settings) -> BatchConfig:
 
 
 class WorkerRuntime:
+    """The worker process's recommender, batch handler and metrics, shared by its agents."""
+
     def __init__(self, settings: Settings) -> None:
         # Retrieval is one small matmul per batch: BLAS threads only add hand-off latency,
         # and spin badly when the cores are shared with Kafka, onnxruntime and other workers.

@@ -47,6 +47,7 @@ class HasHeaders(Protocol):
 
 
 def request_authorized(request: HasHeaders, token: Secret) -> bool:
+    """Whether a request carries the worker's bearer token (any request does if none is set)."""
     return authorized(request.headers.get("Authorization"), token)
 
 

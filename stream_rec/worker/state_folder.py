@@ -42,6 +42,7 @@ OFFSET_KEY = b"__faust\x00offset__"
 
 
 def tables_dir(settings: Settings) -> Path:
+    """The folder of the worker's RocksDB tables inside its state folder."""
     return Path(settings.state_dir).expanduser() / TABLES_SUBDIR
 
 
@@ -70,6 +71,8 @@ def persisted_offsets(tables: Path) -> dict[TablePartition, int]:
 
 @dataclass
 class BrokerView:
+    """The broker's cluster id and the first and end offsets of the partitions asked about."""
+
     cluster_id: str
     begins: dict[tuple[str, int], int] = field(default_factory=dict)
     ends: dict[tuple[str, int], int] = field(default_factory=dict)
@@ -133,6 +136,7 @@ def _ask_broker_quietly(settings: Settings, topics: list[str]) -> BrokerView:
 
 
 def saved_cluster(settings: Settings) -> str | None:
+    """The id of the Kafka cluster this state folder was last used with (None: unknown)."""
     try:
         text = (Path(settings.state_dir).expanduser() / CLUSTER_FILE).read_text().strip()
     except OSError:
@@ -141,6 +145,7 @@ def saved_cluster(settings: Settings) -> str | None:
 
 
 def remember_cluster(settings: Settings, cluster_id: str) -> None:
+    """Record the broker's cluster id in the state folder (a warning if it cannot)."""
     folder = Path(settings.state_dir).expanduser()
     try:
         folder.mkdir(parents=True, exist_ok=True)

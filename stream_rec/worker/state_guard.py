@@ -22,6 +22,8 @@ _PARTITION_DB = re.compile(r"^(?P<table>.+)-(?P<partition>\d+)\.db$")
 
 @dataclass(frozen=True)
 class TablePartition:
+    """One partition of one local table, as its RocksDB folder's name gives it."""
+
     table: str
     partition: int
 

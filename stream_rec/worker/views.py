@@ -22,6 +22,8 @@ from stream_rec.worker.security import request_authorized
 
 @app.page("/users/{user_id}/recommendations/")
 class UserRecommendations(web.View):
+    """``GET /users/{user_id}/recommendations/``: the shopper's latest list."""
+
     @app.table_route(table=latest_recs, match_info="user_id")  # type: ignore[arg-type]
     async def get(self, request: web.Request, user_id: str) -> web.Response:
         raw = latest_recs.get(user_id.encode())
@@ -45,6 +47,8 @@ class UserStateView(web.View):
 
 @app.page("/health/")
 class Health(web.View):
+    """``GET /health/``: readiness for probes; with the token, the catalog size and details."""
+
     async def get(self, request: web.Request) -> web.Response:
         # Ready once catalog and model are checked and no table is being restored. Without a
         # servable model the worker is ready all the same (it serves fallback lists), so
@@ -67,6 +71,8 @@ class Health(web.View):
 
 @app.page("/metrics/")
 class Metrics(web.View):
+    """``GET /metrics/``: the worker's counters and latency histogram, as Prometheus text."""
+
     async def get(self, request: web.Request) -> web.Response:
         return self.text(runtime.metrics.render(),
                          content_type="text/plain; version=0.0.4")
@@ -79,6 +85,7 @@ for _view in (UserRecommendations, UserStateView, Health, Metrics):
 
 
 def state_summary(state: UserState) -> dict[str, Any]:
+    """A shopper's state as readable JSON: history, purchases, affinities, items shown."""
     return {
         "history": [{"item_id": h.item_id, "type": EVENT_TYPES[h.type_code], "ts": h.ts_ms}
                     for h in state.history],

@@ -77,6 +77,8 @@ class TargetRun:
 
 @dataclass
 class BenchRun:
+    """A finished benchmark: the JSON result and what each target did."""
+
     result: dict[str, Any]
     targets: dict[str, TargetRun]
 

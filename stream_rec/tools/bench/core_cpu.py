@@ -39,6 +39,8 @@ TOPIC = "bench-core"
 
 @dataclass
 class CoreResult:
+    """CPU microseconds per event of the worker's own work, by part and by stage."""
+
     events: int
     batch: int
     cpu_us: dict[str, float]  # per event, by part

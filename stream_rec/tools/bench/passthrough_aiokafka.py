@@ -38,6 +38,7 @@ async def forward(broker: str, in_topic: str, out_topic: str, group: str) -> Non
 
 
 def main() -> None:
+    """Command line of the aiokafka baseline: forward every event of one topic to another."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--broker", required=True)
     parser.add_argument("--in", dest="in_topic", required=True)

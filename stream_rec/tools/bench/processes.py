@@ -36,6 +36,7 @@ def free_port() -> int:
 
 
 def log_tail(path: Path, chars: int = 3000) -> str:
+    """The last ``chars`` characters of a process's log file (empty when it cannot be read)."""
     try:
         return path.read_text(errors="replace")[-chars:]
     except OSError:

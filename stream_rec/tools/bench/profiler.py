@@ -28,6 +28,7 @@ def py_spy_binary() -> str:
 
 
 def profile_format(path: Path) -> str:
+    """py-spy's output format for ``path``, chosen by its file extension."""
     return {".svg": "flamegraph", ".json": "speedscope"}.get(path.suffix, "raw")
 
 

@@ -54,6 +54,8 @@ class SoakPlan:
 
 @dataclass
 class Sample:
+    """One soak measurement: events sent and answered, consumer lag, the worker's memory."""
+
     t_s: float
     events_in: int
     recommendations_out: int
@@ -74,6 +76,8 @@ class Sample:
 
 @dataclass
 class SoakState:
+    """What a soak has recorded so far, and why it stopped early if it did."""
+
     samples: list[Sample] = field(default_factory=list)
     rss_start_mb: float | None = None
     gave_up: str | None = None  # why the soak stopped early, if it did
@@ -112,6 +116,7 @@ def _rss(pid: int | None) -> float | None:
 
 async def soak_drive(target: PipelineTarget, plan: SoakPlan, stream: ShopperStream,
                      state: SoakState) -> dict[str, Any]:
+    """Warm up, send events at the plan's rate for its duration, sample as it goes, drain."""
     settings = target.settings
     async with Flow(settings.broker, target.in_topic, target.out_topic,
                     target.partitions) as flow:
@@ -196,6 +201,7 @@ def run_soak(plan: SoakPlan, target: PipelineTarget, workload: Workload,
 
 def soak_report(plan: SoakPlan, target: PipelineTarget, state: SoakState,
                 counts: dict[str, Any]) -> dict[str, Any]:
+    """The soak's JSON report: counts, latencies, peak lag, memory growth, every sample."""
     samples = state.samples
     warm = next((s for s in samples if s.t_s >= plan.rss_warmup_s and s.rss_mb), None)
     end = samples[-1] if samples else None

@@ -185,5 +185,6 @@ def measure_state_size(workload: Workload, users: int, work_dir: Path, partition
 
 
 def disk_free_bytes(path: Path) -> int:
+    """Bytes free for an unprivileged user on the file system that holds ``path``."""
     stat = os.statvfs(path)
     return stat.f_bavail * stat.f_frsize

@@ -32,6 +32,8 @@ class BenchEvent:
 
 @dataclass(frozen=True)
 class ShopperSession:
+    """One shopper's session as the benchmark replays it: (item, event type) steps."""
+
     user_id: str
     session_id: str
     actions: tuple[tuple[str, str], ...]  # (item_id, contract event type), oldest first
@@ -48,6 +50,7 @@ class Workload:
 
 
 def workload_from_dataset(dataset: Dataset) -> Workload:
+    """A benchmark workload from a dataset: all its sessions and every item they name."""
     sessions = tuple(
         ShopperSession(s.user_id, s.session_id, tuple((e.item_id, e.event_type) for e in s.events))
         for s in (*dataset.train, *dataset.test) if s.events)

@@ -29,6 +29,7 @@ class MetricsSample:
 
 
 def parse_metrics(text: str, at_s: float) -> MetricsSample:
+    """One sample of the worker's /metrics text: counters, latency buckets, model version."""
     counters: dict[str, float] = {}
     buckets: list[tuple[float, float]] = []
     model: str | None = None

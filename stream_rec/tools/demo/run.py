@@ -44,6 +44,7 @@ DATASET_EPOCHS = 2
 
 def run_demo(settings: Settings, data: str | None = None, duration_s: float | None = None,
              rate: float = 20.0) -> int:
+    """Run `stream-rec demo` until Ctrl-C or ``duration_s`` is up; the process's exit status."""
     stop = threading.Event()
     with _stop_on_signals(stop):
         broker = LocalBroker(settings)

@@ -20,6 +20,7 @@ from stream_rec.tools.storefront import LiveTraffic, Storefront
 
 
 def now_ms() -> int:
+    """The wall clock in epoch milliseconds: send times and the events' ``ts``."""
     return int(time.time() * 1000)
 
 

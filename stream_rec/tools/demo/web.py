@@ -25,10 +25,13 @@ LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 
 
 def page_html() -> bytes:
+    """The live demo page (``page/index.html``), read from the installed package."""
     return resources.files("stream_rec.tools.demo").joinpath("page/index.html").read_bytes()
 
 
 class DemoServer(ThreadingHTTPServer):
+    """The demo page's HTTP server on 127.0.0.1, serving from a background thread."""
+
     daemon_threads = True
 
     def __init__(self, site: DemoSite, port: int) -> None:
@@ -54,6 +57,8 @@ class DemoServer(ThreadingHTTPServer):
 
 
 class DemoHandler(BaseHTTPRequestHandler):
+    """Answers the demo page: the page itself, its JSON API and the clicks it posts."""
+
     server: DemoServer
     protocol_version = "HTTP/1.1"
 

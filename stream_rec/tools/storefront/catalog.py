@@ -26,6 +26,8 @@ _SYLLABLES = ("ka", "lo", "ri", "ne", "vo", "ta", "mi", "su", "de", "ro", "li", 
 
 @dataclass(frozen=True)
 class Item:
+    """One item of the synthetic shop: its id, category, brand and price in euros."""
+
     item_id: str
     category: str
     brand: str
@@ -53,6 +55,7 @@ class Catalog:
 
 def make_catalog(rng: np.random.Generator, n_items: int, n_categories: int,
                  brands_per_category: int, zipf_exponent: float) -> Catalog:
+    """A seeded synthetic catalog: uneven categories, brand price levels, Zipf popularity."""
     if not 1 <= n_categories <= len(CATEGORIES):
         raise ValueError(f"n_categories must be 1..{len(CATEGORIES)}, not {n_categories}")
     if n_items < n_categories:

@@ -43,6 +43,8 @@ class StorefrontConfig:
 
 @dataclass(frozen=True)
 class Storefront:
+    """A synthetic shop: its settings, its catalog and its shoppers."""
+
     config: StorefrontConfig
     catalog: Catalog
     shoppers: tuple[Shopper, ...]
@@ -63,6 +65,7 @@ class LoggedEvent(NamedTuple):
 
 
 def make_storefront(config: StorefrontConfig | None = None) -> Storefront:
+    """The synthetic shop ``config`` describes (the default shop without one), seeded."""
     config = config or StorefrontConfig()
     rng = np.random.default_rng([config.seed, 0])
     catalog = make_catalog(rng, config.n_items, config.n_categories,

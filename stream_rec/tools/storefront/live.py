@@ -17,6 +17,8 @@ from stream_rec.tools.storefront.shoppers import shop_session
 
 
 class LiveStep(NamedTuple):
+    """One action of a live shopper: who, in which session, on which item, which event type."""
+
     user_id: str
     session_id: str
     item_id: str

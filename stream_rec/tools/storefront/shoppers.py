@@ -21,6 +21,8 @@ VIEW, CART, PURCHASE = "view", "cart", "purchase"
 
 @dataclass(frozen=True)
 class Shopper:
+    """A synthetic shopper: how much they like each category, and their brand in each."""
+
     user_id: str
     taste: NDArray[np.float64]  # preference over catalog.categories, sums to 1
     favourite_brands: tuple[str, ...]  # one per category, same order as catalog.categories
