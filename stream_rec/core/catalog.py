@@ -13,14 +13,15 @@ the bytes (tests/unit/test_catalog.py checks it over arbitrary JSON in every fie
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from stream_rec.core.events import MAX_ID_CHARS, InvalidEvent
+from stream_rec.core.events import MAX_ID_CHARS, InvalidEvent, decode_object
 
 MAX_ATTRIBUTE_CHARS = 256
+# Kafka's default message limit: the topic cannot hold a larger entry anyway.
+MAX_CATALOG_BYTES = 1024 * 1024
 _SKIPPED = frozenset({"in_stock", "price", "item_id"})
 
 
@@ -94,26 +95,7 @@ def parse_catalog_item(item_id: str, raw: object) -> CatalogItem:
 
 
 def _decode(raw: object) -> dict[str, Any]:
-    if not isinstance(raw, bytes | bytearray | memoryview):
-        raise InvalidEvent("catalog entry must be bytes")
-    try:
-        text = bytes(raw).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidEvent(f"catalog entry is not UTF-8 (byte {exc.start})") from None
-    try:
-        # NaN and Infinity are not JSON, though Python's parser takes them.
-        data = json.loads(text, parse_constant=_refuse_constant)
-    except RecursionError:
-        raise InvalidEvent("catalog entry is nested too deeply") from None
-    except ValueError:  # bad JSON, and integers longer than Python converts (4300 digits)
-        raise InvalidEvent("catalog entry is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise InvalidEvent("catalog entry must be a JSON object")
-    return data
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
+    return decode_object(raw, MAX_CATALOG_BYTES, "catalog entry")  # type: ignore[arg-type]
 
 
 def _price(value: Any) -> float | None:

@@ -96,29 +96,40 @@ def parse_message(raw: RawValue, max_bytes: int) -> Event | ForgetUser:
     return event_from_dict(data)
 
 
-def decode_object(raw: RawValue, max_bytes: int) -> dict[str, Any]:
-    """Bytes -> JSON object, within the size limit; raise ``InvalidEvent`` with the reason."""
+def decode_object(raw: RawValue, max_bytes: int, what: str = "payload") -> dict[str, Any]:
+    """Bytes -> JSON object, within the size limit; raise ``InvalidEvent`` with the reason.
+
+    Events and catalog entries both come through here (``what`` names which in the reasons):
+    one place decides what a JSON object is. A repeated key, NaN and Infinity (not JSON,
+    though Python's parser takes them) and nesting past Python's recursion limit are refused.
+    """
     if raw is None:
         raise InvalidEvent("empty message")
     if isinstance(raw, str):
         raw = raw.encode("utf-8", "surrogatepass")
+    if not isinstance(raw, bytes | bytearray | memoryview):
+        raise InvalidEvent(f"{what} must be bytes")
     if len(raw) > max_bytes:
-        raise InvalidEvent(f"payload of {len(raw)} bytes exceeds the {max_bytes}-byte limit")
+        raise InvalidEvent(f"{what} of {len(raw)} bytes exceeds the {max_bytes}-byte limit")
     try:
         text = bytes(raw).decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InvalidEvent(f"payload is not UTF-8 (byte {exc.start})") from None
+        raise InvalidEvent(f"{what} is not UTF-8 (byte {exc.start})") from None
     try:
-        data = json.loads(text, object_pairs_hook=_unique_keys)
+        data = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_not_json)
     except RecursionError:
-        raise InvalidEvent("JSON nested too deeply") from None
+        raise InvalidEvent(f"{what}: JSON nested too deeply") from None
     except InvalidEvent:
         raise
-    except ValueError as exc:
-        raise InvalidEvent(f"bad JSON: {exc}") from None
+    except ValueError as exc:  # and integers longer than Python converts (4300 digits)
+        raise InvalidEvent(f"{what}: bad JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise InvalidEvent(f"expected a JSON object, got {type(data).__name__}")
+        raise InvalidEvent(f"{what}: expected a JSON object, got {type(data).__name__}")
     return data
+
+
+def _not_json(name: str) -> Any:
+    raise InvalidEvent(f"{name} is not a JSON value")
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
