@@ -8,8 +8,9 @@ catalog topic first. Session formats without shoppers get one synthetic shopper 
 from __future__ import annotations
 
 import json
+import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,15 +50,26 @@ def dataset_events(dataset: Dataset, split: str = "all") -> list[ReplayEvent]:
 
 
 def catalog_messages(dataset: Dataset) -> Iterator[tuple[bytes, bytes]]:
-    """Catalog entries; a numeric ``price`` column is sent as a number, as the contract says."""
+    """The catalog topic's messages for a dataset's items, every one in stock."""
     for item_id, attributes in dataset.items.items():
-        entry: dict[str, Any] = {**attributes, "in_stock": True}
-        if "price" in entry:
-            try:
-                entry["price"] = float(entry["price"])
-            except (TypeError, ValueError):
-                del entry["price"]
-        yield item_id.encode(), json.dumps(entry).encode()
+        yield item_id.encode(), catalog_entry(attributes)
+
+
+def catalog_entry(attributes: Mapping[str, str]) -> bytes:
+    """A catalog message value from a dataset's (text) attributes: in stock, and a numeric
+    ``price`` column sent as a number, as the contract says (one that is not a number, or
+    not a usable one, is left out)."""
+    entry: dict[str, Any] = {**attributes, "in_stock": True}
+    if "price" in entry:
+        try:
+            price = float(entry["price"])
+        except (TypeError, ValueError):
+            price = -1.0
+        if math.isfinite(price) and price >= 0:
+            entry["price"] = price
+        else:
+            del entry["price"]
+    return json.dumps(entry).encode()
 
 
 class RateLimiter:

@@ -45,3 +45,16 @@ def test_rate_limiter_without_rate_never_sleeps() -> None:
     for _ in range(1000):
         limiter.wait()
     assert limiter.interval == 0.0
+
+
+def test_catalog_entries_send_prices_as_numbers_and_drop_unusable_ones() -> None:
+    import json
+
+    from stream_rec.core.catalog import parse_catalog_item
+    from stream_rec.offline.replay import catalog_entry
+
+    for raw, expected in [("12.5", 12.5), ("0", 0.0), ("free", None), ("-3", None),
+                          ("nan", None), ("inf", None), ("1e400", None)]:
+        value = catalog_entry({"category": "c", "price": raw})
+        assert json.loads(value).get("price") == expected, raw
+        assert parse_catalog_item("i1", value).price == expected  # the worker takes it

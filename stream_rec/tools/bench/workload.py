@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from stream_rec.config import Settings
 from stream_rec.datasets import Dataset, load_dataset
+from stream_rec.offline.replay import catalog_entry
 
 DEFAULT_DATA = "sessions:../shared/data/diginetica"  # 43,097 items, the size the targets name
 
@@ -68,8 +69,7 @@ def load_workload(spec: str, settings: Settings) -> Workload:
 def catalog_messages(workload: Workload) -> Iterator[tuple[bytes, bytes]]:
     """The catalog topic's messages: every item in stock, with its attributes if known."""
     for item_id in workload.catalog:
-        value = {**workload.attributes.get(item_id, {}), "in_stock": True}
-        yield item_id.encode(), json.dumps(value).encode()
+        yield item_id.encode(), catalog_entry(workload.attributes.get(item_id, {}))
 
 
 class ShopperStream:
