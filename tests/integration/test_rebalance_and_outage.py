@@ -96,8 +96,7 @@ def test_takeover_of_partitions_never_committed(broker: str, new_topic, tmp_path
 
     Faust drops records fetched while a rebalance stops its flow and seeks back to the committed
     offsets; a partition without one used to stay where the dropped fetch had left it, so the
-    survivor silently skipped that partition's backlog (docs/operations.md, Failure cases found
-    and fixed).
+    survivor silently skipped that partition's backlog (CHANGELOG.md, 2026-12-02, Fixed).
     """
     settings = isolated_settings(broker, new_topic, tmp_path, partitions=4, standby_replicas=1)
     events = _events(seed=13)[:600]

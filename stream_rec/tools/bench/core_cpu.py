@@ -71,9 +71,12 @@ def run_core(recommender: Recommender, events: Sequence[BenchEvent], *, batch: i
     cpu = dict.fromkeys(PARTS, 0.0)
     clock = StageClock()
     lists = measured_events = 0
-    for start in range(0, len(events), batch):
+    # Warm-up and measured events are batched apart, so exactly the events asked for count.
+    starts = [*range(0, warmup, batch), *range(warmup, len(events), batch)]
+    for start in starts:
+        end = min(start + batch, warmup if start < warmup else len(events))
         chunk = [Message(e.key, e.value, TOPIC, 0, start + n)
-                 for n, e in enumerate(events[start:start + batch])]
+                 for n, e in enumerate(events[start:end])]
         measured = start >= warmup
         spent, made = _one_batch(handler, chunk, store, clock if measured else StageClock())
         if measured:
@@ -82,7 +85,7 @@ def run_core(recommender: Recommender, events: Sequence[BenchEvent], *, batch: i
             lists += made
             measured_events += len(chunk)
         if progress is not None:
-            progress(min(start + batch, len(events)), len(events))
+            progress(end, len(events))
     n = measured_events
     return CoreResult(
         events=n, batch=batch,

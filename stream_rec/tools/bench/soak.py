@@ -6,9 +6,8 @@ Shares the benchmark's pieces (workload, ``Flow``, ``PipelineTarget``, probes). 
 - ``committed_lag``: end offsets of the events topic minus the worker group's committed
   offsets, from the broker (what an operator's lag monitor sees; it includes up to one commit
   interval of events that are already processed);
-- ``worker_lag``: the worker's own ``stream_rec_consumer_lag`` gauge from /metrics (log end
-  minus its fetch position, refreshed every 5 s; events fetched but not yet processed are not
-  in it);
+- ``worker_lag``: the worker's own ``stream_rec_consumer_lag`` gauge from /metrics (events
+  not yet processed: the log end minus the next offset to process, refreshed every 5 s);
 - ``in_flight``: events sent minus recommendations received, from the client (exact).
 
 Lag that stays bounded and RSS that stops growing after warm-up are what a soak must show.
@@ -60,7 +59,7 @@ class Sample:
     events_in: int
     recommendations_out: int
     committed_lag: int | None
-    worker_lag: int | None  # the worker's own gauge (fetch position behind the log end)
+    worker_lag: int | None  # the worker's own gauge (events not yet processed)
     rss_mb: float | None
 
     @property
