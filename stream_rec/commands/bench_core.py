@@ -6,39 +6,47 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
-from stream_rec.config import load_settings
+from stream_rec.commands import _flags as f
+from stream_rec.commands.bench import BENCH_DATA
+from stream_rec.config import Settings, load_settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
-        "bench-core",
-        help="CPU time per event of the worker's own work (state, retrieval, scoring, "
-             "re-ranking, encoding), in one process without Kafka",
-        description="Runs the bench workload through the worker's per-batch code in one "
-                    "process and reports CPU microseconds per event by part: stable numbers "
-                    "for comparing code changes, where `stream-rec bench` also measures the "
-                    "broker and the machine. Settings come from STREAM_REC_* as for the worker.")
-    parser.add_argument("--events", type=int, default=6000, help="events measured")
-    parser.add_argument("--warmup-events", type=int, default=2000,
-                        help="events run first, unmeasured, so shoppers have grown state")
-    parser.add_argument("--batch", type=int, default=None,
-                        help="events per batch (default: the batch_max_events setting)")
-    parser.add_argument("--data", default=None, metavar="SPEC",
-                        help="dataset to replay (default: sessions:../shared/data/diginetica)")
-    parser.add_argument("--registry", type=Path, metavar="DIR",
-                        help="serve this registry's current model (default: the cached "
-                             "bench model, trained on first use)")
+def register(sub: Any, settings: Settings) -> None:
+    """Add the ``bench-core`` subcommand."""
+    parser = f.add_command(
+        sub, "bench-core", "CPU time per event of the worker's own work, without Kafka",
+        "Runs the bench workload through the worker's per-batch code (state, retrieval, "
+        "scoring, re-ranking, encoding) in one process and reports CPU microseconds per event "
+        "by part: stable numbers for comparing code changes, where `stream-rec bench` also "
+        "measures the broker and the machine. Settings come from STREAM_REC_* as for the "
+        "worker.")
+    parser.add_argument("--events", metavar=f.N, type=f.count(1), default=6000,
+                        help="events measured (default %(default)s)")
+    parser.add_argument("--warmup-events", metavar=f.N, type=f.count(), default=2000,
+                        help="events run first, unmeasured, so shoppers have grown state "
+                             "(default %(default)s)")
+    parser.add_argument("--batch", metavar=f.N, type=f.setting("batch_max_events"),
+                        help=f"events per batch ({f.shown(settings, 'batch_max_events')})")
+    f.add_data(parser, "dataset to replay", default=f"default {BENCH_DATA}")
+    f.add_registry(parser, settings, "serve this registry's current model",
+                   shown_default="default: the cached bench model, trained on first use")
     parser.add_argument("--no-model", action="store_true", help="measure the fallback lists")
-    parser.add_argument("--train-epochs", type=int, default=1)
-    parser.add_argument("--concurrency", type=int, default=1000,
-                        help="shoppers' sessions open at once in the workload")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    parser.add_argument("--train-epochs", metavar=f.N, type=f.count(1), default=1,
+                        help="epochs of the bench model if it must be trained "
+                             "(default %(default)s)")
+    parser.add_argument("--concurrency", metavar=f.N, type=f.count(1), default=1000,
+                        help="shoppers' sessions open at once in the workload "
+                             "(default %(default)s)")
+    parser.add_argument("--seed", metavar=f.N, type=f.count(), default=0,
+                        help="seed of the workload (default %(default)s)")
+    f.add_json(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Measure and print CPU per event by part."""
     from threadpoolctl import threadpool_limits
 
     from stream_rec.core.catalog import parse_catalog_item
@@ -67,8 +75,8 @@ def run(args: argparse.Namespace) -> int:
                               trending=Trending(settings.trending_half_life_s * 1000.0))
     for key, value in catalog_messages(workload):  # what the bench puts on the catalog topic
         recommender.upsert_item(parse_catalog_item(key.decode(), value))
-    registry = None if args.no_model else (args.registry or ensure_bench_model(
-        data, args.train_epochs))
+    registry = None if args.no_model else (Path(args.registry) if args.registry else
+                                           ensure_bench_model(data, args.train_epochs))
     version = None if registry is None else current_version(registry)
     if registry is not None and version is None:
         raise UserError(f"{registry} holds no model version to serve")

@@ -7,30 +7,35 @@ import json
 import sys
 from typing import Any
 
-from stream_rec.config import load_settings
+from stream_rec.commands import _flags as f
+from stream_rec.config import Settings, env_name, load_settings
+from stream_rec.rerank.policy import DEFAULT_DPP_THETA
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Any, settings: Settings) -> None:
     """Add the ``bench-rerank`` subcommand."""
-    p = subparsers.add_parser(
-        "bench-rerank",
-        help="time fast greedy DPP vs the naive greedy, MMR and the batched entry point",
-        description=(
-            "Times re-ranking K of M candidates per list: fast greedy DPP, a greedy that "
-            "recomputes log-determinants each step, MMR, and DPP through the batched entry "
-            "point. Medians in microseconds per list, end to end from raw scores and vectors."
-        ),
-    )
-    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    p.add_argument("--dim", type=int, default=100, help="item vector dimension (default 100)")
-    p.add_argument("--pool", type=int, default=None, help="candidates per list (default: setting)")
-    p.add_argument("--k", type=int, default=None, help="items per list (default: setting)")
-    p.add_argument("--lists", type=int, default=300, help="lists timed one by one")
-    p.add_argument("--naive-lists", type=int, default=20, help="lists for the naive greedy")
-    p.add_argument("--batch", type=int, default=256, help="lists per batched call")
-    p.add_argument("--theta", type=float, default=None, help="DPP theta (default: setting)")
-    p.add_argument("--lambda", dest="lam", type=float, default=None, help="MMR lambda")
-    p.add_argument("--seed", type=int, default=0)
+    p = f.add_command(
+        subparsers, "bench-rerank", "time the re-rankers (DPP, MMR, a naive greedy) per list",
+        "Times re-ranking K of M candidates per list: fast greedy DPP, a greedy that "
+        "recomputes log-determinants each step, MMR, and DPP through the batched entry "
+        "point. Medians in microseconds per list, end to end from raw scores and vectors.")
+    f.add_json(p)
+    p.add_argument("--dim", metavar=f.N, type=f.count(1), default=100,
+                   help="item vector dimension (default %(default)s)")
+    p.add_argument("--pool", metavar=f.N, type=f.setting("candidate_pool"),
+                   help=f"candidates per list ({f.shown(settings, 'candidate_pool')})")
+    p.add_argument("--k", metavar=f.N, type=f.setting("list_length"),
+                   help=f"items per list ({f.shown(settings, 'list_length')})")
+    p.add_argument("--lists", metavar=f.N, type=f.count(1), default=300,
+                   help="lists timed one by one (default %(default)s)")
+    p.add_argument("--naive-lists", metavar=f.N, type=f.count(1), default=20,
+                   help="lists for the naive greedy (default %(default)s)")
+    p.add_argument("--batch", metavar=f.N, type=f.count(1), default=256,
+                   help="lists per batched call (default %(default)s)")
+    f.add_theta_lambda(p, theta_default=f"default: the theta of {env_name('rerank_policy')} "
+                       f"when it names dpp, else {DEFAULT_DPP_THETA:g}")
+    p.add_argument("--seed", metavar=f.N, type=f.count(), default=0,
+                   help="seed of the random lists (default %(default)s)")
     p.set_defaults(func=run)
 
 
@@ -54,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         naive_lists=args.naive_lists,
         batch=args.batch,
         theta=theta,
-        lam=args.lam if args.lam is not None else RerankPolicy.parse("mmr").param,
+        lam=args.lambda_ if args.lambda_ is not None else RerankPolicy.parse("mmr").param,
         category_weight=settings.rerank_category_weight,
         seed=args.seed,
     )

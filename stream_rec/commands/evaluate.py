@@ -4,32 +4,38 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
+from typing import Any
 
-from stream_rec.config import load_settings
+from stream_rec.commands import _flags as f
+from stream_rec.config import Settings, load_settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("evaluate", help="offline next-item metrics through the ONNX model")
-    parser.add_argument("--model", default="latest", metavar="DIR_OR_VERSION",
-                        help="artifact folder, or a registry version, 'current' or 'latest'")
-    parser.add_argument("--registry", metavar="DIR", help="model registry folder")
-    parser.add_argument("--data", required=True, metavar="SPEC",
-                        help="sessions:PATH, categories:PATH, events:PATH or kafka:TOPIC")
-    parser.add_argument("--k", type=int, help="list length K (default: setting eval_k)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object only")
-    parser.add_argument("--rerank", choices=("none", "dpp", "mmr"), default="none")
-    parser.add_argument("--theta", type=float, help="DPP diversity weight, 0..1")
-    parser.add_argument("--lambda", dest="lambda_", type=float,
-                        help="MMR relevance weight, 0..1")
-    parser.add_argument("--pool", type=int, default=200, help="candidates re-ranked per case")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
-                        help="onnxruntime threads")
+def register(sub: Any, settings: Settings) -> None:
+    """Add the ``evaluate`` subcommand."""
+    parser = f.add_command(
+        sub, "evaluate", "offline next-item metrics of a model on a dataset's test split",
+        "Scores every next-item case of the test split through the ONNX model, as the worker "
+        "would, optionally re-ranks the candidates, and reports relevance (P@K, MRR@K, "
+        "NDCG@K), catalog coverage and, when items have categories, diversity (ILD@K).")
+    f.add_model(parser, settings)
+    f.add_data(parser, "the dataset whose test split is scored", required=True)
+    parser.add_argument("--k", metavar=f.N, type=f.setting("eval_k"),
+                        help=f"list length K ({f.shown(settings, 'eval_k')})")
+    f.add_json(parser, "the metrics")
+    parser.add_argument("--rerank", choices=("none", "dpp", "mmr"), default="none",
+                        help="re-rank the candidates before cutting the list at K "
+                             "(default %(default)s)")
+    f.add_theta_lambda(parser)
+    parser.add_argument("--pool", metavar=f.N, type=f.setting("candidate_pool"),
+                        help="candidates re-ranked per case "
+                             f"({f.shown(settings, 'candidate_pool')})")
+    f.add_threads(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Score the test split and print the metrics."""
     from pathlib import Path
 
     from stream_rec.datasets import load_dataset
@@ -41,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
 
     settings = load_settings(registry_dir=args.registry)
     k = args.k or settings.eval_k
+    pool = args.pool or settings.candidate_pool
     try:
         if Path(args.model).is_dir():
             artifact = load_artifact(args.model)
@@ -55,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UserError(str(exc)) from None
     dataset = load_dataset(args.data, settings)
-    pools = prepare_pools(artifact, dataset, pool=max(args.pool, k), k=k,
+    pools = prepare_pools(artifact, dataset, pool=max(pool, k), k=k,
                           batch_size=settings.eval_batch_size, threads=args.threads)
     # The worker's similarity, so offline lists are the ones the worker would send.
     metrics = summarise(pools, policy, k, category_weight=settings.rerank_category_weight)

@@ -8,24 +8,36 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
-from stream_rec.config import load_settings
+from stream_rec.commands import _flags as f
+from stream_rec.config import Settings, load_settings
 from stream_rec.errors import UserError
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("model", help="list, promote or roll back model versions")
-    parser.add_argument("action", choices=["list", "promote", "rollback"])
-    parser.add_argument("version", nargs="?", help="version to promote")
-    parser.add_argument("--registry", help="registry folder (default: settings.registry_dir)")
-    parser.add_argument("--broker", help="Kafka bootstrap servers for the announcement")
+def register(sub: Any, settings: Settings) -> None:
+    """Add the ``model`` subcommand."""
+    parser = f.add_command(
+        sub, "model", "list, promote or roll back model versions",
+        "The registry keeps every trained version and a pointer to the current one, which the "
+        "workers serve. 'list' marks the current version with *; 'promote VERSION' moves the "
+        "pointer to VERSION and 'rollback' back to the version current before it. Both "
+        "announce the new current version on the model-updates topic, so that running workers "
+        "swap to it without a restart.")
+    parser.add_argument("action", choices=["list", "promote", "rollback"],
+                        help="what to do with the registry's current pointer")
+    parser.add_argument("version", metavar="VERSION", nargs="?",
+                        help="the version to promote (see 'stream-rec model list')")
+    f.add_registry(parser, settings)
+    f.add_broker(parser, settings, "Kafka bootstrap servers for the announcement")
     parser.add_argument("--no-announce", action="store_true",
                         help="move the pointer without telling the workers")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    f.add_json(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    """List the versions, or move the current pointer and announce it."""
     from stream_rec.model import ArtifactError, FileRegistry, RegistryError
     from stream_rec.model.announce import announce_model
 

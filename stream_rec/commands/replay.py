@@ -5,27 +5,37 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from typing import Any
 
-from stream_rec.config import load_settings
+from stream_rec.commands import _flags as f
+from stream_rec.config import Settings, load_settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("replay", help="produce a dataset's events into Kafka")
-    parser.add_argument("--data", required=True, help="sessions:PATH | categories:PATH | "
-                        "events:PATH")
-    parser.add_argument("--rate", type=float, help="events per second (default: as fast as "
-                        "possible)")
-    parser.add_argument("--topic", help="events topic (default: settings.events_topic)")
-    parser.add_argument("--split", choices=["train", "test", "all"], default="all")
-    parser.add_argument("--limit", type=int, help="stop after this many events")
+def register(sub: Any, settings: Settings) -> None:
+    """Add the ``replay`` subcommand."""
+    parser = f.add_command(
+        sub, "replay", "produce a dataset's events (and catalog) into Kafka",
+        "Sends the dataset's events to the events topic as storefront events, keyed by "
+        "shopper, and its items to the catalog topic first: to back-fill a new deployment's "
+        "history or to replay traffic for a test. Progress goes to stderr.")
+    f.add_data(parser, "the dataset to replay", required=True)
+    parser.add_argument("--rate", metavar=f.RATE, type=f.positive,
+                        help="events per second (default: as fast as the broker takes them)")
+    parser.add_argument("--topic", metavar=f.TOPIC, type=f.setting("events_topic"),
+                        help=f"the events topic ({f.shown(settings, 'events_topic')})")
+    parser.add_argument("--split", choices=["train", "test", "all"], default="all",
+                        help="which part of the dataset (default %(default)s)")
+    parser.add_argument("--limit", metavar=f.N, type=f.count(),
+                        help="stop after this many events (default: all of them)")
     parser.add_argument("--no-catalog", action="store_true",
                         help="do not publish item attributes to the catalog topic")
-    parser.add_argument("--broker", help="Kafka bootstrap servers")
-    parser.add_argument("--json", action="store_true", help="print counts as one JSON object")
+    f.add_broker(parser, settings)
+    f.add_json(parser, "the counts")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Produce the events (and catalog), then print the counts."""
     from kafka import KafkaProducer
 
     from stream_rec.connection import kafka_python_config

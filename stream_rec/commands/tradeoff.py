@@ -4,46 +4,33 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any
 
+from stream_rec.commands import _flags as f
+from stream_rec.config import Settings
 
-def register(subparsers: Any) -> None:
+
+def register(subparsers: Any, settings: Settings) -> None:
     """Add the ``tradeoff`` subcommand."""
-    p = subparsers.add_parser(
-        "tradeoff",
-        help="relevance (P@K) vs diversity (ILD@K) for DPP and MMR over their parameters",
-        description=(
-            "Scores the test split once through the ONNX model, then re-ranks the top "
-            "candidates with DPP for N values of theta and MMR for N values of lambda, and "
-            "reports evaluate's metrics for each, plus the no-re-ranking point."
-        ),
-    )
-    p.add_argument(
-        "--model",
-        default="latest",
-        metavar="DIR_OR_VERSION",
-        help="artifact folder, or a registry version, 'current' or 'latest'",
-    )
-    p.add_argument("--registry", metavar="DIR", help="model registry folder")
-    p.add_argument(
-        "--data",
-        required=True,
-        metavar="SPEC",
-        help="categories:PATH, events:PATH, sessions:PATH or kafka:TOPIC",
-    )
-    p.add_argument("--points", type=int, default=10, help="parameter values per method")
-    p.add_argument("--k", type=int, help="list length K (default: setting eval_k)")
-    p.add_argument(
-        "--pool",
-        type=int,
-        default=None,
-        help="candidates re-ranked per case (default: setting candidate_pool)",
-    )
-    p.add_argument("--plot", metavar="FILE.png", help="write the trade-off plot here")
-    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="onnxruntime threads")
+    p = f.add_command(
+        subparsers, "tradeoff", "relevance vs diversity of DPP and MMR over their parameters",
+        "Scores the test split once through the ONNX model, then re-ranks the top "
+        "candidates with DPP for N values of theta and MMR for N values of lambda, and "
+        "reports evaluate's metrics for each, plus the no-re-ranking point: the data behind "
+        "the choice of STREAM_REC_RERANK_POLICY.")
+    f.add_model(p, settings)
+    f.add_data(p, "the dataset whose test split is scored", required=True)
+    p.add_argument("--points", metavar=f.N, type=f.count(1), default=10,
+                   help="parameter values per method (default %(default)s)")
+    p.add_argument("--k", metavar=f.N, type=f.setting("eval_k"),
+                   help=f"list length K ({f.shown(settings, 'eval_k')})")
+    p.add_argument("--pool", metavar=f.N, type=f.setting("candidate_pool"),
+                   help="candidates re-ranked per case "
+                        f"({f.shown(settings, 'candidate_pool')})")
+    p.add_argument("--plot", metavar=f.FILE, help="write the trade-off plot to this .png file")
+    f.add_json(p, "the points and their summary")
+    f.add_threads(p)
     p.set_defaults(func=run)
 
 
@@ -62,8 +49,6 @@ def run(args: argparse.Namespace) -> int:
     def say(msg: str) -> None:
         print(f"tradeoff: {msg}", file=sys.stderr, flush=True)
 
-    if args.points < 1:
-        raise UserError("--points must be at least 1")
     settings = load_settings(registry_dir=args.registry)
     k = args.k or settings.eval_k
     pool = max(args.pool or settings.candidate_pool, k)

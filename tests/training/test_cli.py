@@ -58,3 +58,25 @@ def test_clear_error_for_a_missing_dataset(tmp_path):
     assert out.returncode == 2
     assert "does not exist" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_trainer_once_runs_on_the_settings_without_every(tmp_path, monkeypatch):
+    import training.retrain
+    from stream_rec.cli import main
+
+    calls = []
+
+    def fake_run_trainer(load, data_spec, registry, settings, config, every_ms, once=False,
+                         announce=True):
+        calls.append((data_spec, registry.root, every_ms, once, announce))
+        return 0
+
+    monkeypatch.setattr(training.retrain, "run_trainer", fake_run_trainer)
+    for name in [n for n in os.environ if n.startswith("STREAM_REC_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("STREAM_REC_RETRAIN_EVERY_MS", "21600000")
+    assert main(["trainer", "--once", "--registry", str(tmp_path / "r"), "--no-announce"]) == 0
+    assert calls == [("kafka:storefront.events", tmp_path / "r", 21_600_000, True, False)]
+    calls.clear()
+    assert main(["trainer", "--once", "--every", "2h", "--registry", str(tmp_path)]) == 0
+    assert calls[0][2] == 7_200_000
