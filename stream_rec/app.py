@@ -9,6 +9,7 @@ against their own broker, state folder and consumer group. Agents, tables and to
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from weakref import WeakKeyDictionary
@@ -17,6 +18,7 @@ import faust
 
 from stream_rec.config import Settings, load_settings
 from stream_rec.connection import faust_credentials
+from stream_rec.errors import SettingsError
 from stream_rec.worker.faust_compat import App, Worker
 from stream_rec.worker.security import faust_web_options, refuse_open_http
 
@@ -93,5 +95,15 @@ def rocksdb_options(settings: Settings) -> dict[str, int]:
             "block_cache_compressed_size": settings.rocksdb_block_cache_mb * mb}
 
 
-settings = load_settings()
+def _settings_or_exit() -> Settings:
+    """The environment's settings; one line and exit status 2 when one cannot be used (a bare
+    `faust -A stream_rec.app worker` gets here without the CLI's own check)."""
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        sys.stderr.write(f"stream-rec: {exc}\n")
+        raise SystemExit(2) from None
+
+
+settings = _settings_or_exit()
 app = create_app(settings, discover=["stream_rec.worker"])

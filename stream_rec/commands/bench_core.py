@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from stream_rec.core.trending import Trending
     from stream_rec.errors import UserError
     from stream_rec.model import load_served_model
-    from stream_rec.model.registry import FileRegistry
+    from stream_rec.model.registry import open_registry
     from stream_rec.offline.progress import Progress
     from stream_rec.serving.recommender import Recommender
     from stream_rec.tools.bench.core_cpu import run_core
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     if registry is not None and version is None:
         raise UserError(f"{registry} holds no model version to serve")
     if registry is not None and version is not None:
-        recommender.swap_model(load_served_model(FileRegistry(registry).path(version),
+        recommender.swap_model(load_served_model(open_registry(registry).path(version),
                                                  threads=settings.onnx_threads))
     batch = args.batch or settings.batch_max_events
     events = ShopperStream(workload, "core", concurrency=args.concurrency, seed=args.seed

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from stream_rec.datasets import load_dataset
     from stream_rec.errors import UserError
     from stream_rec.model.artifact import ArtifactError, load_artifact
-    from stream_rec.model.registry import FileRegistry, RegistryError
+    from stream_rec.model.registry import RegistryError, open_registry
     from stream_rec.offline.evaluate import prepare_pools, summarise
     from stream_rec.rerank import RerankPolicy
 
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         if Path(args.model).is_dir():
             artifact = load_artifact(args.model)
         else:
-            artifact = FileRegistry(settings.registry_dir).load(args.model)
+            artifact = open_registry(settings).load(args.model)
     except (ArtifactError, RegistryError) as exc:
         raise UserError(str(exc)) from None
     try:

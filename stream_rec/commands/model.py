@@ -38,22 +38,22 @@ def register(sub: Any, settings: Settings) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """List the versions, or move the current pointer and announce it."""
-    from stream_rec.model import ArtifactError, FileRegistry, RegistryError
+    from stream_rec.model import ArtifactError, RegistryError, open_registry
     from stream_rec.model.announce import announce_model
 
     settings = load_settings(registry_dir=args.registry, broker=args.broker)
-    registry = FileRegistry(settings.registry_dir)
+    registry = open_registry(settings)
     try:
         if args.action == "list":
             current = registry.current()
             rows = [{"version": v, "current": v == current} for v in registry.versions()]
             if args.json:
-                print(json.dumps({"registry": str(registry.root), "versions": rows}))
+                print(json.dumps({"registry": settings.registry_dir, "versions": rows}))
             else:
                 for row in rows:
                     print(("* " if row["current"] else "  ") + str(row["version"]))
                 if not rows:
-                    print(f"no versions in {registry.root}")
+                    print(f"no versions in {settings.registry_dir}")
             return 0
         if args.action == "promote":
             if not args.version:

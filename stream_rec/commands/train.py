@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from stream_rec.core.durations import parse_duration_ms
     from stream_rec.datasets import hide_items, load_dataset
     from stream_rec.errors import UserError
-    from stream_rec.model.registry import FileRegistry
+    from stream_rec.model.registry import open_registry
     from training.pipeline import train_and_register
     from training.train import TrainConfig
 
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         dataset = hide_items(dataset, args.hide_items)
     config = TrainConfig.from_settings(settings, epochs=args.epochs,
                                        use_content=not args.no_content)
-    trained = train_and_register(dataset, args.data, FileRegistry(settings.registry_dir),
+    trained = train_and_register(dataset, args.data, open_registry(settings),
                                  settings, config, publish=args.publish,
                                  evaluate_test=not args.no_evaluate)
     print(f"model version {trained.version} -> {trained.path}"

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from stream_rec.core.durations import parse_duration_ms
     from stream_rec.datasets import load_dataset, parse_spec
     from stream_rec.errors import UserError
-    from stream_rec.model.registry import FileRegistry
+    from stream_rec.model.registry import open_registry
     from training.retrain import run_trainer
     from training.train import TrainConfig
 
@@ -65,5 +65,5 @@ def run(args: argparse.Namespace) -> int:
     window_ms = parse_duration_ms(args.window) if args.window else settings.train_window_ms
     config = TrainConfig.from_settings(settings, epochs=args.epochs)
     return run_trainer(lambda: load_dataset(spec, settings, window_ms=window_ms), data,
-                       FileRegistry(settings.registry_dir), settings, config, every_ms,
+                       open_registry(settings), settings, config, every_ms,
                        once=args.once, announce=not args.no_announce)

@@ -161,7 +161,7 @@ class LocalBroker:
             return self._wait_ready(current.pid, timeout_s)
         if _port_in_use(self.settings.kafka_port):
             raise UserError(f"port {self.settings.kafka_port} on 127.0.0.1 is taken by another "
-                            "process: stop it or pick another port with --port.")
+                            "process: stop it or pick another port with --kafka-port.")
         java = java_binary()
         jars = ensure_jars(self.settings)
         self.data_dir.mkdir(parents=True, exist_ok=True)
