@@ -38,8 +38,9 @@ def register(sub: Any, settings: Settings) -> None:
     parser.add_argument("--rate", metavar=f.RATE, type=f.positive, default=1000.0,
                         help="offered rate of the latency phase and the soak, events per "
                              "second (default %(default)g)")
-    parser.add_argument("--latency-events", metavar=f.N, type=f.count(1),
-                        help="events sent at --rate for latency (default: --events)")
+    parser.add_argument("--latency-events", metavar=f.N, type=f.count(),
+                        help="events sent at --rate for latency; 0 skips the latency phase "
+                             "(default: --events)")
     parser.add_argument("--warmup-events", metavar=f.N, type=f.count(), default=500,
                         help="events each target gets before measuring (default %(default)s)")
     f.add_json(parser)
