@@ -47,6 +47,7 @@ class ArtifactError(Exception):
 
 
 def sha256_of(path: Path) -> str:
+    """The hex SHA-256 of a file's bytes (what manifests and announcements carry)."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

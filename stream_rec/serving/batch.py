@@ -54,6 +54,8 @@ CommittedOffset = Callable[[Message], int | None]
 
 @dataclass(frozen=True)
 class BatchConfig:
+    """What one event may be and change: its size, the state bounds, its time ahead."""
+
     max_event_bytes: int = 65536
     limits: StateLimits = field(default_factory=StateLimits)
     # How far ahead of the worker's clock an event's time may count, in ms: later times are
@@ -122,6 +124,8 @@ class TakenBatch:
 
 @dataclass(frozen=True, slots=True)
 class TableWrite:
+    """One table entry to write or delete, on the partition of the message ``owner``."""
+
     key: bytes
     value: bytes | None  # None deletes the entry (a tombstone on its changelog)
     owner: int  # index of the batch message whose partition the write belongs to
@@ -129,6 +133,8 @@ class TableWrite:
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
+    """One recommendation message: key, encoded value, and the list it encodes."""
+
     key: bytes
     value: bytes
     rec: RecList

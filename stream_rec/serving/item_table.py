@@ -22,6 +22,8 @@ from stream_rec.rerank.pool_vectors import PoolVectors
 
 
 class ItemTable:
+    """The model's items and the catalog-only ones, as arrays indexed by position."""
+
     def __init__(self, model: ServedModel, catalog: dict[str, CatalogItem]) -> None:
         self.model = model
         vocab = [str(i) for i in model.item_ids]

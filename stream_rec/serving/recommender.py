@@ -50,6 +50,8 @@ History = Sequence[tuple[str, int]]  # (raw item id, event type code), oldest fi
 
 @dataclass
 class RecommenderConfig:
+    """List length, candidates per source, default policy and business rules."""
+
     k: int = 20
     pool: int = 200
     trending_candidates: int = 20
