@@ -18,7 +18,6 @@ and partitioned with Kafka's murmur2 like the table's changelog.
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
 import time
@@ -182,9 +181,3 @@ def measure_state_size(workload: Workload, users: int, work_dir: Path, partition
     biggest = len(encode_state(fullest_state(workload, dim, limits)))
     return StateSize(users, total / max(users, 1), biggest, on_disk,
                      time.monotonic() - started)
-
-
-def disk_free_bytes(path: Path) -> int:
-    """Bytes free for an unprivileged user on the file system that holds ``path``."""
-    stat = os.statvfs(path)
-    return stat.f_bavail * stat.f_frsize
