@@ -212,6 +212,14 @@ class Settings:
         "times are clamped to it for trending, recency and ordering (metric "
         "stream_rec_events_clamped_total).",
         _number(at_least=0.0))
+    shown_source: str = _setting(
+        "auto", "What counts as shown to a shopper (for rerank_max_shows_without_click): "
+        "impressions (only impression events), published (every list sent), or auto "
+        "(published lists until an impression arrived within attribution_window_s, then "
+        "impressions only).", _one_of("auto", "impressions", "published"))
+    attribution_window_s: float = _setting(
+        1800.0, "How long an impression keeps shown_source=auto on impressions, in s.",
+        _number(above=0.0))
     batch_max_events: int = _setting(
         256, "Events scored together in one stream.take batch.", _integer(at_least=1))
     batch_wait_ms: int = _setting(10, "Longest wait to fill a batch, in ms.", _integer(at_least=0))

@@ -48,6 +48,10 @@ class Event:
     session_id: str | None = None
     price: float | None = None
     quantity: int | None = None
+    # Explicit attribution: the recommendation list the shopper acted from, and the item's
+    # place on it (0 = first).
+    list_id: str | None = None
+    position: int | None = None
 
     @property
     def type_code(self) -> int:
@@ -56,7 +60,7 @@ class Event:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"event_id": self.event_id, "user_id": self.user_id,
                                "item_id": self.item_id, "type": self.type, "ts": self.ts_ms}
-        for key in ("session_id", "price", "quantity"):
+        for key in ("session_id", "price", "quantity", "list_id", "position"):
             value = getattr(self, key)
             if value is not None:
                 out[key] = value
@@ -78,6 +82,29 @@ class ForgetUser:
     request_id: str | None = None
 
 
+IMPRESSION = "impression"
+MAX_IMPRESSION_ITEMS = 200
+MAX_POSITION = 9999
+MAX_PLACEMENT_CHARS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Impression:
+    """The storefront displayed items of a recommendation list to the shopper.
+
+    ``{"type": "impression", "event_id", "user_id", "list_id", "item_ids": [...], "ts"}`` and
+    optionally ``placement``. It changes what counts as shown (``shown_source``); it does not
+    ask for a new list.
+    """
+
+    event_id: str
+    user_id: str
+    list_id: str
+    item_ids: tuple[str, ...]  # as displayed, in display order
+    ts_ms: int
+    placement: str | None = None
+
+
 RawValue = bytes | bytearray | memoryview | str | None
 
 
@@ -86,14 +113,42 @@ def parse_event(raw: RawValue, max_bytes: int) -> Event:
     return event_from_dict(decode_object(raw, max_bytes))
 
 
-def parse_message(raw: RawValue, max_bytes: int) -> Event | ForgetUser:
-    """A shopper event or a forget-user request; anything else raises ``InvalidEvent``."""
+def parse_message(raw: RawValue, max_bytes: int) -> Event | Impression | ForgetUser:
+    """A shopper event, an impression or a forget-user request; anything else raises
+    ``InvalidEvent``."""
     data = decode_object(raw, max_bytes)
-    if data.get("type") == FORGET_USER:
+    kind = data.get("type")
+    if kind == FORGET_USER:
         request_id = data.get("request_id")
         return ForgetUser(_id(data, "user_id"),
                           None if request_id is None else _id(data, "request_id"))
+    if kind == IMPRESSION:
+        return impression_from_dict(data)
     return event_from_dict(data)
+
+
+def impression_from_dict(data: dict[str, Any]) -> Impression:
+    """Validate an already-decoded impression object against the contract."""
+    items = data.get("item_ids")
+    if "item_ids" not in data or items is None:
+        raise InvalidEvent("missing field 'item_ids'")
+    if not isinstance(items, list):
+        raise InvalidEvent("field 'item_ids' must be a list of item ids")
+    if not 1 <= len(items) <= MAX_IMPRESSION_ITEMS:
+        raise InvalidEvent(f"field 'item_ids' must hold 1..{MAX_IMPRESSION_ITEMS} items")
+    item_ids = tuple(_id({"item_ids": item}, "item_ids") for item in items)
+    if len(set(item_ids)) != len(item_ids):
+        raise InvalidEvent("field 'item_ids' names an item twice")
+    placement = data.get("placement")
+    if placement is not None and (not isinstance(placement, str)
+                                  or not 1 <= len(placement) <= MAX_PLACEMENT_CHARS
+                                  or not placement.isprintable()):
+        raise InvalidEvent(f"field 'placement' must be a string of 1..{MAX_PLACEMENT_CHARS} "
+                           "printable characters")
+    return Impression(event_id=_id(data, "event_id"), user_id=_id(data, "user_id"),
+                      list_id=_id(data, "list_id"), item_ids=item_ids,
+                      ts_ms=parse_timestamp(data.get("ts"), present="ts" in data),
+                      placement=placement)
 
 
 def decode_object(raw: RawValue, max_bytes: int, what: str = "payload") -> dict[str, Any]:
@@ -166,6 +221,8 @@ def event_from_dict(data: dict[str, Any]) -> Event:
         session_id=None if session_id is None else _id(data, "session_id"),
         price=_price(data.get("price")),
         quantity=_quantity(data.get("quantity")),
+        list_id=None if data.get("list_id") is None else _id(data, "list_id"),
+        position=_position(data.get("position")),
     )
 
 
@@ -231,6 +288,16 @@ def _quantity(value: Any) -> int | None:
         raise InvalidEvent("field 'quantity' must be an integer")
     if not 1 <= value <= MAX_QUANTITY:
         raise InvalidEvent(f"field 'quantity' must be in 1..{MAX_QUANTITY}")
+    return value
+
+
+def _position(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidEvent("field 'position' must be an integer")
+    if not 0 <= value <= MAX_POSITION:
+        raise InvalidEvent(f"field 'position' must be in 0..{MAX_POSITION}")
     return value
 
 

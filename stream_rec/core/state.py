@@ -140,6 +140,14 @@ def apply_event(state: UserState, event: Event, category: str | None,
                    n_events=state.n_events + 1, last_ts_ms=max(state.last_ts_ms, event.ts_ms))
 
 
+def mark_seen(state: UserState, event_id: str, limits: StateLimits = StateLimits()
+              ) -> UserState:
+    """The state with ``event_id`` in its de-duplication window (for a message that changes
+    nothing else here, such as an impression)."""
+    seen = (*state.seen_events, event_digest(event_id))[-limits.dedup_window:]
+    return replace(state, seen_events=seen)
+
+
 def interacted(shown: Shown, item_id: str) -> Shown:
     """The (items, counts) shown pair after the shopper interacted with ``item_id`` (what
     ``apply_event`` does to it): showing it was not wasted, so its count starts again."""

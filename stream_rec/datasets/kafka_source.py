@@ -17,7 +17,7 @@ from typing import Any
 from stream_rec.config import Settings
 from stream_rec.connection import kafka_python_config
 from stream_rec.core.catalog import parse_catalog_item
-from stream_rec.core.events import Event, ForgetUser, InvalidEvent, parse_message
+from stream_rec.core.events import Event, ForgetUser, Impression, InvalidEvent, parse_message
 from stream_rec.datasets.event_files import SESSION_GAP_MS, split_on_gaps
 from stream_rec.datasets.problems import Problems
 from stream_rec.datasets.split import split_by_time
@@ -48,6 +48,8 @@ def read_kafka_window(topic: str, settings: Settings, window_ms: int,
             # A shopper's messages share a partition, so everything read so far for this
             # shopper came before the request: drop it from training (privacy).
             events = [e for e in events if e.user_id != event.user_id]
+            continue
+        if isinstance(event, Impression):  # what was shown is no interaction to learn from
             continue
         if event.event_id in seen or not now - window_ms <= event.ts_ms <= now:
             continue

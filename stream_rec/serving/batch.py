@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 
 import orjson
 
-from stream_rec.core.events import Event, ForgetUser, InvalidEvent, parse_message
+from stream_rec.core.events import Event, ForgetUser, Impression, InvalidEvent, parse_message
 from stream_rec.core.state import (
     Shown,
     StateLimits,
@@ -33,6 +33,7 @@ from stream_rec.core.state import (
     already_applied,
     interacted,
     is_duplicate,
+    mark_seen,
     shown_after,
 )
 from stream_rec.core.state_codec import StateDecodeError, decode_state, encode_state
@@ -61,6 +62,10 @@ class BatchConfig:
     # How far ahead of the worker's clock an event's time may count, in ms: later times are
     # clamped to it, so one event from a wrong clock cannot take over trending and recency.
     max_ahead_ms: int = 600_000
+    # What counts as shown to a shopper: "impressions", "published" or "auto" (published
+    # lists until an impression came within ``attribution_window_ms``, then impressions).
+    shown_source: str = "auto"
+    attribution_window_ms: int = 1_800_000
 
 
 @dataclass
@@ -77,6 +82,7 @@ class BatchCounts:
     forget_requests: int = 0
     clamped: int = 0
     state_unreadable: int = 0
+    impressions: int = 0
     lists: int = 0
     fallback_lists: int = 0
 
@@ -99,11 +105,16 @@ class _Shopper:
 
 @dataclass
 class _Pending:
+    """An event or impression applied in ``take``, whose shown counters ``finish`` records."""
+
     key: bytes
     index: int
-    item_id: str
+    item_id: str  # the event's item ("" for an impression)
     forgets: int  # the shopper's forget count when the event came: older lists are not kept
-    fresh: bool  # False for a duplicate event: its list is sent again, nothing is recorded
+    fresh: bool  # False for a duplicate: its list is sent again, nothing is recorded
+    # An interaction event's list counts as shown (shown_source); an impression's items do.
+    counts_shown: bool
+    shown_items: tuple[str, ...] | None = None  # an impression's items; None for an event
 
 
 @dataclass
@@ -162,6 +173,8 @@ class BatchHandler:
         self.processed: dict[tuple[str, int], tuple[int, int]] = {}
         # topic name -> digest of its Kafka topic id (see UserState.source_topic)
         self.topic_tags: dict[str, str] = {}
+        # Kafka time of the last impression taken in (shown_source "auto")
+        self.last_impression_ms: int | None = None
         self.errors = ErrorSampler(log)
 
     # -- step 1 ----------------------------------------------------------------------------
@@ -220,13 +233,12 @@ class BatchHandler:
             batch.counts.forget_requests += 1
             log.info("forgetting user %r (request %s)", parsed.user_id, parsed.request_id)
             return
+        if isinstance(parsed, Impression):
+            self._take_impression(batch, index, parsed, key, read_state, now_ms, clock)
+            return
         event = self._clamped(parsed, now_ms, batch.counts)
         with clock.stage("state"):
-            shopper = batch._shoppers.get(key)
-            if shopper is None:
-                stored = self._read(read_state, key, index, batch.counts)
-                shopper = _Shopper(stored, index, shown=(stored.shown_items,
-                                                         stored.shown_counts))
+            shopper = self._shopper(batch, key, index, read_state)
             state = shopper.state
             tag = self.topic_tags.get(message.topic, "")
             duplicate = (already_applied(state, message.partition, message.offset, tag)
@@ -243,7 +255,48 @@ class BatchHandler:
         batch.counts.duplicate += duplicate
         batch.requests.append(RecRequest(event.user_id, event.event_id, state, taken_ms))
         batch._pending.append(_Pending(key, index, event.item_id, shopper.forgets,
-                                       not duplicate))
+                                       not duplicate, self._published_counts(now_ms)))
+
+    def _take_impression(self, batch: TakenBatch, index: int, impression: Impression,
+                         key: bytes, read_state: StateReader, now_ms: float,
+                         clock: StageClock) -> None:
+        """Mark it applied (de-duplication, activity); ``finish`` records its items as shown."""
+        message = batch.messages[index]
+        with clock.stage("state"):
+            shopper = self._shopper(batch, key, index, read_state)
+            state = shopper.state
+            tag = self.topic_tags.get(message.topic, "")
+            duplicate = (already_applied(state, message.partition, message.offset, tag)
+                         or is_duplicate(state, impression.event_id))
+            seen_ms = message.timestamp_ms or int(now_ms)
+            if not duplicate:
+                state = replace(mark_seen(state, impression.event_id, self.config.limits),
+                                source=(message.partition, message.offset), source_topic=tag,
+                                active_ms=seen_ms)
+                self.last_impression_ms = max(self.last_impression_ms or 0, seen_ms)
+            shopper.state, shopper.owner = state, index
+            batch._shoppers[key] = shopper
+        batch.counts.impressions += not duplicate
+        batch.counts.duplicate += duplicate
+        batch._pending.append(_Pending(key, index, "", shopper.forgets, not duplicate,
+                                       self.config.shown_source != "published",
+                                       impression.item_ids))
+
+    def _shopper(self, batch: TakenBatch, key: bytes, index: int,
+                 read_state: StateReader) -> _Shopper:
+        shopper = batch._shoppers.get(key)
+        if shopper is None:
+            stored = self._read(read_state, key, index, batch.counts)
+            shopper = _Shopper(stored, index, shown=(stored.shown_items, stored.shown_counts))
+        return shopper
+
+    def _published_counts(self, now_ms: float) -> bool:
+        """Whether a list published now counts as shown (``BatchConfig.shown_source``)."""
+        source = self.config.shown_source
+        if source != "auto":
+            return source == "published"
+        last = self.last_impression_ms
+        return last is None or now_ms - last > self.config.attribution_window_ms
 
     def _clamped(self, event: Event, now_ms: float, counts: BatchCounts) -> Event:
         latest = int(now_ms) + self.config.max_ahead_ms
@@ -281,14 +334,20 @@ class BatchHandler:
         outgoing: list[Outgoing] = []
         latest: dict[bytes, TableWrite] = {}
         counts = batch.counts
-        for pending, rec in zip(batch._pending, lists, strict=True):
+        made = iter(lists)
+        for pending in batch._pending:
             shopper = shoppers[pending.key]
             current = pending.forgets == shopper.forgets  # made after the last forget
+            if pending.shown_items is not None:  # an impression: no list of its own
+                if pending.fresh and current and pending.counts_shown:
+                    shopper.shown = shown_after(shopper.shown, pending.shown_items, limits)
+                continue
+            rec = next(made)
             if pending.fresh and current:
                 # As if each list had been sent before the shopper's next event was applied:
                 # an event on an item that an earlier list showed resets its count.
                 shown = interacted(shopper.shown, pending.item_id)
-                if rec is not None:
+                if rec is not None and pending.counts_shown:
                     shown = shown_after(shown, (i.item_id for i in rec.items), limits)
                 shopper.shown = shown
             if rec is None:  # no list could be made for it, not even a fallback one

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -50,12 +51,19 @@ class RecList:
     fallback: bool
     generated_at_ms: float
     latency_ms: float
+    # Names this list for impressions and attribution: unique per message, so a list made
+    # again for a re-delivered event is another list.
+    list_id: str = field(default_factory=lambda: secrets.token_hex(16))
+    experiment: tuple[str, str] | None = None  # (experiment id, arm)
 
     def to_dict(self) -> dict[str, Any]:
         """The message on the recommendations topic (see docs/integration.md)."""
         return {
             "user_id": self.user_id,
             "event_id": self.event_id,
+            "list_id": self.list_id,
+            "experiment": None if self.experiment is None else
+            {"id": self.experiment[0], "arm": self.experiment[1]},
             "items": [{"item_id": i.item_id, "score": round6(i.score), "reason": i.reason}
                       for i in self.items],
             "model_version": self.model_version,

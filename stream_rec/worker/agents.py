@@ -149,6 +149,7 @@ def count(metrics: WorkerMetrics, result: BatchResult) -> None:
     metrics.forget_requests += c.forget_requests
     metrics.events_clamped += c.clamped
     metrics.state_unreadable += c.state_unreadable
+    metrics.impressions += c.impressions
     metrics.recommendations_out += c.lists
     metrics.fallback_lists += c.fallback_lists
     for out in result.lists:

@@ -60,6 +60,7 @@ class WorkerMetrics:
     events_clamped: int = 0
     state_unreadable: int = 0
     states_expired: int = 0
+    impressions: int = 0
     stages: StageClock = field(default_factory=StageClock)
     latency_ms: Histogram = field(default_factory=Histogram)
     model_version: str = ""
@@ -104,6 +105,8 @@ class WorkerMetrics:
                 "Events whose time lay too far ahead of the worker's clock (clamped).")
         counter("state_unreadable_total", self.state_unreadable,
                 "Stored shopper states that could not be read (the shopper started afresh).")
+        counter("impressions_total", self.impressions,
+                "Impressions applied (lists the storefront displayed; duplicates excluded).")
         counter("states_expired_total", self.states_expired,
                 "Shoppers deleted after state_expiry_days without activity.")
         lines += ["# HELP stream_rec_stage_seconds_total Time spent per pipeline stage.",

@@ -46,10 +46,13 @@ def recommender_config(settings: Settings) -> RecommenderConfig:
 
 
 def batch_config(settings: Settings) -> BatchConfig:
-    """Limits of what one event may be and change: size, state bounds, time ahead."""
+    """Limits of what one event may be and change (size, state bounds, time ahead), and what
+    counts as shown."""
     return BatchConfig(max_event_bytes=settings.max_event_bytes,
                        limits=StateLimits(history=settings.history_length),
-                       max_ahead_ms=round(settings.max_event_ahead_s * 1000))
+                       max_ahead_ms=round(settings.max_event_ahead_s * 1000),
+                       shown_source=settings.shown_source,
+                       attribution_window_ms=round(settings.attribution_window_s * 1000))
 
 
 class WorkerRuntime:

@@ -12,7 +12,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from stream_rec.core.catalog import parse_catalog_item
-from stream_rec.core.events import InvalidEvent, parse_event, parse_message
+from stream_rec.core.events import Event, Impression, InvalidEvent, parse_event, parse_message
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = (ROOT / "docs" / "integration.md").read_text(encoding="utf-8")
@@ -21,7 +21,8 @@ EXAMPLES = re.findall(r"<!-- example: ([\w-]+) -->\n```json\n(.*?)```", PAGE, re
 
 def test_page_has_an_example_of_each_message() -> None:
     assert sorted(name for name, _ in EXAMPLES) == sorted(
-        ["storefront-event", "catalog-item", "recommendation", "dead-letter"])
+        ["storefront-event", "storefront-event", "catalog-item", "recommendation",
+         "dead-letter"])
 
 
 @pytest.mark.parametrize("name, text", EXAMPLES, ids=[name for name, _ in EXAMPLES])
@@ -37,7 +38,9 @@ def _example(name: str) -> Any:
 
 
 def test_examples_are_accepted_or_rejected_by_the_code_as_the_page_says() -> None:
-    parse_message(json.dumps(_example("storefront-event")).encode(), 65536)
+    event, impression = [json.loads(t) for n, t in EXAMPLES if n == "storefront-event"]
+    assert isinstance(parse_message(json.dumps(event).encode(), 65536), Event)
+    assert isinstance(parse_message(json.dumps(impression).encode(), 65536), Impression)
     parse_catalog_item("sku-1187", json.dumps(_example("catalog-item")).encode())
     letter = _example("dead-letter")
     with pytest.raises(InvalidEvent) as rejected:

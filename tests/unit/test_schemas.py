@@ -130,6 +130,11 @@ contexts = st.none() | st.dictionaries(st.text(max_size=8), json_values, max_siz
     st.lists(st.integers(), max_size=2) | st.text(max_size=4) | st.integers()
 event_types = st.sampled_from([*EVENT_TYPES, "like", "VIEW", "forget_user", ""]) | \
     st.integers(0, 3) | st.none() | st.booleans()
+positions = st.none() | st.integers(-3, 10_003) | st.sampled_from([0, 9999, 10_000, 2.5]) \
+    | st.booleans() | st.text(max_size=3)
+placements = (st.none() | st.text(max_size=70) | st.sampled_from(["", "x" * 64, "x" * 65, "a\nb"])
+              | st.integers() | st.booleans()).filter(
+    lambda v: not isinstance(v, str) or printable_matches_schema(v))
 
 
 @st.composite
@@ -137,7 +142,8 @@ def event_objects(draw: st.DrawFn) -> dict[str, Any]:
     fields = {
         "event_id": identifiers, "user_id": identifiers, "item_id": identifiers,
         "type": event_types, "ts": timestamps, "session_id": identifiers, "price": prices,
-        "quantity": quantities, "context": contexts,
+        "quantity": quantities, "context": contexts, "list_id": identifiers,
+        "position": positions,
     }
     valid = {"event_id": "e-1", "user_id": "u-1", "item_id": "i-1", "type": "view",
              "ts": 1_700_000_000_000}
@@ -153,11 +159,48 @@ def event_objects(draw: st.DrawFn) -> dict[str, Any]:
     return {**extras, **valid, **obj}
 
 
+def same_item_twice(items: Any) -> bool:
+    """An integer id and its decimal string are one item to the worker, two to the schema
+    (documented in the schema); such examples are left out."""
+    if not isinstance(items, list):
+        return False
+    texts = [str(i) for i in items if isinstance(i, str | int) and not isinstance(i, bool)]
+    return len(set(texts)) != len(texts) and len({json.dumps(i) for i in items}) == len(items)
+
+
+item_lists = st.one_of(
+    st.lists(identifiers, max_size=4),
+    st.lists(st.text(printable, min_size=1, max_size=8), min_size=199, max_size=201,
+             unique=True),
+    st.just([]), st.none(), st.text(max_size=3), st.integers(),
+    st.lists(st.sampled_from(["a", "b"]), min_size=2, max_size=3),
+).filter(lambda items: not same_item_twice(items))
+
+
+@st.composite
+def impression_objects(draw: st.DrawFn) -> dict[str, Any]:
+    fields = {"event_id": identifiers, "user_id": identifiers, "list_id": identifiers,
+              "item_ids": item_lists, "ts": timestamps, "placement": placements}
+    valid: dict[str, Any] = {"type": "impression", "event_id": "e-1", "user_id": "u-1",
+                             "list_id": "l-1", "item_ids": ["i-1", "i-2"],
+                             "ts": 1_700_000_000_000}
+    obj: dict[str, Any] = {}
+    for name in draw(st.sets(st.sampled_from(sorted(fields)), max_size=2)):
+        value = draw(fields[name] | st.just(MISSING))
+        if value is not MISSING:
+            obj[name] = value
+        valid.pop(name, None)
+    return {**valid, **obj}
+
+
 @st.composite
 def topic_messages(draw: st.DrawFn) -> dict[str, Any]:
-    """Anything on the events topic: shopper events and forget-user requests."""
-    if draw(st.booleans()):
+    """Anything on the events topic: shopper events, impressions and forget-user requests."""
+    kind = draw(st.sampled_from(["event", "event", "impression", "forget"]))
+    if kind == "event":
         return draw(event_objects())
+    if kind == "impression":
+        return draw(impression_objects())
     obj: dict[str, Any] = {"type": "forget_user"}
     for name in ("user_id", "request_id"):
         value = draw(identifiers | st.just(MISSING))
@@ -252,6 +295,8 @@ EVENT_EDGES: dict[str, list[Any]] = {
     "price": [0, -0.0, 1e12, 10**12 + 1, 1e12 + 1e-4, -1e-9, True, "1", None, MISSING],
     "quantity": [1, 0, MAX_QUANTITY, MAX_QUANTITY + 1, 2.5, True, "2", None, MISSING],
     "context": [{}, {"k": "x" * (MAX_CONTEXT_CHARS - 9)}, [], "x", 1, None, MISSING],
+    "list_id": ID_EDGES,
+    "position": [0, 9999, 10_000, -1, 2.5, True, "1", None, MISSING],
 }
 
 

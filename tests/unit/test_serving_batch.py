@@ -17,8 +17,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stream_rec.core.catalog import parse_catalog_item
-from stream_rec.core.events import Event, ForgetUser, InvalidEvent, parse_message
-from stream_rec.core.state import UserState, apply_event, is_duplicate, record_shown
+from stream_rec.core.events import Event, ForgetUser, Impression, InvalidEvent, parse_message
+from stream_rec.core.state import (
+    UserState,
+    apply_event,
+    is_duplicate,
+    mark_seen,
+    record_shown,
+)
 from stream_rec.core.state_codec import decode_state, encode_state
 from stream_rec.serving.batch import BatchConfig, BatchHandler, BatchResult, handle_batch
 from stream_rec.serving.dead_letter import Message
@@ -262,23 +268,31 @@ def _as_message(kind: str, event: dict[str, Any], junk: Any, field: str, raw: by
         return key, json.dumps(junk).encode()
     if kind == "mis_keyed":
         return b"someone-else", json.dumps(event).encode()
+    if kind == "impression":  # shares the event ids' space: one may repeat the other's id
+        shown = sorted({ITEMS[(len(raw) + 7 * n) % len(ITEMS)] for n in range(1 + len(raw) % 6)})
+        return key, json.dumps({"type": "impression", "event_id": event["event_id"],
+                                "user_id": event["user_id"], "list_id": "l-1",
+                                "item_ids": shown, "ts": event["ts"]}).encode()
     return key, raw
 
 
 message_values = st.lists(st.builds(
-    _as_message, st.sampled_from(["valid"] * 5 + ["forget", "junk_field", "junk_value",
-                                                  "mis_keyed", "raw"]),
+    _as_message, st.sampled_from(["valid"] * 5 + ["impression"] * 2
+                                 + ["forget", "junk_field", "junk_value", "mis_keyed", "raw"]),
     valid_event, json_values, st.sampled_from(FIELDS), st.binary(max_size=30)),
     min_size=1, max_size=40)
 
 
 def _expected(values: Sequence[tuple[bytes | None, bytes | None]], lists: list[dict[str, Any]],
-              recommender: Recommender) -> tuple[dict[bytes, UserState], int, int]:
+              recommender: Recommender, shown_source: str
+              ) -> tuple[dict[bytes, UserState], int, int]:
     """The states one gets by applying the valid messages one by one, each list recorded as
-    shown right after its event; and the numbers of lists and dead letters to expect."""
+    shown right after its event (as ``shown_source`` says); and the numbers of lists and dead
+    letters to expect."""
     states: dict[bytes, UserState] = {}
     forgotten: set[bytes] = set()
     n_lists = n_dead = 0
+    impression_seen = False  # all messages carry the same time: the window never closes
     for offset, (key, value) in enumerate(values):
         try:
             parsed = parse_message(value, CONFIG.max_event_bytes)
@@ -292,6 +306,17 @@ def _expected(values: Sequence[tuple[bytes | None, bytes | None]], lists: list[d
             states.pop(key, None)
             forgotten.add(key)
             continue
+        if isinstance(parsed, Impression):
+            state = states.get(key, UserState())
+            if is_duplicate(state, parsed.event_id):
+                continue
+            impression_seen = True
+            state = replace(mark_seen(state, parsed.event_id, CONFIG.limits),
+                            source=(0, offset), active_ms=NOW_MS)
+            if shown_source != "published":
+                state = record_shown(state, parsed.item_ids, CONFIG.limits)
+            states[key] = state
+            continue
         rec = lists[n_lists]
         n_lists += 1
         assert rec["event_id"] == parsed.event_id
@@ -302,15 +327,21 @@ def _expected(values: Sequence[tuple[bytes | None, bytes | None]], lists: list[d
         state = apply_event(state, event, recommender.catalog.category(event.item_id),
                             CONFIG.limits)
         state = replace(state, source=(0, offset), active_ms=NOW_MS)
-        states[key] = record_shown(state, (i["item_id"] for i in rec["items"]), CONFIG.limits)
+        if shown_source == "published" or (shown_source == "auto" and not impression_seen):
+            state = record_shown(state, (i["item_id"] for i in rec["items"]), CONFIG.limits)
+        states[key] = state
     return states, n_lists, n_dead
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
-@given(message_values, st.lists(st.integers(1, 40), min_size=1, max_size=10))
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(message_values, st.lists(st.integers(1, 40), min_size=1, max_size=10),
+       st.sampled_from(["auto", "impressions", "published"]))
 def test_any_messages_in_any_batches_give_one_list_or_one_dead_letter_each(
-        values: list[tuple[bytes | None, bytes | None]], sizes: list[int]) -> None:
-    handler = BatchHandler(_recommender(), CONFIG)
+        values: list[tuple[bytes | None, bytes | None]], sizes: list[int],
+        shown_source: str) -> None:
+    """One list per valid interaction event, none per impression, one dead letter per invalid
+    message; and the state of handling the valid messages one by one."""
+    handler = BatchHandler(_recommender(), replace(CONFIG, shown_source=shown_source))
     store = Store()
     messages = _messages(values)
     lists: list[dict[str, Any]] = []
@@ -324,10 +355,50 @@ def test_any_messages_in_any_batches_give_one_list_or_one_dead_letter_each(
         dead += [start + i for i, _ in result.dead_letters]
         assert result.counts.internal_errors == 0
         start, turn = start + size, turn + 1
-    expected, n_lists, n_dead = _expected(values, lists, handler.recommender)
+    expected, n_lists, n_dead = _expected(values, lists, handler.recommender, shown_source)
     assert len(lists) == n_lists and len(dead) == n_dead == len(set(dead))
     assert {k: decode_state(v) for k, v in store.items()} == expected
     for key in store.latest:
         assert key in store
     # Encoded state reads back as itself: what the table holds is what was computed.
     assert all(encode_state(decode_state(v)) == v for v in store.values())
+
+
+def _impression(user: str, event_id: str, items: list[str]) -> bytes:
+    return json.dumps({"type": "impression", "event_id": event_id, "user_id": user,
+                       "list_id": "l-1", "item_ids": items, "ts": NOW_MS - 500}).encode()
+
+
+@pytest.mark.parametrize("shown_source", ["auto", "impressions", "published"])
+def test_impressions_make_no_list_and_count_as_shown_as_configured(shown_source: str) -> None:
+    store = Store()
+    handler = BatchHandler(_recommender(), replace(CONFIG, shown_source=shown_source))
+    first = _run([(b"u1", _event(event_id="a"))], store, handler)
+    published = [i["item_id"] for i in json.loads(first.lists[0].value)["items"]]
+    before = decode_state(store[b"u1"]).shown
+    assert set(dict(before)) == (set() if shown_source == "impressions" else set(published))
+    shown_items = ["i20", "i21"]
+    result = _run([(b"u1", _impression("u1", "imp-1", shown_items)),
+                   (b"u1", _impression("u1", "imp-1", shown_items)),  # re-sent: counted once
+                   (b"u1", _event(item="i3", event_id="b"))], store, handler, first_offset=1)
+    assert len(result.lists) == 1 and result.counts.impressions == 1
+    state = decode_state(store[b"u1"])
+    shown = dict(state.shown)
+    second = {i["item_id"] for i in json.loads(result.lists[0].value)["items"]}
+    if shown_source == "published":  # impressions ignored, every list counts
+        assert not set(shown_items) - set(published) & set(shown)
+        assert second <= set(shown)
+    else:  # impressions count; after one, published lists no longer do (auto)
+        assert all(shown[i] == 1 for i in shown_items)
+        assert set(shown) - set(dict(before)) == set(shown_items)
+    assert state.n_events == 2  # an impression is no interaction
+
+
+def test_interaction_events_may_name_the_list_and_position_they_came_from() -> None:
+    raw = _event(event_id="a", list_id="4f9a", position=3)
+    event = parse_message(raw, CONFIG.max_event_bytes)
+    assert isinstance(event, Event) and (event.list_id, event.position) == ("4f9a", 3)
+    for bad in ({"position": -1}, {"position": 10_000}, {"position": "3"},
+                {"position": True}, {"list_id": ""}, {"list_id": ["x"]}):
+        with pytest.raises(InvalidEvent):
+            parse_message(_event(event_id="a", **bad), CONFIG.max_event_bytes)
