@@ -82,6 +82,7 @@ def send_item(producer: KafkaProducer, topic: str, item_id: str,
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line, with defaults from the STREAM_REC_* environment."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--broker", default=os.environ.get("STREAM_REC_BROKER",
                                                            "127.0.0.1:9092"))
@@ -109,6 +110,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the example; the exit status."""
     args = parse_args(argv)
     producer = make_producer(args.broker)
     try:

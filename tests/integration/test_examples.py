@@ -99,6 +99,21 @@ def test_producer_and_consumer_examples_against_a_worker(broker: str, new_topic,
         assert metric(worker, "stream_rec_events_duplicate_total") == 1
         state = worker.get_json("/users/shopper-7/state/")
         assert state["n_events"] == 1
+
+        # The page displays the first item of the event's list: one impression of it.
+        shown_before = dict(state["shown"])
+        run_example("recommendations_consumer.py", "--from-beginning", "--event-id",
+                    "example-event-1", "--timeout", "90", "--impressions", "1",
+                    env={**env, "STREAM_REC_EVENTS_TOPIC": settings.events_topic})
+        deadline = time.monotonic() + 60
+        while metric(worker, "stream_rec_impressions_total") < 1:
+            assert time.monotonic() < deadline, "the impression never reached the worker"
+            time.sleep(0.5)
+        shown = worker.get_json("/users/shopper-7/state/")["shown"]
+        assert shown[listed[0]] == shown_before.get(listed[0], 0) + 1
+        assert {k: v for k, v in shown.items() if k != listed[0]} == {
+            k: v for k, v in shown_before.items() if k != listed[0]}
+        assert metric(worker, "stream_rec_recommendations_total") == 2  # no list for it
     finally:
         worker.stop()
 
