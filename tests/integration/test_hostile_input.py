@@ -114,6 +114,24 @@ bad_message = st.one_of(
 )
 forget_request = st.sampled_from(USERS).map(
     lambda u: {"type": "forget_user", "user_id": u, "request_id": f"r-{u}"})
+# Impressions: valid ones (no list, no interaction), and ones broken in their own fields.
+impression = st.fixed_dictionaries({
+    "type": st.just("impression"), "user_id": st.sampled_from(USERS),
+    "list_id": st.text("0123456789abcdef", min_size=1, max_size=32),
+    "item_ids": st.lists(st.sampled_from(ITEMS), min_size=1, max_size=8, unique=True),
+    "ts": st.integers(TS, TS + 10**9)})
+BROKEN_IMPRESSION_FIELDS: dict[str, list[Any]] = {
+    "item_ids": [[], None, "sku-1", [None], ["a", "a"], [["x"]], {"a": 1}, list(range(201)),
+                 ["ok", "x" * 300], ["tab\there"]],
+    "list_id": [None, "", "x" * 300, ["l"], True, "l\x00"],
+    "ts": [None, -5, "yesterday", 10**19],
+    "placement": ["", "x" * 65, 7, ["p"], "a\nb"],
+}
+bad_impression = st.builds(
+    lambda imp, broken: (imp["user_id"].encode(), json.dumps(
+        {**imp, "event_id": "bad-imp", broken[0]: broken[1]}).encode()),
+    impression, st.sampled_from([(field, value) for field, values in
+                                 BROKEN_IMPRESSION_FIELDS.items() for value in values]))
 NEAR_LIMIT = [b'{"pad": "' + b"z" * (1_000_000 - 40 - n) + b'"}' for n in range(4)]
 
 
@@ -135,6 +153,7 @@ def test_hostile_stream(broker: str, new_topic, tmp_path: Path) -> None:
     worker = WorkerProcess(cfg, tmp_path / "worker.log").start()
     sent_valid: dict[str, dict[str, Any]] = {}
     sent_bad: list[tuple[bytes, bytes]] = []
+    sent_impressions: list[dict[str, Any]] = []
     # Per shopper, in the order sent (one key, one partition: the order they are applied in).
     timeline: dict[str, list[dict[str, Any]]] = {u: [] for u in USERS}
     ids = itertools.count()
@@ -147,7 +166,9 @@ def test_hostile_stream(broker: str, new_topic, tmp_path: Path) -> None:
               suppress_health_check=list(HealthCheck))
     @given(st.one_of(valid_event.map(lambda e: ("valid", e)),
                      bad_message.map(lambda b: ("bad", b)),
-                     forget_request.map(lambda f: ("forget", f))))
+                     forget_request.map(lambda f: ("forget", f)),
+                     impression.map(lambda i: ("impression", i)),
+                     bad_impression.map(lambda b: ("bad", b))))
     def send(message: tuple[str, Any]) -> None:
         kind, payload = message
         if kind == "valid":
@@ -156,6 +177,12 @@ def test_hostile_stream(broker: str, new_topic, tmp_path: Path) -> None:
             timeline[event["user_id"]].append(event)
             producer.send(cfg.events_topic, key=event["user_id"].encode(),
                           value=json.dumps(event).encode())
+        elif kind == "impression":
+            shown = dict(payload, event_id=f"imp-{next(ids)}")
+            sent_impressions.append(shown)
+            timeline[shown["user_id"]].append(shown)
+            producer.send(cfg.events_topic, key=shown["user_id"].encode(),
+                          value=json.dumps(shown).encode())
         elif kind == "forget":
             timeline[payload["user_id"]].append(payload)
             producer.send(cfg.events_topic, key=payload["user_id"].encode(),
@@ -192,6 +219,7 @@ def test_hostile_stream(broker: str, new_topic, tmp_path: Path) -> None:
     assert all(d["reason"] and not d["reason"].startswith("internal error") for d in dlq.values)
     assert any(d["raw_truncated"] for d in dlq.values)
     assert "stream_rec_internal_errors_total 0" in metrics
+    assert f"stream_rec_impressions_total {len(sent_impressions)}\n" in metrics
     assert "stream_rec_events_clamped_total 0" not in metrics
     unavailable = DELISTED | OUT_OF_STOCK
     for rec in recs.values:
@@ -202,8 +230,10 @@ def test_hostile_stream(broker: str, new_topic, tmp_path: Path) -> None:
         kept: list[dict[str, Any]] = []
         for event in events:
             kept = [] if event["type"] == "forget_user" else kept + [event]
+        impressed = [e for e in kept if e["type"] == "impression"]
+        kept = [e for e in kept if e["type"] != "impression"]
         state = states[user]
-        if not kept:
+        if not kept and not impressed:
             assert state is None, (user, state)
             continue
         assert state is not None, user
@@ -214,3 +244,12 @@ def test_hostile_stream(broker: str, new_topic, tmp_path: Path) -> None:
         assert all(h["ts"] <= finished_ms + AHEAD_S * 1000 for h in state["history"]), user
         purchased = list(dict.fromkeys(e["item_id"] for e in kept if e["type"] == "purchase"))
         assert state["purchased"] == purchased, user
+        # Every item displayed since the shopper last acted on it counts as shown.
+        since_forget = events[max((n + 1 for n, e in enumerate(events)
+                                   if e["type"] == "forget_user"), default=0):]
+        for n, message in enumerate(since_forget):
+            if message["type"] != "impression":
+                continue
+            acted_on = {e["item_id"] for e in since_forget[n + 1:] if e["type"] != "impression"}
+            for item in set(message["item_ids"]) - acted_on:
+                assert state["shown"].get(item, 0) >= 1, (user, item)
