@@ -59,6 +59,9 @@ class UserState:
     shown_items: tuple[str, ...] = ()
     shown_counts: tuple[int, ...] = ()
     seen_events: tuple[str, ...] = ()  # short digests of recent event ids, oldest first
+    # The offset each of ``seen_events`` was applied at (-1: not known), so that a replayed
+    # message can be told from a storefront's retry of the same event (online metrics).
+    seen_offsets: tuple[int, ...] = ()
     profile: bytes = b""  # long-term taste in the model's item-embedding space, float16
     profile_model: str = ""  # model version the profile vector belongs to
     n_events: int = 0
@@ -74,6 +77,12 @@ class UserState:
     # When the shopper was last active, by the Kafka timestamp of their last event's message
     # (what expiry goes by: event times of a back-fill can be years old). 0 = not known.
     active_ms: int = 0
+    # For attribution (stream_rec/core/attribution.py), newest last, each bounded: lists sent
+    # (list_id, group), impressions (list_id, group, ts_ms, items), attributed clicks
+    # (item_id, group, ts_ms).
+    sent_lists: tuple[tuple[str, str], ...] = ()
+    impressed: tuple[tuple[str, str, int, tuple[str, ...]], ...] = ()
+    clicks: tuple[tuple[str, str, int], ...] = ()
 
     @property
     def history_items(self) -> list[str]:
@@ -109,6 +118,24 @@ def event_digest(event_id: str) -> str:
 def is_duplicate(state: UserState, event_id: str) -> bool:
     """True when this event id was already applied to this shopper's state."""
     return event_digest(event_id) in state.seen_events
+
+
+def applied_at(state: UserState, event_id: str) -> int | None:
+    """The offset the event was applied at, when the state still knows it."""
+    digest = event_digest(event_id)
+    seen = state.seen_events
+    if digest not in seen:
+        return None
+    offsets = state.seen_offsets
+    k = len(seen) - 1 - seen[::-1].index(digest)  # the latest application
+    shift = len(seen) - len(offsets)  # offsets are aligned with the newest digests
+    return offsets[k - shift] if k >= shift and offsets[k - shift] >= 0 else None
+
+
+def note_offset(state: UserState, offset: int, limits: StateLimits = StateLimits()
+                ) -> tuple[int, ...]:
+    """``seen_offsets`` once the newest digest was applied at ``offset``."""
+    return (*state.seen_offsets, offset)[-min(len(state.seen_events), limits.dedup_window):]
 
 
 def already_applied(state: UserState, partition: int, offset: int, topic: str = "") -> bool:

@@ -25,21 +25,35 @@ from dataclasses import dataclass, field, replace
 
 import orjson
 
+from stream_rec.core.attribution import (
+    CLICK_TYPES,
+    attribute,
+    group_key,
+    record_impression,
+    record_sent,
+)
 from stream_rec.core.events import Event, ForgetUser, Impression, InvalidEvent, parse_message
 from stream_rec.core.state import (
     Shown,
     StateLimits,
     UserState,
     already_applied,
+    applied_at,
     interacted,
     is_duplicate,
     mark_seen,
+    note_offset,
     shown_after,
 )
 from stream_rec.core.state_codec import StateDecodeError, decode_state, encode_state
 from stream_rec.serving.dead_letter import Message, dead_letter
 from stream_rec.serving.error_log import ErrorSampler
 from stream_rec.serving.lists import RecList, RecRequest
+from stream_rec.serving.online_metrics import (
+    PartitionMetrics,
+    decode_partition_metrics,
+    metrics_key,
+)
 from stream_rec.serving.positions import redelivered, skipped_offsets
 from stream_rec.serving.recommender import Recommender
 from stream_rec.serving.stage_clock import StageClock
@@ -50,6 +64,8 @@ log = logging.getLogger(__name__)
 # worker read from the partition of that message (Faust picks a table's partition from the
 # message being processed).
 StateReader = Callable[[bytes, int], bytes | None]
+# (table key, index of a batch message of the record's partition) -> the stored record, or None
+MetricsReader = Callable[[bytes, int], bytes | None]
 CommittedOffset = Callable[[Message], int | None]
 
 
@@ -115,6 +131,7 @@ class _Pending:
     # An interaction event's list counts as shown (shown_source); an impression's items do.
     counts_shown: bool
     shown_items: tuple[str, ...] | None = None  # an impression's items; None for an event
+    counted: bool = False  # its list counts in the online metrics (see online_metrics.py)
 
 
 @dataclass
@@ -127,6 +144,22 @@ class TakenBatch:
     dead_letters: list[tuple[int, bytes]] = field(default_factory=list)  # (index, record)
     _pending: list[_Pending] = field(default_factory=list)
     _shoppers: dict[bytes, _Shopper] = field(default_factory=dict)
+    # partition -> (its online-metrics record, the last message of it in the batch)
+    _metrics: dict[int, tuple[PartitionMetrics, int]] = field(default_factory=dict)
+    _read_metrics: MetricsReader | None = None
+
+    def metrics_for(self, index: int) -> PartitionMetrics:
+        """The online-metrics record of the message's partition (read once per batch)."""
+        partition = self.messages[index].partition
+        entry = self._metrics.get(partition)
+        if entry is None:
+            reader = self._read_metrics
+            record = decode_partition_metrics(
+                None if reader is None else reader(metrics_key(partition), index))
+        else:
+            record = entry[0]
+        self._metrics[partition] = (record, index)
+        return record
 
     def reject(self, index: int, reason: str) -> None:
         self.dead_letters.append((index, dead_letter(reason, self.messages[index])))
@@ -157,6 +190,7 @@ class BatchResult:
 
     state: list[TableWrite]  # user-state
     latest: list[TableWrite]  # latest-recs
+    metrics: list[TableWrite]  # online-metrics, one record per partition in the batch
     lists: list[Outgoing]  # recommendation messages, in event order
     dead_letters: list[tuple[int, bytes]]  # (message index, record), in message order
     counts: BatchCounts
@@ -180,9 +214,10 @@ class BatchHandler:
     # -- step 1 ----------------------------------------------------------------------------
     def take(self, messages: Sequence[Message], read_state: StateReader, now_ms: float,
              committed: CommittedOffset | None = None, taken_ms: float | None = None,
-             clock: StageClock | None = None) -> TakenBatch:
+             clock: StageClock | None = None, read_metrics: MetricsReader | None = None
+             ) -> TakenBatch:
         """Validate and apply every message, in order; one request per valid interaction."""
-        batch = TakenBatch(messages)
+        batch = TakenBatch(messages, _read_metrics=read_metrics)
         clock = clock or StageClock()
         counts = batch.counts
         for index, message in enumerate(messages):
@@ -243,11 +278,20 @@ class BatchHandler:
             tag = self.topic_tags.get(message.topic, "")
             duplicate = (already_applied(state, message.partition, message.offset, tag)
                          or is_duplicate(state, event.event_id))
+            record = batch.metrics_for(index)
+            counted = record.counts(message.offset, tag) and (
+                not duplicate or applied_at(state, event.event_id) == message.offset)
+            seen_ms = message.timestamp_ms or int(now_ms)
+            attributed, group, position = attribute(
+                state, event, seen_ms, self.config.attribution_window_ms)
+            if counted and group is not None:
+                _count_interaction(record, group, event, position)
             if not duplicate:
                 # Active as of Kafka's time of the message: the same on every replay of it.
-                state = self.recommender.observe(state, event, self.config.limits,
+                state = self.recommender.observe(attributed, event, self.config.limits,
                                                  (message.partition, message.offset), tag,
-                                                 message.timestamp_ms or int(now_ms))
+                                                 seen_ms)
+            record.advance(message.offset, tag)
             # Only now, with nothing left to fail, does the shopper's state change.
             shopper.state, shopper.owner = state, index
             batch._shoppers[key] = shopper
@@ -255,7 +299,8 @@ class BatchHandler:
         batch.counts.duplicate += duplicate
         batch.requests.append(RecRequest(event.user_id, event.event_id, state, taken_ms))
         batch._pending.append(_Pending(key, index, event.item_id, shopper.forgets,
-                                       not duplicate, self._published_counts(now_ms)))
+                                       not duplicate, self._published_counts(now_ms),
+                                       counted=counted))
 
     def _take_impression(self, batch: TakenBatch, index: int, impression: Impression,
                          key: bytes, read_state: StateReader, now_ms: float,
@@ -269,11 +314,20 @@ class BatchHandler:
             duplicate = (already_applied(state, message.partition, message.offset, tag)
                          or is_duplicate(state, impression.event_id))
             seen_ms = message.timestamp_ms or int(now_ms)
+            record = batch.metrics_for(index)
+            remembered, group = record_impression(state, impression, seen_ms)
+            if record.counts(message.offset, tag) and (
+                    not duplicate or applied_at(state, impression.event_id) == message.offset):
+                record.add(group, "impressions")
+                record.add(group, "impressed_items", len(impression.item_ids))
             if not duplicate:
-                state = replace(mark_seen(state, impression.event_id, self.config.limits),
-                                source=(message.partition, message.offset), source_topic=tag,
-                                active_ms=seen_ms)
+                seen = mark_seen(remembered, impression.event_id, self.config.limits)
+                state = replace(seen, source=(message.partition, message.offset),
+                                source_topic=tag, active_ms=seen_ms,
+                                seen_offsets=note_offset(seen, message.offset,
+                                                         self.config.limits))
                 self.last_impression_ms = max(self.last_impression_ms or 0, seen_ms)
+            record.advance(message.offset, tag)
             shopper.state, shopper.owner = state, index
             batch._shoppers[key] = shopper
         batch.counts.impressions += not duplicate
@@ -353,6 +407,11 @@ class BatchHandler:
             if rec is None:  # no list could be made for it, not even a fallback one
                 self._internal_error(batch, pending.index, RuntimeError("no list"))
                 continue
+            group = group_key(rec.model_version, str(rec.policy), rec.experiment)
+            if current:  # impressions and clicks may name it from now on
+                shopper.state = record_sent(shopper.state, rec.list_id, group)
+            if pending.counted:
+                batch.metrics_for(pending.index).add(group, "lists")
             value = orjson.dumps(rec.to_dict())
             outgoing.append(Outgoing(pending.key, value, rec))
             counts.lists += 1
@@ -373,9 +432,27 @@ class BatchHandler:
                 state_writes.append(TableWrite(key, encode_state(shopper.state), shopper.owner))
             if shopper.forgets and key not in latest:
                 latest[key] = TableWrite(key, None, shopper.owner)
+        metrics = [TableWrite(metrics_key(partition), record.encode(), owner)
+                   for partition, (record, owner) in batch._metrics.items()]
         batch.dead_letters.sort(key=lambda d: d[0])
-        return BatchResult(state_writes, list(latest.values()), outgoing, batch.dead_letters,
-                           counts)
+        return BatchResult(state_writes, list(latest.values()), metrics, outgoing,
+                           batch.dead_letters, counts)
+
+
+def _count_interaction(record: PartitionMetrics, group: str, event: Event,
+                       position: int | None) -> None:
+    """An attributed interaction's figures."""
+    if event.type_code in CLICK_TYPES:
+        record.add(group, "clicks")
+        if position is not None:
+            record.add(group, "position_sum", position)
+            record.add(group, "positioned_clicks")
+    elif event.type == "add_to_cart":
+        record.add(group, "add_to_carts")
+    else:
+        record.add(group, "purchases")
+        if event.price is not None:
+            record.add(group, "revenue", event.price * (event.quantity or 1))
 
 
 def recommend_isolated(recommender: Recommender, requests: Sequence[RecRequest],
@@ -402,9 +479,10 @@ def recommend_isolated(recommender: Recommender, requests: Sequence[RecRequest],
 
 
 def handle_batch(handler: BatchHandler, messages: Sequence[Message], read_state: StateReader,
-                 now_ms: float, clock: StageClock | None = None) -> BatchResult:
+                 now_ms: float, clock: StageClock | None = None,
+                 read_metrics: MetricsReader | None = None) -> BatchResult:
     """All three steps on this thread (bench-core and tests; the worker splits them)."""
-    taken = handler.take(messages, read_state, now_ms, clock=clock)
+    taken = handler.take(messages, read_state, now_ms, clock=clock, read_metrics=read_metrics)
     lists = recommend_isolated(handler.recommender, taken.requests, clock, handler.errors)
     return handler.finish(taken, lists)
 

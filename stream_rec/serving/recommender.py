@@ -19,7 +19,13 @@ from numpy.typing import NDArray
 
 from stream_rec.core.catalog import CatalogItem
 from stream_rec.core.events import Event
-from stream_rec.core.state import StateLimits, UserState, apply_event, update_profile
+from stream_rec.core.state import (
+    StateLimits,
+    UserState,
+    apply_event,
+    note_offset,
+    update_profile,
+)
 from stream_rec.core.trending import Trending
 from stream_rec.model import ServedModel
 from stream_rec.rerank import (
@@ -99,7 +105,8 @@ class Recommender:
         """
         state = apply_event(state, event, self.catalog.category(event.item_id), limits)
         state = replace(state, source=source, source_topic=source_topic,
-                        active_ms=active_ms or state.active_ms)
+                        active_ms=active_ms or state.active_ms,
+                        seen_offsets=note_offset(state, source[1], limits))
         model = self.model
         if model is not None:
             index = int(model.index_of([event.item_id])[0])

@@ -26,6 +26,7 @@ from stream_rec.app import app, app_settings, rocksdb_options
 from stream_rec.errors import UNDELIVERED_EXIT_STATUS
 from stream_rec.serving.batch import BatchCounts, BatchResult
 from stream_rec.serving.dead_letter import Message
+from stream_rec.serving.online_metrics import add_up, decode_partition_metrics
 from stream_rec.worker.commit_watch import CommitWatch, commit_problem
 from stream_rec.worker.expiry import PartitionEvent, Sweeper, active_partition_dbs
 from stream_rec.worker.faust_compat import RewindingConsumer, acting_for
@@ -49,6 +50,9 @@ user_state = app.Table("user-state", key_type=bytes, value_type=bytes,
 latest_recs = app.Table("latest-recs", key_type=bytes, value_type=bytes,
                         partitions=settings.partitions, options=rocksdb_options(settings),
                         help="The last recommendation message per shopper (JSON).")
+online_metrics = app.Table("online-metrics", key_type=bytes, value_type=bytes,
+                           partitions=settings.partitions, options=rocksdb_options(settings),
+                           help="Online metrics per events partition (serving/online_metrics).")
 
 
 @app.agent(events_topic)
@@ -91,10 +95,14 @@ async def handle_batch(batch: Sequence[EventT]) -> None:
         with acting_for(batch[index]):
             return cast(bytes | None, user_state.get(key))
 
+    def read_metrics(key: bytes, index: int) -> bytes | None:
+        with acting_for(batch[index]):
+            return cast(bytes | None, online_metrics.get(key))
+
     now_ms = time.time() * 1000
     taken = handler.take([as_message(e) for e in batch], read_state, now_ms,
                          committed=lambda m: consumer.committed_offset(TP(m.topic, m.partition)),
-                         clock=clock)
+                         clock=clock, read_metrics=read_metrics)
     lists = await runtime.recommend(taken.requests, clock)
     with clock.stage("state"):
         result = handler.finish(taken, lists)
@@ -107,7 +115,8 @@ async def handle_batch(batch: Sequence[EventT]) -> None:
 
 def write_tables(batch: Sequence[EventT], result: BatchResult) -> None:
     """State and latest lists, each on the partition of the shopper's last message."""
-    for table, writes in ((user_state, result.state), (latest_recs, result.latest)):
+    for table, writes in ((user_state, result.state), (latest_recs, result.latest),
+                          (online_metrics, result.metrics)):
         for write in writes:
             with acting_for(batch[write.owner]):
                 if write.value is None:
@@ -249,6 +258,13 @@ async def measure_lag() -> None:
         return
     runtime.metrics.consumer_lag = lag
     runtime.metrics.commit_stalls = stalls
+    try:  # this worker's partitions' online figures, for /metrics
+        runtime.metrics.online = add_up([decode_partition_metrics(value) for db in
+                                         active_partition_dbs(online_metrics).values()
+                                         for key, value in db.items()
+                                         if key.startswith(b"partition-")])
+    except Exception as exc:  # a metric must never take the worker down
+        log.warning("online metrics not read: %r", exc)
     if not app.rebalancing and commit_watch.should_repair():
         commit_watch.repaired()
         runtime.metrics.commit_repairs += 1

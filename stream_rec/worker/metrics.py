@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 
+from stream_rec.core.attribution import split_group
 from stream_rec.serving.stage_clock import StageClock
 from stream_rec.worker.heap import collections_by_generation
 
@@ -69,6 +70,8 @@ class WorkerMetrics:
     model_refusal: str = ""
     consumer_lag: dict[str, int] = field(default_factory=dict)  # "topic:partition" -> messages
     commit_stalls: dict[str, int] = field(default_factory=dict)  # "topic:partition" -> offsets
+    # online figures of this worker's partitions, by list group (serving/online_metrics.py)
+    online: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def render(self) -> str:
         """Prometheus text exposition format (version 0.0.4)."""
@@ -148,7 +151,38 @@ class WorkerMetrics:
                   "# TYPE stream_rec_commit_stalled gauge"]
         for tp, missing in sorted(self.commit_stalls.items()):
             lines.append(f"stream_rec_commit_stalled{{{_tp_labels(tp)}}} {missing}")
+        lines += _online_lines(self.online)
         return "\n".join(lines) + "\n"
+
+
+ONLINE_HELP = {
+    "lists": "Lists published",
+    "impressions": "Impressions received",
+    "impressed_items": "Items displayed, summed over impressions",
+    "clicks": "Views and clicks attributed to a list",
+    "add_to_carts": "Add-to-carts attributed to a list (through a click)",
+    "purchases": "Purchases attributed to a list (through a click)",
+    "revenue": "Price x quantity of attributed purchases that carry a price",
+    "position_sum": "Sum of the list positions of attributed clicks",
+    "positioned_clicks": "Attributed clicks whose position is known",
+}
+
+
+def _online_lines(online: dict[str, dict[str, float]]) -> list[str]:
+    """Per-group online figures of this worker's partitions (sum over workers for totals)."""
+    lines: list[str] = []
+    for figure, help_text in ONLINE_HELP.items():
+        name = f"stream_rec_online_{figure}_total"
+        lines += [f"# HELP {name} {help_text}, by the model, policy and experiment arm of the "
+                  "list, over this worker's partitions.", f"# TYPE {name} counter"]
+        for group, figures in sorted(online.items()):
+            labels = ",".join(f'{k}="{_label(v)}"' for k, v in split_group(group).items())
+            lines.append(f"{name}{{{labels}}} {figures.get(figure, 0.0):g}")
+    return lines
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
 
 
 def _tp_labels(tp: str) -> str:

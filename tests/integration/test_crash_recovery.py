@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -57,6 +58,11 @@ def _comparable(state: dict) -> dict:  # type: ignore[type-arg]
     return {k: v for k, v in state.items() if k not in {"shown", "profile_model"}}
 
 
+def _online_lists(metrics: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+               if line.startswith("stream_rec_online_lists_total{"))
+
+
 def test_repeated_sigkill_loses_nothing(broker: str, new_topic, tmp_path: Path) -> None:
     # STREAM_REC_TEST_GUARANTEE=exactly_once evaluates Faust's transactional mode the same way.
     guarantee = os.environ.get("STREAM_REC_TEST_GUARANTEE", "at_least_once")
@@ -91,6 +97,13 @@ def test_repeated_sigkill_loses_nothing(broker: str, new_topic, tmp_path: Path) 
         states = {u: worker.get_json(f"/users/{u}/state/") for u in users}
         # Each partition resumed exactly at its committed offset: no event jumped over.
         assert "stream_rec_offsets_skipped_total 0\n" in worker.get_text("/metrics/")
+        # The online figures count each event's list once, whatever was replayed (the final
+        # worker owns every partition; its gauge is refreshed every 5 s).
+        deadline = time.monotonic() + 60
+        while (lists := _online_lists(worker.get_text("/metrics/"))) != N_EVENTS:
+            assert lists < N_EVENTS, f"{lists} lists counted for {N_EVENTS} events"
+            assert time.monotonic() < deadline, f"{lists} lists counted for {N_EVENTS} events"
+            time.sleep(0.5)
     finally:
         worker.stop()
         recs.close()

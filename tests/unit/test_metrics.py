@@ -64,3 +64,17 @@ def test_metric_ordering(ranks_list):
     ranks = np.array(ranks_list)
     p, mrr, ndcg = precision_at_k(ranks), mrr_at_k(ranks), ndcg_at_k(ranks)
     assert 0 <= mrr <= ndcg <= p <= 100
+
+
+def test_online_figures_render_per_group_with_labels() -> None:
+    from stream_rec.worker.metrics import WorkerMetrics
+
+    metrics = WorkerMetrics()
+    metrics.online = {"v7|dpp:0.15|exp-1|diverse": {"lists": 12.0, "clicks": 3.0},
+                      "fallback|none||": {"lists": 2.0}}
+    text = metrics.render()
+    assert ('stream_rec_online_clicks_total{model="v7",policy="dpp:0.15",experiment="exp-1",'
+            'arm="diverse"} 3') in text
+    assert 'stream_rec_online_lists_total{model="fallback",policy="none",experiment="",arm=""} 2' \
+        in text
+    assert "# TYPE stream_rec_online_revenue_total counter" in text

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from stream_rec.core.attribution import attribute, group_key, record_impression, record_sent
 from stream_rec.core.catalog import parse_catalog_item
 from stream_rec.core.events import Event, ForgetUser, Impression, InvalidEvent, parse_message
 from stream_rec.core.state import (
@@ -23,9 +24,11 @@ from stream_rec.core.state import (
     apply_event,
     is_duplicate,
     mark_seen,
+    note_offset,
     record_shown,
 )
 from stream_rec.core.state_codec import decode_state, encode_state
+from stream_rec.rerank import RerankPolicy
 from stream_rec.serving.batch import BatchConfig, BatchHandler, BatchResult, handle_batch
 from stream_rec.serving.dead_letter import Message
 from stream_rec.serving.lists import RecRequest
@@ -50,12 +53,22 @@ class Store(dict[bytes, bytes]):
     def __init__(self) -> None:
         super().__init__()
         self.latest: dict[bytes, bytes] = {}
+        self.metrics: dict[bytes, bytes] = {}
 
     def read(self, key: bytes, _index: int) -> bytes | None:
         return self.get(key)
 
-    def apply(self, result: BatchResult) -> None:
-        for table, writes in ((self, result.state), (self.latest, result.latest)):
+    def read_metrics(self, key: bytes, _index: int) -> bytes | None:
+        return self.metrics.get(key)
+
+    def apply(self, result: BatchResult, state: bool = True, metrics: bool = True) -> None:
+        """Write what a batch wrote; a crash between the table writes skips one side."""
+        tables = [(self.latest, result.latest)]
+        if state:
+            tables.append((self, result.state))
+        if metrics:
+            tables.append((self.metrics, result.metrics))
+        for table, writes in tables:
             for write in writes:
                 if write.value is None:
                     table.pop(write.key, None)
@@ -80,7 +93,7 @@ def _run(values: Sequence[tuple[bytes | None, bytes | None]], store: Store | Non
     store = store if store is not None else Store()
     handler = handler or BatchHandler(_recommender(), CONFIG)
     result = handle_batch(handler, _messages(values, first_offset=first_offset), store.read,
-                          NOW_MS)
+                          NOW_MS, read_metrics=store.read_metrics)
     store.apply(result)
     return result
 
@@ -311,8 +324,10 @@ def _expected(values: Sequence[tuple[bytes | None, bytes | None]], lists: list[d
             if is_duplicate(state, parsed.event_id):
                 continue
             impression_seen = True
-            state = replace(mark_seen(state, parsed.event_id, CONFIG.limits),
-                            source=(0, offset), active_ms=NOW_MS)
+            state, _ = record_impression(state, parsed, NOW_MS)
+            state = mark_seen(state, parsed.event_id, CONFIG.limits)
+            state = replace(state, source=(0, offset), active_ms=NOW_MS,
+                            seen_offsets=note_offset(state, offset, CONFIG.limits))
             if shown_source != "published":
                 state = record_shown(state, parsed.item_ids, CONFIG.limits)
             states[key] = state
@@ -321,15 +336,21 @@ def _expected(values: Sequence[tuple[bytes | None, bytes | None]], lists: list[d
         n_lists += 1
         assert rec["event_id"] == parsed.event_id
         state = states.get(key, UserState())
-        if is_duplicate(state, parsed.event_id):
+        group = group_key(rec["model_version"], str(RerankPolicy.from_dict(rec["policy"])),
+                          None)
+        if is_duplicate(state, parsed.event_id):  # its list is sent again, nothing else
+            if key in states:
+                states[key] = record_sent(state, rec["list_id"], group)
             continue
         event = replace(parsed, ts_ms=min(parsed.ts_ms, NOW_MS + CONFIG.max_ahead_ms))
+        state, _, _ = attribute(state, event, NOW_MS, CONFIG.attribution_window_ms)
         state = apply_event(state, event, recommender.catalog.category(event.item_id),
                             CONFIG.limits)
-        state = replace(state, source=(0, offset), active_ms=NOW_MS)
+        state = replace(state, source=(0, offset), active_ms=NOW_MS,
+                        seen_offsets=note_offset(state, offset, CONFIG.limits))
         if shown_source == "published" or (shown_source == "auto" and not impression_seen):
             state = record_shown(state, (i["item_id"] for i in rec["items"]), CONFIG.limits)
-        states[key] = state
+        states[key] = record_sent(state, rec["list_id"], group)
     return states, n_lists, n_dead
 
 
@@ -349,7 +370,8 @@ def test_any_messages_in_any_batches_give_one_list_or_one_dead_letter_each(
     start, turn = 0, 0
     while start < len(messages):
         size = sizes[turn % len(sizes)]
-        result = handle_batch(handler, messages[start:start + size], store.read, NOW_MS)
+        result = handle_batch(handler, messages[start:start + size], store.read, NOW_MS,
+                              read_metrics=store.read_metrics)
         store.apply(result)
         lists += [json.loads(o.value) for o in result.lists]
         dead += [start + i for i, _ in result.dead_letters]
@@ -402,3 +424,135 @@ def test_interaction_events_may_name_the_list_and_position_they_came_from() -> N
                 {"position": True}, {"list_id": ""}, {"list_id": ["x"]}):
         with pytest.raises(InvalidEvent):
             parse_message(_event(event_id="a", **bad), CONFIG.max_event_bytes)
+
+
+# -- attribution and online metrics ------------------------------------------------------------
+
+def _figures(store: Store) -> dict[str, dict[str, float]]:
+    from stream_rec.serving.online_metrics import add_up, decode_partition_metrics
+
+    return add_up([decode_partition_metrics(v) for v in store.metrics.values()])
+
+
+JOURNEY_AT = 11  # the offset the journey's messages start at
+
+
+def _journey(store: Store, handler: BatchHandler) -> list[tuple[bytes | None, bytes | None]]:
+    """A shopper gets a list, sees three of its items, clicks the second, buys it."""
+    others = [(f"w{n}".encode(), _event(f"w{n}", item=f"i{n + 10}", event_id=f"w{n}"))
+              for n in range(10)]  # other shoppers, so that items trend
+    first = _run([*others, (b"u1", _event(event_id="a"))], store, handler)
+    rec = json.loads(first.lists[-1].value)
+    shown = [i["item_id"] for i in rec["items"][:3]]
+    return [
+        (b"u1", json.dumps({"type": "impression", "event_id": "imp", "user_id": "u1",
+                            "list_id": rec["list_id"], "item_ids": shown,
+                            "ts": NOW_MS}).encode()),
+        (b"u1", _event(item=shown[1], event_id="click", type="click")),
+        (b"u1", _event(item=shown[1], event_id="buy", type="purchase", price=20.0,
+                       quantity=2)),
+        (b"u1", _event(item=shown[1], event_id="buy", type="purchase", price=20.0,
+                       quantity=2)),  # the storefront's retry: not counted again
+        (b"u1", _event(item="i29", event_id="other", type="purchase", price=5.0)),
+    ]
+
+
+def test_interactions_are_attributed_to_the_list_they_came_from() -> None:
+    store, handler = Store(), BatchHandler(_recommender(), CONFIG)
+    _run(_journey(store, handler), store, handler, first_offset=JOURNEY_AT)
+    [(group, figures)] = _figures(store).items()
+    assert group.startswith("fallback|dpp:0.15|")
+    assert figures["lists"] == 11 + 3  # every interaction's list but the retry's
+    assert figures["impressions"] == 1 and figures["impressed_items"] == 3
+    assert figures["clicks"] == 1 and figures["position_sum"] == 1
+    assert figures["positioned_clicks"] == 1
+    assert figures["purchases"] == 1 and figures["revenue"] == 40.0  # the unattributed one: no
+
+
+@pytest.mark.parametrize("lost", ["state", "metrics"])
+def test_a_crash_between_the_two_writes_neither_loses_nor_double_counts(lost: str) -> None:
+    clean_store, clean = Store(), BatchHandler(_recommender(), CONFIG)
+    messages = _journey(clean_store, clean)
+    store = Store()  # the same tables, as the journey left them
+    store.update(clean_store)
+    store.latest.update(clean_store.latest)
+    store.metrics.update(clean_store.metrics)
+    _run(messages, clean_store, clean, first_offset=JOURNEY_AT)
+
+    crashed = handle_batch(BatchHandler(_recommender(), CONFIG),
+                           _messages(messages, first_offset=JOURNEY_AT), store.read, NOW_MS,
+                           read_metrics=store.read_metrics)
+    store.apply(crashed, state=lost != "state", metrics=lost != "metrics")
+    # The restarted worker handles the same messages again (their offsets were not committed).
+    _run(messages, store, BatchHandler(_recommender(), CONFIG), first_offset=JOURNEY_AT)
+    clean_figures, figures = _figures(clean_store), _figures(store)
+    assert set(figures) == set(clean_figures)
+    for group in clean_figures:
+        for name in ("lists", "impressions", "impressed_items", "clicks", "purchases",
+                     "revenue", "position_sum", "positioned_clicks"):
+            assert figures[group][name] == clean_figures[group][name], (name, lost)
+
+
+def test_no_attribution_outside_the_window_or_without_an_impression() -> None:
+    store = Store()
+    handler = BatchHandler(_recommender(), replace(CONFIG, attribution_window_ms=1000))
+    first = _run([(b"u1", _event(event_id="a"))], store, handler)
+    rec = json.loads(first.lists[0].value)
+    item = rec["items"][0]["item_id"]
+    old = Message(b"u1", json.dumps({"type": "impression", "event_id": "imp", "user_id": "u1",
+                                     "list_id": rec["list_id"], "item_ids": [item],
+                                     "ts": NOW_MS}).encode(), TOPIC, 0, 1,
+                  timestamp_ms=NOW_MS - 5000)
+    click = Message(b"u1", _event(item=item, event_id="c", type="click"), TOPIC, 0, 2,
+                    timestamp_ms=NOW_MS)
+    explicit = Message(b"u1", _event(item="i9", event_id="d", type="click",
+                                     list_id=rec["list_id"], position=7), TOPIC, 0, 3,
+                       timestamp_ms=NOW_MS)
+    store.apply(handle_batch(handler, [old, click, explicit], store.read, NOW_MS,
+                             read_metrics=store.read_metrics))
+    [figures] = _figures(store).values()
+    # The click came 5 s after its impression (window 1 s): only the explicit one counts.
+    assert figures["clicks"] == 1 and figures["position_sum"] == 7
+
+
+def _totals(store: Store) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for figures in _figures(store).values():
+        for name, value in figures.items():
+            totals[name] = totals.get(name, 0.0) + value
+    return totals
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+@given(message_values, st.lists(st.integers(1, 15), min_size=1, max_size=6),
+       st.integers(0, 50), st.sampled_from(["state", "metrics", "both", "neither"]))
+def test_online_figures_are_exact_across_a_crash_at_any_batch(
+        values: list[tuple[bytes | None, bytes | None]], sizes: list[int], crash_at: int,
+        written: str) -> None:
+    """A worker dies after a batch's writes were partly made (state, metrics, both or
+    neither); its successor handles that batch again (its offsets were never committed). Every
+    message counts once, as in a run without the crash."""
+    messages = _messages(values)
+    bounds, start = [], 0
+    while start < len(messages):
+        bounds.append((start, start + sizes[len(bounds) % len(sizes)]))
+        start = bounds[-1][1]
+    clean = Store()
+    handler = BatchHandler(_recommender(), CONFIG)
+    for lo, hi in bounds:
+        clean.apply(handle_batch(handler, messages[lo:hi], clean.read, NOW_MS,
+                                 read_metrics=clean.read_metrics))
+    crashed = Store()
+    handler = BatchHandler(_recommender(), CONFIG)
+    crash = crash_at % len(bounds)
+    for n, (lo, hi) in enumerate(bounds):
+        result = handle_batch(handler, messages[lo:hi], crashed.read, NOW_MS,
+                              read_metrics=crashed.read_metrics)
+        if n == crash:
+            crashed.apply(result, state=written in ("state", "both"),
+                          metrics=written in ("metrics", "both"))
+            handler = BatchHandler(_recommender(), CONFIG)  # restarted: no memory of offsets
+            result = handle_batch(handler, messages[lo:hi], crashed.read, NOW_MS,
+                                  read_metrics=crashed.read_metrics)
+        crashed.apply(result)
+    assert _totals(crashed) == _totals(clean)
