@@ -59,9 +59,9 @@ class UserState:
     shown_items: tuple[str, ...] = ()
     shown_counts: tuple[int, ...] = ()
     seen_events: tuple[str, ...] = ()  # short digests of recent event ids, oldest first
-    # The offset each of ``seen_events`` was applied at (-1: not known), so that a replayed
-    # message can be told from a storefront's retry of the same event (online metrics).
-    seen_offsets: tuple[int, ...] = ()
+    # Offsets of recent messages that repeated an event id already applied (a storefront's
+    # retry), so that a replay after a crash can tell them from the original (online metrics).
+    retries: tuple[int, ...] = ()
     profile: bytes = b""  # long-term taste in the model's item-embedding space, float16
     profile_model: str = ""  # model version the profile vector belongs to
     n_events: int = 0
@@ -120,22 +120,12 @@ def is_duplicate(state: UserState, event_id: str) -> bool:
     return event_digest(event_id) in state.seen_events
 
 
-def applied_at(state: UserState, event_id: str) -> int | None:
-    """The offset the event was applied at, when the state still knows it."""
-    digest = event_digest(event_id)
-    seen = state.seen_events
-    if digest not in seen:
-        return None
-    offsets = state.seen_offsets
-    k = len(seen) - 1 - seen[::-1].index(digest)  # the latest application
-    shift = len(seen) - len(offsets)  # offsets are aligned with the newest digests
-    return offsets[k - shift] if k >= shift and offsets[k - shift] >= 0 else None
+RETRIES_KEPT = 16
 
 
-def note_offset(state: UserState, offset: int, limits: StateLimits = StateLimits()
-                ) -> tuple[int, ...]:
-    """``seen_offsets`` once the newest digest was applied at ``offset``."""
-    return (*state.seen_offsets, offset)[-min(len(state.seen_events), limits.dedup_window):]
+def note_retry(state: UserState, offset: int) -> UserState:
+    """The state remembering that the message at ``offset`` was a retry of an applied event."""
+    return replace(state, retries=(*state.retries, offset)[-RETRIES_KEPT:])
 
 
 def already_applied(state: UserState, partition: int, offset: int, topic: str = "") -> bool:

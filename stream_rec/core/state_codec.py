@@ -45,8 +45,8 @@ def encode_state(state: UserState) -> bytes:
             doc["ot"] = state.source_topic
     if state.active_ms:
         doc["a"] = state.active_ms
-    if state.seen_offsets:
-        doc["so"] = list(state.seen_offsets)
+    if state.retries:
+        doc["r"] = list(state.retries)
     if state.sent_lists:  # attribution: optional keys, so readers that predate them ignore them
         doc["ls"] = [list(entry) for entry in state.sent_lists]
     if state.impressed:
@@ -95,7 +95,7 @@ def decode_state(raw: bytes | None) -> UserState:
             source=(int(doc["o"][0]), int(doc["o"][1])) if "o" in doc else (-1, -1),
             source_topic=str(doc.get("ot", "")),
             active_ms=int(doc.get("a", 0)),
-            seen_offsets=tuple(map(int, doc.get("so", ()))),
+            retries=tuple(map(int, doc.get("r", ()))),
             sent_lists=tuple((str(lid), str(group)) for lid, group in doc.get("ls", ())),
             impressed=tuple((str(lid), str(group), int(ts), tuple(map(str, items)))
                             for lid, group, ts, items in doc.get("im", ())),

@@ -27,10 +27,10 @@ import orjson
 
 from stream_rec.core.attribution import (
     CLICK_TYPES,
+    SENT_KEPT,
     attribute,
     group_key,
     record_impression,
-    record_sent,
 )
 from stream_rec.core.events import Event, ForgetUser, Impression, InvalidEvent, parse_message
 from stream_rec.core.state import (
@@ -38,11 +38,10 @@ from stream_rec.core.state import (
     StateLimits,
     UserState,
     already_applied,
-    applied_at,
     interacted,
     is_duplicate,
     mark_seen,
-    note_offset,
+    note_retry,
     shown_after,
 )
 from stream_rec.core.state_codec import StateDecodeError, decode_state, encode_state
@@ -117,6 +116,7 @@ class _Shopper:
     # The shown counters as the batch found them (or as the last forget left them): ``finish``
     # rebuilds them in event order, each list recorded before the shopper's next event.
     shown: Shown = ((), ())
+    sent: list[tuple[str, str]] = field(default_factory=list)  # (list_id, group), this batch
 
 
 @dataclass
@@ -276,16 +276,17 @@ class BatchHandler:
             shopper = self._shopper(batch, key, index, read_state)
             state = shopper.state
             tag = self.topic_tags.get(message.topic, "")
-            duplicate = (already_applied(state, message.partition, message.offset, tag)
-                         or is_duplicate(state, event.event_id))
+            replayed = already_applied(state, message.partition, message.offset, tag)
+            duplicate = replayed or is_duplicate(state, event.event_id)
             record = batch.metrics_for(index)
-            counted = record.counts(message.offset, tag) and (
-                not duplicate or applied_at(state, event.event_id) == message.offset)
+            counted = _counts(record, message, tag, state, replayed, duplicate)
             seen_ms = message.timestamp_ms or int(now_ms)
             attributed, group, position = attribute(
                 state, event, seen_ms, self.config.attribution_window_ms)
             if counted and group is not None:
                 _count_interaction(record, group, event, position)
+            if duplicate and not replayed:  # a storefront's retry
+                state = note_retry(state, message.offset)
             if not duplicate:
                 # Active as of Kafka's time of the message: the same on every replay of it.
                 state = self.recommender.observe(attributed, event, self.config.limits,
@@ -311,22 +312,21 @@ class BatchHandler:
             shopper = self._shopper(batch, key, index, read_state)
             state = shopper.state
             tag = self.topic_tags.get(message.topic, "")
-            duplicate = (already_applied(state, message.partition, message.offset, tag)
-                         or is_duplicate(state, impression.event_id))
+            replayed = already_applied(state, message.partition, message.offset, tag)
+            duplicate = replayed or is_duplicate(state, impression.event_id)
             seen_ms = message.timestamp_ms or int(now_ms)
             record = batch.metrics_for(index)
             remembered, group = record_impression(state, impression, seen_ms)
-            if record.counts(message.offset, tag) and (
-                    not duplicate or applied_at(state, impression.event_id) == message.offset):
+            if _counts(record, message, tag, state, replayed, duplicate):
                 record.add(group, "impressions")
                 record.add(group, "impressed_items", len(impression.item_ids))
             if not duplicate:
-                seen = mark_seen(remembered, impression.event_id, self.config.limits)
-                state = replace(seen, source=(message.partition, message.offset),
-                                source_topic=tag, active_ms=seen_ms,
-                                seen_offsets=note_offset(seen, message.offset,
-                                                         self.config.limits))
+                state = replace(mark_seen(remembered, impression.event_id, self.config.limits),
+                                source=(message.partition, message.offset),
+                                source_topic=tag, active_ms=seen_ms)
                 self.last_impression_ms = max(self.last_impression_ms or 0, seen_ms)
+            elif not replayed:  # a storefront's retry
+                state = note_retry(state, message.offset)
             record.advance(message.offset, tag)
             shopper.state, shopper.owner = state, index
             batch._shoppers[key] = shopper
@@ -409,7 +409,7 @@ class BatchHandler:
                 continue
             group = group_key(rec.model_version, str(rec.policy), rec.experiment)
             if current:  # impressions and clicks may name it from now on
-                shopper.state = record_sent(shopper.state, rec.list_id, group)
+                shopper.sent.append((rec.list_id, group))
             if pending.counted:
                 batch.metrics_for(pending.index).add(group, "lists")
             value = orjson.dumps(rec.to_dict())
@@ -422,9 +422,10 @@ class BatchHandler:
         state_writes: list[TableWrite] = []
         for key, shopper in shoppers.items():
             state = shopper.state
-            if (state.shown_items, state.shown_counts) != shopper.shown:
-                shopper.state = replace(state, shown_items=shopper.shown[0],
-                                        shown_counts=shopper.shown[1])
+            if (state.shown_items, state.shown_counts) != shopper.shown or shopper.sent:
+                shopper.state = replace(
+                    state, shown_items=shopper.shown[0], shown_counts=shopper.shown[1],
+                    sent_lists=(*state.sent_lists, *shopper.sent)[-SENT_KEPT:])
             if shopper.forgets and shopper.state == UserState():
                 # Tombstones: the changelog (and so every standby) forgets too.
                 state_writes.append(TableWrite(key, None, shopper.owner))
@@ -437,6 +438,16 @@ class BatchHandler:
         batch.dead_letters.sort(key=lambda d: d[0])
         return BatchResult(state_writes, list(latest.values()), metrics, outgoing,
                            batch.dead_letters, counts)
+
+
+def _counts(record: PartitionMetrics, message: Message, tag: str, state: UserState,
+            replayed: bool, duplicate: bool) -> bool:
+    """Whether a valid message counts in the online metrics: past the record's offset, and
+    not a retry (a message the state has as applied counts when it was no retry, as after a
+    crash between the state write and the metrics write)."""
+    if not record.counts(message.offset, tag):
+        return False
+    return not duplicate or (replayed and message.offset not in state.retries)
 
 
 def _count_interaction(record: PartitionMetrics, group: str, event: Event,

@@ -23,7 +23,6 @@ from stream_rec.core.state import (
     StateLimits,
     UserState,
     apply_event,
-    note_offset,
     update_profile,
 )
 from stream_rec.core.trending import Trending
@@ -105,8 +104,7 @@ class Recommender:
         """
         state = apply_event(state, event, self.catalog.category(event.item_id), limits)
         state = replace(state, source=source, source_topic=source_topic,
-                        active_ms=active_ms or state.active_ms,
-                        seen_offsets=note_offset(state, source[1], limits))
+                        active_ms=active_ms or state.active_ms)
         model = self.model
         if model is not None:
             index = int(model.index_of([event.item_id])[0])

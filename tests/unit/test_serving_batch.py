@@ -24,7 +24,7 @@ from stream_rec.core.state import (
     apply_event,
     is_duplicate,
     mark_seen,
-    note_offset,
+    note_retry,
     record_shown,
 )
 from stream_rec.core.state_codec import decode_state, encode_state
@@ -321,13 +321,13 @@ def _expected(values: Sequence[tuple[bytes | None, bytes | None]], lists: list[d
             continue
         if isinstance(parsed, Impression):
             state = states.get(key, UserState())
-            if is_duplicate(state, parsed.event_id):
+            if is_duplicate(state, parsed.event_id):  # a retry: remembered as one
+                states[key] = note_retry(state, offset)
                 continue
             impression_seen = True
             state, _ = record_impression(state, parsed, NOW_MS)
             state = mark_seen(state, parsed.event_id, CONFIG.limits)
-            state = replace(state, source=(0, offset), active_ms=NOW_MS,
-                            seen_offsets=note_offset(state, offset, CONFIG.limits))
+            state = replace(state, source=(0, offset), active_ms=NOW_MS)
             if shown_source != "published":
                 state = record_shown(state, parsed.item_ids, CONFIG.limits)
             states[key] = state
@@ -338,16 +338,14 @@ def _expected(values: Sequence[tuple[bytes | None, bytes | None]], lists: list[d
         state = states.get(key, UserState())
         group = group_key(rec["model_version"], str(RerankPolicy.from_dict(rec["policy"])),
                           None)
-        if is_duplicate(state, parsed.event_id):  # its list is sent again, nothing else
-            if key in states:
-                states[key] = record_sent(state, rec["list_id"], group)
+        if is_duplicate(state, parsed.event_id):  # a retry: its list is sent again
+            states[key] = record_sent(note_retry(state, offset), rec["list_id"], group)
             continue
         event = replace(parsed, ts_ms=min(parsed.ts_ms, NOW_MS + CONFIG.max_ahead_ms))
         state, _, _ = attribute(state, event, NOW_MS, CONFIG.attribution_window_ms)
         state = apply_event(state, event, recommender.catalog.category(event.item_id),
                             CONFIG.limits)
-        state = replace(state, source=(0, offset), active_ms=NOW_MS,
-                        seen_offsets=note_offset(state, offset, CONFIG.limits))
+        state = replace(state, source=(0, offset), active_ms=NOW_MS)
         if shown_source == "published" or (shown_source == "auto" and not impression_seen):
             state = record_shown(state, (i["item_id"] for i in rec["items"]), CONFIG.limits)
         states[key] = record_sent(state, rec["list_id"], group)
