@@ -182,6 +182,8 @@ class Settings:
     items_topic: str = _setting("storefront.items", "Catalog, compacted (key = item_id).", _TOPIC)
     recommendations_topic: str = _setting("recommendations", "Lists out (key = user_id).", _TOPIC)
     model_updates_topic: str = _setting("model-updates", "Model version announcements.", _TOPIC)
+    experiments_topic: str = _setting(
+        "experiments", "Experiment definitions, compacted (key = experiment id).", _TOPIC)
     partitions: int = _setting(
         4, "Partitions of the events and recommendations topics.", _integer(at_least=1))
     replication_factor: int = _setting(

@@ -24,6 +24,7 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         NewTopic(settings.dlq_topic, 1, rf),
         NewTopic(settings.items_topic, 1, rf, topic_configs={"cleanup.policy": "compact"}),
         NewTopic(settings.model_updates_topic, 1, rf),
+        NewTopic(settings.experiments_topic, 1, rf, topic_configs={"cleanup.policy": "compact"}),
     ]
 
 

@@ -34,6 +34,8 @@ SERVERS = "HOST:PORT"  # Kafka bootstrap servers
 FRACTION = "FRACTION"  # a share, 0..1
 TOPIC = "TOPIC"
 MODEL = "DIR_OR_VERSION"
+ARMS = "ARMS"  # name=policy,name=policy
+WEIGHTS = "WEIGHTS"  # one number per arm: 50,50
 
 SPEC_FORMS = "sessions:PATH, categories:PATH, events:PATH or kafka:TOPIC"
 HELP_WIDTH = 78

@@ -33,6 +33,7 @@ from stream_rec.core.attribution import (
     record_impression,
 )
 from stream_rec.core.events import Event, ForgetUser, Impression, InvalidEvent, parse_message
+from stream_rec.core.experiments import Experiment, assign
 from stream_rec.core.state import (
     Shown,
     StateLimits,
@@ -209,6 +210,8 @@ class BatchHandler:
         self.topic_tags: dict[str, str] = {}
         # Kafka time of the last impression taken in (shown_source "auto")
         self.last_impression_ms: int | None = None
+        # Experiments by id, as the experiments topic has them (the worker's feed sets them)
+        self.experiments: dict[str, Experiment] = {}
         self.errors = ErrorSampler(log)
 
     # -- step 1 ----------------------------------------------------------------------------
@@ -298,7 +301,11 @@ class BatchHandler:
             batch._shoppers[key] = shopper
         batch.counts.valid += 1
         batch.counts.duplicate += duplicate
-        batch.requests.append(RecRequest(event.user_id, event.event_id, state, taken_ms))
+        assigned = assign(self.experiments, event.user_id) if self.experiments else None
+        batch.requests.append(
+            RecRequest(event.user_id, event.event_id, state, taken_ms) if assigned is None else
+            RecRequest(event.user_id, event.event_id, state, taken_ms, assigned[1].policy,
+                       (assigned[0].id, assigned[1].name)))
         batch._pending.append(_Pending(key, index, event.item_id, shopper.forgets,
                                        not duplicate, self._published_counts(now_ms),
                                        counted=counted))

@@ -28,6 +28,7 @@ class RecRequest:
     state: UserState
     received_ms: float  # time.time() * 1000 when the event was taken off the topic
     policy: RerankPolicy | None = None  # None: the configured default
+    experiment: tuple[str, str] | None = None  # (experiment id, arm) that chose ``policy``
 
 
 class RecItem(NamedTuple):

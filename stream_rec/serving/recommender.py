@@ -229,7 +229,8 @@ class Recommender:
         now_ms = time.time() * 1000
         return RecList(req.user_id, req.event_id,
                        tuple(map(RecItem._make, chosen)), version,
-                       policy, fallback, now_ms, now_ms - req.received_ms)
+                       policy, fallback, now_ms, now_ms - req.received_ms,
+                       experiment=req.experiment)
 
 
 def _blocked_items(state: UserState, rules: BusinessRules) -> list[str]:

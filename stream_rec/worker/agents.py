@@ -59,6 +59,7 @@ online_metrics = app.Table("online-metrics", key_type=bytes, value_type=bytes,
 async def process_events(stream: StreamT) -> None:
     """The events agent: once catalog and model are checked, handle events in batches."""
     await runtime.catalog_ready.wait()  # never recommend before knowing what is delisted
+    await runtime.experiments_ready.wait()  # nor before knowing who is in which arm
     await runtime.model_checked.wait()  # nor serve fallback lists while a model is loading
     assert isinstance(stream, Stream)  # take_events lives on the concrete class
     if settings.gc_freeze:
@@ -281,6 +282,25 @@ async def follow_catalog() -> None:
     """Keep this worker's copy of the catalog current (every worker reads all of it)."""
     await tail_topic(settings, settings.items_topic, runtime.apply_catalog_record,
                      from_beginning=True, caught_up=runtime.catalog_ready)
+
+
+@app.task
+async def follow_experiments() -> None:
+    """Keep this worker's experiments current (every worker reads all of them)."""
+
+    def no_topic_yet() -> None:
+        # A cluster without the topic runs no experiment: serve meanwhile, follow it later.
+        if not runtime.experiments_ready.is_set():
+            log.warning("topic %s not read within %.0f s: serving without experiments until "
+                        "it is", settings.experiments_topic, EXPERIMENTS_WAIT_S)
+            runtime.experiments_ready.set()
+
+    asyncio.get_running_loop().call_later(EXPERIMENTS_WAIT_S, no_topic_yet)
+    await tail_topic(settings, settings.experiments_topic, runtime.apply_experiment_record,
+                     from_beginning=True, caught_up=runtime.experiments_ready)
+
+
+EXPERIMENTS_WAIT_S = 15.0
 
 
 sweeper = Sweeper(keep_ms=settings.state_expiry_days * 86_400_000)

@@ -62,6 +62,7 @@ class WorkerMetrics:
     state_unreadable: int = 0
     states_expired: int = 0
     impressions: int = 0
+    experiments_rejected: int = 0
     stages: StageClock = field(default_factory=StageClock)
     latency_ms: Histogram = field(default_factory=Histogram)
     model_version: str = ""
@@ -108,6 +109,8 @@ class WorkerMetrics:
                 "Events whose time lay too far ahead of the worker's clock (clamped).")
         counter("state_unreadable_total", self.state_unreadable,
                 "Stored shopper states that could not be read (the shopper started afresh).")
+        counter("experiments_rejected_total", self.experiments_rejected,
+                "Experiment definitions refused (the experiment stays as it was).")
         counter("impressions_total", self.impressions,
                 "Impressions applied (lists the storefront displayed; duplicates excluded).")
         counter("states_expired_total", self.states_expired,

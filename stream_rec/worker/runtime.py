@@ -21,6 +21,7 @@ from threadpoolctl import threadpool_limits
 from stream_rec.config import Settings
 from stream_rec.core.catalog import catalog_item_id, parse_catalog_item
 from stream_rec.core.events import InvalidEvent
+from stream_rec.core.experiments import parse_experiment
 from stream_rec.core.state import StateLimits
 from stream_rec.core.trending import Trending
 from stream_rec.rerank import BusinessRules, RerankPolicy
@@ -107,8 +108,43 @@ class WorkerRuntime:
         return self._event("model")
 
     @property
+    def experiments_ready(self) -> asyncio.Event:
+        """Set once the whole experiments topic has been read."""
+        return self._event("experiments")
+
+    @property
     def ready(self) -> bool:
         return self.catalog_ready.is_set() and self.model_checked.is_set()
+
+    def apply_experiment_record(self, record: ConsumerRecord) -> None:
+        """One message of the compacted experiments topic: a definition, or a tombstone that
+        ends the experiment. Never raises; a record that cannot be used is counted, logged
+        and leaves the experiment as it was."""
+        experiments = dict(self.handler.experiments)  # swapped whole: a batch sees one set
+        try:
+            if record.key is None:
+                raise InvalidEvent("experiment message has no key (experiment id)")
+            experiment_id = bytes(record.key).decode("utf-8")
+            if record.value is None:
+                experiments.pop(experiment_id, None)
+            else:
+                experiment = parse_experiment(experiment_id, record.value)
+                experiments[experiment_id] = experiment
+                log.info("experiment %s: %s, arms %s", experiment_id,
+                         "running" if experiment.running else "stopped",
+                         ", ".join(f"{a.name}={a.policy} ({w:g})" for a, w in
+                                   zip(experiment.arms, experiment.weights, strict=True)))
+        except (InvalidEvent, UnicodeDecodeError) as exc:
+            self.metrics.experiments_rejected += 1
+            log.warning("experiment message %s rejected: %s", _where(record),
+                        getattr(exc, "reason", exc))
+            return
+        except Exception as exc:  # a fault of ours: still only this message's loss
+            self.metrics.experiments_rejected += 1
+            log.error("experiment message %s could not be applied (%r); skipped",
+                      _where(record), exc, exc_info=self._catalog_faults.allow(type(exc)))
+            return
+        self.handler.experiments = experiments
 
     def apply_catalog_record(self, record: ConsumerRecord) -> None:
         """One message of the compacted catalog topic: an item, or a tombstone that delists.

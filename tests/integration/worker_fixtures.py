@@ -22,6 +22,7 @@ def isolated_settings(broker: str, new_topic: Callable[[str], str], tmp_path: Pa
         broker=broker, app_id=new_topic("app"), events_topic=new_topic("events"),
         dlq_topic=new_topic("dlq"), items_topic=new_topic("items"),
         recommendations_topic=new_topic("recs"), model_updates_topic=new_topic("models"),
+        experiments_topic=new_topic("experiments"),
         partitions=2, state_dir=str(tmp_path / "state"), registry_dir=str(tmp_path / "registry"),
         web_port=free_port(), batch_wait_ms=5)
     settings = load_settings({}, **{**defaults, **overrides})

@@ -554,3 +554,29 @@ def test_online_figures_are_exact_across_a_crash_at_any_batch(
                                   read_metrics=crashed.read_metrics)
         crashed.apply(result)
     assert _totals(crashed) == _totals(clean)
+
+
+def test_shoppers_in_an_experiment_get_their_arms_policy_and_count_in_their_arm() -> None:
+    from stream_rec.core.experiments import parse_experiment
+
+    experiment = parse_experiment("exp-1", json.dumps({
+        "id": "exp-1", "arms": [{"name": "plain", "policy": "none"},
+                                {"name": "diverse", "policy": "mmr:0.5"}],
+        "weights": [1, 1]}).encode())
+    store, handler = Store(), BatchHandler(_recommender(), CONFIG)
+    handler.experiments = {"exp-1": experiment}
+    users = [f"s{n}" for n in range(40)]
+    result = _run([(u.encode(), _event(u, event_id=f"e-{u}")) for u in users], store, handler)
+    lists = [json.loads(o.value) for o in result.lists]
+    arms = {r["experiment"]["arm"]: r["policy"]["method"] for r in lists}
+    assert arms == {"plain": "none", "diverse": "mmr"}
+    assert {r["experiment"]["id"] for r in lists} == {"exp-1"}
+    groups = _figures(store)
+    assert {tuple(g.split("|")[2:]) for g in groups} == {("exp-1", "plain"),
+                                                         ("exp-1", "diverse")}
+    assert sum(f["lists"] for f in groups.values()) == len(users)
+    # Stopped: the default policy again, and no experiment on the lists.
+    handler.experiments = {"exp-1": replace(experiment, running=False)}
+    after = _run([(b"s1", _event("s1", event_id="later"))], store, handler,
+                 first_offset=len(users))
+    assert json.loads(after.lists[0].value)["experiment"] is None

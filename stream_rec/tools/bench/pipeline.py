@@ -30,7 +30,8 @@ def pipeline_settings(settings: Settings, prefix: str, work_dir: Path,
     return settings.with_overrides(
         app_id=prefix, events_topic=f"{prefix}.events", dlq_topic=f"{prefix}.dlq",
         items_topic=f"{prefix}.items", recommendations_topic=f"{prefix}.recs",
-        model_updates_topic=f"{prefix}.models", state_dir=str(work_dir / f"{prefix}-state"),
+        model_updates_topic=f"{prefix}.models", experiments_topic=f"{prefix}.experiments",
+        state_dir=str(work_dir / f"{prefix}-state"),
         registry_dir=str(registry_dir), web_host="127.0.0.1", web_port=free_port())
 
 
