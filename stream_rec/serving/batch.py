@@ -7,11 +7,14 @@ messages and a way to read stored state, and then write and send what comes back
 A batch is handled in three steps, because the middle one may run on another thread:
 
 1. ``BatchHandler.take``: in message order, pass over re-deliveries, validate, check the key,
-   apply forget requests, de-duplicate and apply each event to its shopper's state (read once
-   per batch). Each valid interaction event becomes one ``RecRequest``.
+   apply forget requests, de-duplicate and apply each event or impression to its shopper's
+   state (read once per batch), attribute interactions to the list they came from and count
+   them in the partition's online-metrics record (``online_metrics.py``). Each valid
+   interaction event becomes one ``RecRequest``, with its experiment arm's policy if any.
 2. ``recommend_isolated``: the lists, one per request (``Recommender.recommend``).
-3. ``BatchHandler.finish``: record each list as shown, encode states and lists, and say which
-   table entries to write or delete, and on whose partition.
+3. ``BatchHandler.finish``: record lists and impressions as shown (``shown_source``), remember
+   the lists sent, encode states, lists and metrics records, and say which table entries to
+   write or delete, and on whose partition.
 
 Nothing that one message carries can stop the batch: a rejection and any unexpected error
 while handling one message both make a dead letter for that message, and the rest goes on.
