@@ -14,6 +14,7 @@ so attribution is a pure function of the state and the event:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 from stream_rec.core.events import TYPE_CODE, Event, Impression
@@ -42,8 +43,13 @@ def split_group(key: str) -> dict[str, str]:
 
 def record_sent(state: UserState, list_id: str, group: str) -> UserState:
     """Remember a list sent to the shopper, so impressions and clicks can name it."""
-    sent = (*state.sent_lists, (list_id, group))[-SENT_KEPT:]
-    return replace(state, sent_lists=sent)
+    return replace(state, sent_lists=sent_after(state.sent_lists, [(list_id, group)]))
+
+
+def sent_after(sent: tuple[tuple[str, str], ...], new: Sequence[tuple[str, str]]
+               ) -> tuple[tuple[str, str], ...]:
+    """The (list_id, group) pairs kept once ``new`` ones were sent, newest last."""
+    return (*sent, *new)[-SENT_KEPT:]
 
 
 def group_of(state: UserState, list_id: str) -> str:

@@ -30,10 +30,10 @@ import orjson
 
 from stream_rec.core.attribution import (
     CLICK_TYPES,
-    SENT_KEPT,
     attribute,
     group_key,
     record_impression,
+    sent_after,
 )
 from stream_rec.core.events import Event, ForgetUser, Impression, InvalidEvent, parse_message
 from stream_rec.core.experiments import Experiment, assign
@@ -104,10 +104,6 @@ class BatchCounts:
     impressions: int = 0
     lists: int = 0
     fallback_lists: int = 0
-
-    def add(self, other: BatchCounts) -> None:
-        for name, value in vars(other).items():
-            setattr(self, name, getattr(self, name) + value)
 
 
 @dataclass
@@ -435,7 +431,7 @@ class BatchHandler:
             if (state.shown_items, state.shown_counts) != shopper.shown or shopper.sent:
                 shopper.state = replace(
                     state, shown_items=shopper.shown[0], shown_counts=shopper.shown[1],
-                    sent_lists=(*state.sent_lists, *shopper.sent)[-SENT_KEPT:])
+                    sent_lists=sent_after(state.sent_lists, shopper.sent))
             if shopper.forgets and shopper.state == UserState():
                 # Tombstones: the changelog (and so every standby) forgets too.
                 state_writes.append(TableWrite(key, None, shopper.owner))
