@@ -220,7 +220,11 @@ class Settings:
         "(published lists until an impression arrived within attribution_window_s, then "
         "impressions only).", _one_of("auto", "impressions", "published"))
     attribution_window_s: float = _setting(
-        1800.0, "How long an impression keeps shown_source=auto on impressions, in s.",
+        1800.0, "How long an impression keeps shown_source=auto on impressions, and how long "
+        "after an impression (or click) a click (or purchase) is attributed to its list, in s.",
+        _number(above=0.0))
+    bandit_interval_s: float = _setting(
+        60.0, "How often the group leader re-weights running thompson experiments, in s.",
         _number(above=0.0))
     batch_max_events: int = _setting(
         256, "Events scored together in one stream.take batch.", _integer(at_least=1))

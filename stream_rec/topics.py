@@ -1,8 +1,12 @@
-"""Create the topics stream-rec reads and writes, with the layout each one needs."""
+"""Create the topics stream-rec reads and writes, with the layout each one needs; read the
+latest records of a compacted one; read and write experiment definitions."""
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Callable
+from typing import TypeVar
 
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
@@ -10,8 +14,11 @@ from kafka.errors import TopicAlreadyExistsError
 
 from stream_rec.config import Settings
 from stream_rec.connection import kafka_python_config
+from stream_rec.core.events import InvalidEvent
+from stream_rec.core.experiments import Experiment, parse_experiment
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def topic_specs(settings: Settings) -> list[NewTopic]:
@@ -46,3 +53,64 @@ def ensure_topics(settings: Settings) -> list[str]:
         return created
     finally:
         admin.close()
+
+
+def read_latest(settings: Settings, topic: str,
+                transform: Callable[[bytes], T | None]) -> dict[bytes, T]:
+    """The latest value of every key of a (compacted) topic, up to its end when called, each
+    through ``transform`` (a key whose latest value is a tombstone, or transforms to None, is
+    left out). Reads every partition from its first offset; for changelogs and definitions."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(**kafka_python_config(settings), group_id=None,
+                             enable_auto_commit=False)
+    latest: dict[bytes, T] = {}
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            return latest
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            for records in consumer.poll(timeout_ms=1000, max_records=5000).values():
+                for record in records:
+                    if record.key is None or record.offset >= ends[TopicPartition(
+                            record.topic, record.partition)]:
+                        continue
+                    value = None if record.value is None else transform(record.value)
+                    if value is None:
+                        latest.pop(record.key, None)
+                    else:
+                        latest[record.key] = value
+    finally:
+        consumer.close()
+    return latest
+
+
+def publish_experiment(settings: Settings, experiment: Experiment) -> None:
+    """Write an experiment's definition (the topic keeps the latest per id)."""
+    from kafka import KafkaProducer
+
+    ensure_topics(settings)  # compacted, one partition
+    producer = KafkaProducer(**kafka_python_config(settings), acks="all")
+    try:
+        producer.send(settings.experiments_topic, key=experiment.id.encode(),
+                      value=json.dumps(experiment.to_dict()).encode()).get(timeout=30)
+    finally:
+        producer.close()
+
+
+def read_experiments(settings: Settings) -> dict[str, Experiment]:
+    """Every experiment on the topic, as the workers see it (the latest record per id; one
+    the workers would refuse is left out, as they leave it out)."""
+    experiments: dict[str, Experiment] = {}
+    for key, value in sorted(read_latest(settings, settings.experiments_topic,
+                                         lambda v: v).items()):
+        try:
+            experiment_id = key.decode("utf-8")
+            experiments[experiment_id] = parse_experiment(experiment_id, value)
+        except (InvalidEvent, UnicodeDecodeError):
+            continue
+    return experiments

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from stream_rec.core.events import TYPE_CODE, Event, Impression
+from stream_rec.core.experiments import ExperimentTag
 from stream_rec.core.state import UserState
 
 SENT_KEPT = 8  # lists sent, newest last: impressions name one of the last few
@@ -28,10 +29,11 @@ UNKNOWN_GROUP = "unknown"  # a list older than the ones kept, or from another wo
 CLICK_TYPES = (TYPE_CODE["view"], TYPE_CODE["click"])
 
 
-def group_key(model_version: str | None, policy: str, experiment: tuple[str, str] | None
+def group_key(model_version: str | None, policy: str, experiment: ExperimentTag | None
               ) -> str:
-    """The group a list's figures count in: ``model|policy|experiment|arm``."""
-    exp, arm = experiment or ("", "")
+    """The group a list's figures count in: ``model|policy|experiment|arm`` (not the
+    weights version: a bandit's arm stays one group however often its weights change)."""
+    exp, arm = (experiment.id, experiment.arm) if experiment else ("", "")
     return f"{model_version or 'fallback'}|{policy}|{exp}|{arm}"
 
 

@@ -1,35 +1,73 @@
-"""Experiments on the re-ranking policy: definitions and the assignment of shoppers to arms.
+"""Experiments on the re-ranking policy and the model: definitions and assignment to arms.
 
 An experiment is a compacted-topic record (key = its id) naming arms, each with a re-ranking
-policy, their traffic weights, a salt, the share of shoppers it takes part with, and whether
-it is running. Assignment is a pure function of (salt, user_id): a stable hash gives each
-shopper a number in [0, 1); a shopper below ``traffic`` is in the experiment, and the arm is
-the one whose share of the weights holds the number. The same on every worker, after any
-rebalance and restart; changing the weights moves only the shoppers whose number crosses a
-boundary.
+policy and optionally a model version, their traffic weights, a salt, the share of shoppers it
+takes part with, and whether it is running. Assignment is a pure function of (salt, user_id):
+a stable hash gives each shopper a number in [0, 1); a shopper below ``traffic`` is in the
+experiment, and the arm is the one whose share of the weights holds the number. The same on
+every worker, after any rebalance and restart; changing the weights moves only the shoppers
+whose number crosses a boundary.
+
+Weights are ``fixed`` (the operator's) or ``thompson``: a bandit re-computes them from the
+arms' click-through (``stream_rec/worker/bandit.py``) and publishes each new set as the next
+``version`` of the record, with the earlier sets kept in ``history`` (bounded) so a report can
+show the allocation over time. Every list names the version its shopper was assigned under.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, NamedTuple
 
 from stream_rec.core.events import InvalidEvent, decode_object
 from stream_rec.rerank import RerankPolicy
 
 MAX_ARMS = 10
 MAX_NAME_CHARS = 64
-MAX_EXPERIMENT_BYTES = 64 * 1024
+MAX_EXPERIMENT_BYTES = 256 * 1024
+# What a registry version folder may be called (stream_rec/model/registry.py): an arm names
+# an exact version, never an alias, so every worker serves it the same model.
+MODEL_VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+HISTORY_KEPT = 200  # weight versions kept in the record (a bandit publishes one a minute)
+ALLOCATIONS = ("fixed", "thompson")
+DEFAULT_FLOOR = 0.1  # a bandit arm's least share: every arm keeps collecting evidence
 
 
 @dataclass(frozen=True, slots=True)
 class Arm:
-    """One variant: its name and the re-ranking policy its shoppers' lists get."""
+    """One variant: its name, the re-ranking policy its shoppers' lists get, and the model
+    version that scores them (None: the version the worker serves to everyone)."""
 
     name: str
     policy: RerankPolicy
+    model: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The arm as the experiments topic has it."""
+        doc: dict[str, Any] = {"name": self.name, "policy": str(self.policy)}
+        if self.model is not None:
+            doc["model"] = self.model
+        return doc
+
+
+class ExperimentTag(NamedTuple):
+    """What a list records of the experiment its shopper was in: the experiment, the arm,
+    and the weights version the shopper was assigned under."""
+
+    id: str
+    arm: str
+    version: int = 1
+
+
+class WeightsVersion(NamedTuple):
+    """One set of weights an experiment ran under, from ``at_ms`` on."""
+
+    version: int
+    at_ms: int
+    weights: tuple[float, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,13 +80,38 @@ class Experiment:
     salt: str
     traffic: float = 1.0
     running: bool = True
+    allocation: str = "fixed"  # or "thompson"
+    floor: float = DEFAULT_FLOOR  # thompson: each arm's least share of the traffic
+    version: int = 1  # of the weights; each change publishes the next
+    started_ms: int = 0  # when it was started (epoch ms; 0 = not known)
+    since_ms: int = 0  # when the current weights took effect (epoch ms)
+    history: tuple[WeightsVersion, ...] = ()  # earlier weights, oldest first
 
     def to_dict(self) -> dict[str, Any]:
         """The record on the experiments topic."""
-        return {"id": self.id, "arms": [{"name": a.name, "policy": str(a.policy)}
-                                        for a in self.arms],
+        return {"id": self.id, "arms": [a.to_dict() for a in self.arms],
                 "weights": list(self.weights), "salt": self.salt, "traffic": self.traffic,
-                "running": self.running}
+                "running": self.running, "allocation": self.allocation, "floor": self.floor,
+                "version": self.version, "started_ms": self.started_ms,
+                "since_ms": self.since_ms,
+                "history": [{"version": h.version, "at_ms": h.at_ms, "weights": list(h.weights)}
+                            for h in self.history]}
+
+    def reweighted(self, weights: Sequence[float], at_ms: int) -> Experiment:
+        """The next version, with ``weights`` from ``at_ms`` on (the current set goes to the
+        history)."""
+        past = (*self.history, WeightsVersion(self.version, self.since_ms, self.weights))
+        return replace(self, weights=tuple(float(w) for w in weights), version=self.version + 1,
+                       since_ms=at_ms, history=past[-HISTORY_KEPT:])
+
+    def tag(self, arm: Arm) -> ExperimentTag:
+        """The tag of a list made in ``arm`` under the current weights."""
+        return ExperimentTag(self.id, arm.name, self.version)
+
+    @property
+    def models(self) -> set[str]:
+        """The model versions its arms ask for."""
+        return {a.model for a in self.arms if a.model is not None}
 
 
 def parse_experiment(key: str, raw: bytes) -> Experiment:
@@ -75,8 +138,39 @@ def parse_experiment(key: str, raw: bytes) -> Experiment:
     running = data.get("running", True)
     if not isinstance(salt, str) or not isinstance(running, bool):
         raise InvalidEvent("experiment 'salt' must be a string and 'running' true or false")
+    allocation = data.get("allocation", "fixed")
+    if allocation not in ALLOCATIONS:
+        raise InvalidEvent(f"experiment 'allocation' must be one of {', '.join(ALLOCATIONS)}")
+    floor = data.get("floor", DEFAULT_FLOOR)
+    if not _number(floor) or not 0 <= floor <= 1 / len(arms):
+        raise InvalidEvent(f"experiment 'floor' must be a number from 0 to 1/arms "
+                           f"({1 / len(arms):g})")
+    version = data.get("version", 1)
+    started, since = data.get("started_ms", 0), data.get("since_ms", 0)
+    if not _count(version) or version < 1 or not _count(started) or not _count(since):
+        raise InvalidEvent("experiment 'version' must be a whole number >= 1, 'started_ms' "
+                           "and 'since_ms' whole numbers >= 0")
     return Experiment(key, arms, tuple(float(w) for w in weights_raw), salt, float(traffic),
-                      running)
+                      running, str(allocation), float(floor), int(version), int(started),
+                      int(since), _history(data.get("history", []), len(arms)))
+
+
+def _history(raw: Any, arms: int) -> tuple[WeightsVersion, ...]:
+    if not isinstance(raw, list) or len(raw) > HISTORY_KEPT:
+        raise InvalidEvent(f"experiment 'history' must be a list of at most {HISTORY_KEPT}")
+    out = []
+    for entry in raw:
+        if not isinstance(entry, dict):
+            raise InvalidEvent("experiment 'history' entries must be objects")
+        version: Any = entry.get("version")
+        at_ms: Any = entry.get("at_ms")
+        weights = entry.get("weights")
+        if (not _count(version) or not _count(at_ms) or not isinstance(weights, list)
+                or len(weights) != arms or not all(_number(w) and w >= 0 for w in weights)):
+            raise InvalidEvent("experiment 'history' entries need 'version', 'at_ms' and one "
+                               "weight per arm")
+        out.append(WeightsVersion(int(version), int(at_ms), tuple(float(w) for w in weights)))
+    return tuple(out)
 
 
 def _arm(raw: Any) -> Arm:
@@ -89,14 +183,23 @@ def _arm(raw: Any) -> Arm:
                            "characters without '|'")
     if not isinstance(policy, str):
         raise InvalidEvent(f"arm {name!r}: 'policy' must be a string such as dpp:0.3")
+    model = raw.get("model")
+    if model is not None and not (isinstance(model, str) and MODEL_VERSION_RE.fullmatch(model)
+                                  and model not in ("current", "latest")):
+        raise InvalidEvent(f"arm {name!r}: 'model' must be an exact model version name "
+                           "such as v0003")
     try:
-        return Arm(name, RerankPolicy.parse(policy))
+        return Arm(name, RerankPolicy.parse(policy), model)
     except ValueError as exc:
         raise InvalidEvent(f"arm {name!r}: {exc}") from None
 
 
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and value == value
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def unit_hash(salt: str, user_id: str) -> float:

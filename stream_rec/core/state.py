@@ -83,6 +83,9 @@ class UserState:
     sent_lists: tuple[tuple[str, str], ...] = ()
     impressed: tuple[tuple[str, str, int, tuple[str, ...]], ...] = ()
     clicks: tuple[tuple[str, str, int], ...] = ()
+    # The shopper's own figures per experiment arm ("experiment|arm", figures in the order of
+    # core/tally.TALLY_FIGURES), the arm used last kept last: what experiment reports add up.
+    tallies: tuple[tuple[str, tuple[float, ...]], ...] = ()
 
     @property
     def history_items(self) -> list[str]:

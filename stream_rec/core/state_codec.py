@@ -53,6 +53,8 @@ def encode_state(state: UserState) -> bytes:
         doc["im"] = [[lid, group, ts, list(items)] for lid, group, ts, items in state.impressed]
     if state.clicks:
         doc["ck"] = [list(entry) for entry in state.clicks]
+    if state.tallies:
+        doc["x"] = [[key, list(figures)] for key, figures in state.tallies]
     if state.profile:
         doc["p"] = base64.b64encode(state.profile).decode("ascii")
         doc["m"] = state.profile_model
@@ -101,6 +103,8 @@ def decode_state(raw: bytes | None) -> UserState:
                             for lid, group, ts, items in doc.get("im", ())),
             clicks=tuple((str(item), str(group), int(ts)) for item, group, ts in
                          doc.get("ck", ())),
+            tallies=tuple((str(key), tuple(map(float, figures)))
+                          for key, figures in doc.get("x", ())),
         )
     except StateDecodeError:
         raise

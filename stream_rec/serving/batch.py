@@ -30,6 +30,7 @@ import orjson
 
 from stream_rec.core.attribution import (
     CLICK_TYPES,
+    IMPRESSION_ITEMS_KEPT,
     attribute,
     group_key,
     record_impression,
@@ -49,6 +50,7 @@ from stream_rec.core.state import (
     shown_after,
 )
 from stream_rec.core.state_codec import StateDecodeError, decode_state, encode_state
+from stream_rec.core.tally import add_to_tally, list_diversity
 from stream_rec.serving.dead_letter import Message, dead_letter
 from stream_rec.serving.error_log import ErrorSampler
 from stream_rec.serving.lists import RecList, RecRequest
@@ -285,8 +287,16 @@ class BatchHandler:
             seen_ms = message.timestamp_ms or int(now_ms)
             attributed, group, position = attribute(
                 state, event, seen_ms, self.config.attribution_window_ms)
-            if counted and group is not None:
-                _count_interaction(record, group, event, position)
+            if group is not None:
+                figures = _interaction_figures(event)
+                if counted:
+                    for name, amount in figures.items():
+                        record.add(group, name, amount)
+                    if position is not None and event.type_code in CLICK_TYPES:
+                        record.add(group, "position_sum", position)
+                        record.add(group, "positioned_clicks")
+                if not duplicate:  # the shopper's own tally, written with their state
+                    attributed = add_to_tally(attributed, group, figures)
             if duplicate and not replayed:  # a storefront's retry
                 state = note_retry(state, message.offset)
             if not duplicate:
@@ -304,7 +314,7 @@ class BatchHandler:
         batch.requests.append(
             RecRequest(event.user_id, event.event_id, state, taken_ms) if assigned is None else
             RecRequest(event.user_id, event.event_id, state, taken_ms, assigned[1].policy,
-                       (assigned[0].id, assigned[1].name)))
+                       assigned[0].tag(assigned[1]), assigned[1].model))
         batch._pending.append(_Pending(key, index, event.item_id, shopper.forgets,
                                        not duplicate, self._published_counts(now_ms),
                                        counted=counted))
@@ -323,10 +333,15 @@ class BatchHandler:
             seen_ms = message.timestamp_ms or int(now_ms)
             record = batch.metrics_for(index)
             remembered, group = record_impression(state, impression, seen_ms)
+            displayed = impression.item_ids[:IMPRESSION_ITEMS_KEPT]
+            category = self.recommender.catalog.category
+            figures = _impression_figures(impression.item_ids, [category(i) for i in displayed])
             if _counts(record, message, tag, state, replayed, duplicate):
-                record.add(group, "impressions")
-                record.add(group, "impressed_items", len(impression.item_ids))
+                for name, amount in figures.items():
+                    record.add(group, name, amount)
+            record.impressed(group, impression.item_ids)
             if not duplicate:
+                remembered = add_to_tally(remembered, group, figures)
                 state = replace(mark_seen(remembered, impression.event_id, self.config.limits),
                                 source=(message.partition, message.offset),
                                 source_topic=tag, active_ms=seen_ms)
@@ -416,6 +431,8 @@ class BatchHandler:
             group = group_key(rec.model_version, str(rec.policy), rec.experiment)
             if current:  # impressions and clicks may name it from now on
                 shopper.sent.append((rec.list_id, group))
+                if pending.fresh and rec.experiment is not None:
+                    shopper.state = add_to_tally(shopper.state, group, {"lists": 1.0})
             if pending.counted:
                 batch.metrics_for(pending.index).add(group, "lists")
             value = orjson.dumps(rec.to_dict())
@@ -456,20 +473,26 @@ def _counts(record: PartitionMetrics, message: Message, tag: str, state: UserSta
     return not duplicate or (replayed and message.offset not in state.retries)
 
 
-def _count_interaction(record: PartitionMetrics, group: str, event: Event,
-                       position: int | None) -> None:
-    """An attributed interaction's figures."""
+def _interaction_figures(event: Event) -> dict[str, float]:
+    """What an attributed interaction adds to its list's figures (position aside)."""
     if event.type_code in CLICK_TYPES:
-        record.add(group, "clicks")
-        if position is not None:
-            record.add(group, "position_sum", position)
-            record.add(group, "positioned_clicks")
-    elif event.type == "add_to_cart":
-        record.add(group, "add_to_carts")
-    else:
-        record.add(group, "purchases")
-        if event.price is not None:
-            record.add(group, "revenue", event.price * (event.quantity or 1))
+        return {"clicks": 1.0}
+    if event.type == "add_to_cart":
+        return {"add_to_carts": 1.0}
+    if event.price is None:
+        return {"purchases": 1.0}
+    return {"purchases": 1.0, "revenue": event.price * (event.quantity or 1)}
+
+
+def _impression_figures(items: Sequence[str], categories: Sequence[str | None]
+                        ) -> dict[str, float]:
+    """What an impression adds to its list's figures: its items and their diversity."""
+    ild, n_categories = list_diversity(categories)
+    figures = {"impressions": 1.0, "impressed_items": float(len(items)),
+               "categories_sum": float(n_categories)}
+    if ild is not None:
+        figures |= {"ild_sum": ild, "ild_lists": 1.0}
+    return figures
 
 
 def recommend_isolated(recommender: Recommender, requests: Sequence[RecRequest],

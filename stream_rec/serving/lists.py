@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from stream_rec.core.experiments import ExperimentTag
 from stream_rec.core.rounding import round6
 from stream_rec.core.state import UserState
 from stream_rec.rerank import RerankPolicy
@@ -28,7 +29,8 @@ class RecRequest:
     state: UserState
     received_ms: float  # time.time() * 1000 when the event was taken off the topic
     policy: RerankPolicy | None = None  # None: the configured default
-    experiment: tuple[str, str] | None = None  # (experiment id, arm) that chose ``policy``
+    experiment: ExperimentTag | None = None  # the experiment arm that chose ``policy``
+    model: str | None = None  # the model version the arm asks for (None: the served one)
 
 
 class RecItem(NamedTuple):
@@ -55,7 +57,7 @@ class RecList:
     # Names this list for impressions and attribution: unique per message, so a list made
     # again for a re-delivered event is another list.
     list_id: str = field(default_factory=lambda: secrets.token_hex(16))
-    experiment: tuple[str, str] | None = None  # (experiment id, arm)
+    experiment: ExperimentTag | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The message on the recommendations topic (see docs/integration.md)."""
@@ -64,7 +66,8 @@ class RecList:
             "event_id": self.event_id,
             "list_id": self.list_id,
             "experiment": None if self.experiment is None else
-            {"id": self.experiment[0], "arm": self.experiment[1]},
+            {"id": self.experiment.id, "arm": self.experiment.arm,
+             "version": self.experiment.version},
             "items": [{"item_id": i.item_id, "score": round6(i.score), "reason": i.reason}
                       for i in self.items],
             "model_version": self.model_version,

@@ -88,12 +88,22 @@ class Recommender:
         self.model: ServedModel | None = None
         self.scorer: Scorer | None = None
         self.table: ItemTable | None = None
+        # Model versions that experiment arms ask for, served beside ``model`` to the shoppers
+        # of those arms (version -> scorer and item table); swapped whole, like ``model``.
+        self.arm_models: dict[str, tuple[Scorer, ItemTable]] = {}
 
     def swap_model(self, model: ServedModel | None) -> None:
         """Serve ``model`` from the next batch on; builds its item table first."""
         table = None if model is None else ItemTable(model, self.catalog.items)
         scorer = None if model is None else ModelScorer(model)
         self.model, self.scorer, self.table = model, scorer, table
+
+    def set_arm_models(self, models: Sequence[ServedModel]) -> None:
+        """Serve these versions, beside the main model, to requests that ask for them; a
+        version already served keeps its item table."""
+        kept = self.arm_models
+        self.arm_models = {m.version: kept[m.version] if m.version in kept else
+                           (ModelScorer(m), ItemTable(m, self.catalog.items)) for m in models}
 
     def observe(self, state: UserState, event: Event, limits: StateLimits,
                 source: tuple[int, int], source_topic: str = "",
@@ -115,13 +125,17 @@ class Recommender:
 
     def upsert_item(self, item: CatalogItem) -> None:
         self.catalog.upsert(item)
-        if self.table is not None:
-            self.table.upsert(item, self.catalog.items)
+        for table in self._tables():
+            table.upsert(item, self.catalog.items)
 
     def delist_item(self, item_id: str) -> None:
         self.catalog.delist(item_id)
-        if self.table is not None:
-            self.table.delist(item_id)
+        for table in self._tables():
+            table.delist(item_id)
+
+    def _tables(self) -> list[ItemTable]:
+        tables = [table for _, table in self.arm_models.values()]
+        return tables if self.table is None else [self.table, *tables]
 
     def recommend(self, requests: Sequence[RecRequest],
                   clock: StageClock | None = None) -> list[RecList]:
@@ -130,9 +144,33 @@ class Recommender:
             return []
         clock = clock or StageClock()
         scorer, table = self.scorer, self.table  # one model per batch, even mid-swap
+        arms = self.arm_models
+        if arms and any(r.model in arms for r in requests):
+            return self._by_model(requests, arms, clock)
         if scorer is None or table is None:
             return self._fallback(requests, clock)
         return self._with_model(scorer, table, requests, clock)
+
+    def _by_model(self, requests: Sequence[RecRequest],
+                  arms: dict[str, tuple[Scorer, ItemTable]], clock: StageClock
+                  ) -> list[RecList]:
+        """A batch whose requests ask for different model versions: one pass per version (a
+        version not loaded gets the main model, and its lists say which model made them)."""
+        rows: dict[str | None, list[int]] = {}
+        for row, req in enumerate(requests):
+            rows.setdefault(req.model if req.model in arms else None, []).append(row)
+        out: list[RecList | None] = [None] * len(requests)
+        for version, chosen in rows.items():
+            part = [requests[row] for row in chosen]
+            if version is not None:
+                made = self._with_model(*arms[version], part, clock)
+            elif self.scorer is not None and self.table is not None:
+                made = self._with_model(self.scorer, self.table, part, clock)
+            else:
+                made = self._fallback(part, clock)
+            for row, rec in zip(chosen, made, strict=True):
+                out[row] = rec
+        return [rec for rec in out if rec is not None]
 
     # -- with a model --------------------------------------------------------------------
     def _with_model(self, scorer: Scorer, table: ItemTable,

@@ -27,13 +27,19 @@ from stream_rec.errors import UNDELIVERED_EXIT_STATUS
 from stream_rec.serving.batch import BatchCounts, BatchResult
 from stream_rec.serving.dead_letter import Message
 from stream_rec.serving.online_metrics import add_up, decode_partition_metrics
+from stream_rec.worker.bandit import step_bandits
 from stream_rec.worker.commit_watch import CommitWatch, commit_problem
 from stream_rec.worker.expiry import PartitionEvent, Sweeper, active_partition_dbs
 from stream_rec.worker.faust_compat import RewindingConsumer, acting_for
 from stream_rec.worker.feeds import tail_topic
 from stream_rec.worker.heap import settle
 from stream_rec.worker.metrics import WorkerMetrics, partition_lag
-from stream_rec.worker.models import ModelRefused, announced_version, swap_to
+from stream_rec.worker.models import (
+    ModelRefused,
+    announced_version,
+    serve_arm_models,
+    swap_to,
+)
 from stream_rec.worker.runtime import WorkerRuntime
 from stream_rec.worker.topic_ids import fetch_topic_tag
 
@@ -201,6 +207,7 @@ async def follow_models() -> None:
         async with one_at_a_time:
             if version != runtime.metrics.model_version:
                 await swap_to(runtime, version)
+                await serve_arm_models(runtime)
 
     # Listen first, then read the registry pointer: no announcement can fall in between.
     listening = asyncio.Event()
@@ -295,12 +302,36 @@ async def follow_experiments() -> None:
                         "it is", settings.experiments_topic, EXPERIMENTS_WAIT_S)
             runtime.experiments_ready.set()
 
+    async def on_record(record: ConsumerRecord) -> None:
+        runtime.apply_experiment_record(record)
+        await runtime.model_checked.wait()  # arms' models after the main one
+        async with arm_models_lock:
+            await serve_arm_models(runtime)
+
     asyncio.get_running_loop().call_later(EXPERIMENTS_WAIT_S, no_topic_yet)
-    await tail_topic(settings, settings.experiments_topic, runtime.apply_experiment_record,
+    await tail_topic(settings, settings.experiments_topic, on_record,
                      from_beginning=True, caught_up=runtime.experiments_ready)
 
 
+arm_models_lock = asyncio.Lock()
+
+
 EXPERIMENTS_WAIT_S = 15.0
+
+
+@app.timer(interval=settings.bandit_interval_s, on_leader=True)
+async def step_thompson_experiments() -> None:
+    """Re-weight running Thompson experiments from all partitions' online figures
+    (``stream_rec.worker.bandit``); the leader alone publishes."""
+    experiments = runtime.handler.experiments
+    if not any(e.allocation == "thompson" and e.running for e in experiments.values()):
+        return
+    try:
+        published = await asyncio.to_thread(step_bandits, settings, experiments)
+    except Exception as exc:  # the bandit must never take the worker down; next tick retries
+        runtime.handler.errors.report(exc, "the bandit step")
+        return
+    runtime.metrics.bandit_steps += len(published)
 
 
 sweeper = Sweeper(keep_ms=settings.state_expiry_days * 86_400_000)

@@ -63,6 +63,10 @@ class WorkerMetrics:
     states_expired: int = 0
     impressions: int = 0
     experiments_rejected: int = 0
+    bandit_steps: int = 0  # new weights this worker published as the group's leader
+    # model versions served to experiment arms beside the main one -> resident bytes they
+    # added when loaded
+    arm_model_bytes: dict[str, int] = field(default_factory=dict)
     stages: StageClock = field(default_factory=StageClock)
     latency_ms: Histogram = field(default_factory=Histogram)
     model_version: str = ""
@@ -111,6 +115,8 @@ class WorkerMetrics:
                 "Stored shopper states that could not be read (the shopper started afresh).")
         counter("experiments_rejected_total", self.experiments_rejected,
                 "Experiment definitions refused (the experiment stays as it was).")
+        counter("bandit_steps_total", self.bandit_steps,
+                "New weights of thompson experiments this worker published (as the leader).")
         counter("impressions_total", self.impressions,
                 "Impressions applied (lists the storefront displayed; duplicates excluded).")
         counter("states_expired_total", self.states_expired,
@@ -145,6 +151,12 @@ class WorkerMetrics:
             lines += ["# HELP stream_rec_model_unservable_info Why no model serves.",
                       "# TYPE stream_rec_model_unservable_info gauge",
                       f'stream_rec_model_unservable_info{{reason="{self.model_unservable}"}} 1']
+        lines += ["# HELP stream_rec_model_arm_resident_bytes Resident memory a model version "
+                  "served to an experiment arm (beside the main model) added when it loaded.",
+                  "# TYPE stream_rec_model_arm_resident_bytes gauge"]
+        for version, size in sorted(self.arm_model_bytes.items()):
+            lines.append(f'stream_rec_model_arm_resident_bytes{{version="{_label(version)}"}} '
+                         f"{size}")
         lines += ["# HELP stream_rec_consumer_lag Events not yet processed, per partition.",
                   "# TYPE stream_rec_consumer_lag gauge"]
         for tp, lag in sorted(self.consumer_lag.items()):
@@ -168,6 +180,10 @@ ONLINE_HELP = {
     "revenue": "Price x quantity of attributed purchases that carry a price",
     "position_sum": "Sum of the list positions of attributed clicks",
     "positioned_clicks": "Attributed clicks whose position is known",
+    "ild_sum": "Sum of the intra-list diversity (share of item pairs of different categories) "
+               "of impressed lists",
+    "ild_lists": "Impressed lists with a pair of items of known categories",
+    "categories_sum": "Sum of the distinct categories of impressed lists",
 }
 
 
@@ -181,6 +197,15 @@ def _online_lines(online: dict[str, dict[str, float]]) -> list[str]:
         for group, figures in sorted(online.items()):
             labels = ",".join(f'{k}="{_label(v)}"' for k, v in split_group(group).items())
             lines.append(f"{name}{{{labels}}} {figures.get(figure, 0.0):g}")
+    name = "stream_rec_online_distinct_items"
+    lines += [f"# HELP {name} Distinct items impressed (HyperLogLog estimate, about 3 % off), "
+              "by the model, policy and experiment arm of the list, over this worker's "
+              "partitions (workers' figures overlap: they do not add up).",
+              f"# TYPE {name} gauge"]
+    for group, figures in sorted(online.items()):
+        if "distinct_items" in figures:
+            labels = ",".join(f'{k}="{_label(v)}"' for k, v in split_group(group).items())
+            lines.append(f"{name}{{{labels}}} {figures['distinct_items']:g}")
     return lines
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 from typing import Any
 
@@ -161,3 +162,51 @@ def _worker_settings() -> Settings:
     from stream_rec.app import settings  # the running worker's; imported late, app imports us
 
     return settings
+
+
+def arm_versions(runtime: WorkerRuntime) -> list[str]:
+    """The model versions running experiments' arms ask for, other than the one served."""
+    wanted = {v for e in runtime.handler.experiments.values() if e.running for v in e.models}
+    return sorted(wanted - {runtime.metrics.model_version})
+
+
+async def serve_arm_models(runtime: WorkerRuntime) -> None:
+    """Load the model versions experiment arms ask for (each checked like any model), serve
+    them beside the main one, and record what each costs in memory. A version that is
+    refused is left out: its arm's shoppers get the main model, and their lists say so."""
+    wanted = arm_versions(runtime)
+    served = runtime.recommender.arm_models
+    if wanted == sorted(served):
+        return
+    models: list[ServedModel] = []
+    costs = dict(runtime.metrics.arm_model_bytes)
+    for version in wanted:
+        if version in served:
+            models.append(served[version][1].model)
+            continue
+        before = resident_bytes()
+        try:
+            model = await asyncio.to_thread(load_checked, runtime.settings, version)
+        except ModelRefused as exc:
+            runtime.metrics.model_rejected += 1
+            log.error("experiment arm model refused: %s; its shoppers get the main model", exc)
+            continue
+        if model is None:
+            continue
+        models.append(model)
+        costs[version] = max(0, resident_bytes() - before)
+    runtime.recommender.set_arm_models(models)
+    runtime.metrics.arm_model_bytes = {m.version: costs.get(m.version, 0) for m in models}
+    for model in models:
+        log.info("serving model %s to its experiment arm beside %s (about %.1f MB more "
+                 "resident memory)", model.version, runtime.metrics.model_version or "fallback",
+                 runtime.metrics.arm_model_bytes[model.version] / 1e6)
+
+
+def resident_bytes() -> int:
+    """This process's resident memory (Linux; 0 where /proc is not there)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
