@@ -88,6 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if not args.verbose:  # kafka-python says every connection and metadata refresh at INFO
+        logging.getLogger("kafka").setLevel(logging.WARNING)
     try:
         if problem is not None:
             raise problem

@@ -53,7 +53,7 @@ from stream_rec.core.state_codec import StateDecodeError, decode_state, encode_s
 from stream_rec.core.tally import add_to_tally, list_diversity
 from stream_rec.serving.dead_letter import Message, dead_letter
 from stream_rec.serving.error_log import ErrorSampler
-from stream_rec.serving.lists import RecList, RecRequest
+from stream_rec.serving.lists import RecList, RecRequest, list_id_for
 from stream_rec.serving.online_metrics import (
     PartitionMetrics,
     decode_partition_metrics,
@@ -311,10 +311,12 @@ class BatchHandler:
         batch.counts.valid += 1
         batch.counts.duplicate += duplicate
         assigned = assign(self.experiments, event.user_id) if self.experiments else None
+        list_id = list_id_for(tag or message.topic, message.partition, message.offset)
         batch.requests.append(
-            RecRequest(event.user_id, event.event_id, state, taken_ms) if assigned is None else
+            RecRequest(event.user_id, event.event_id, state, taken_ms, list_id=list_id)
+            if assigned is None else
             RecRequest(event.user_id, event.event_id, state, taken_ms, assigned[1].policy,
-                       assigned[0].tag(assigned[1]), assigned[1].model))
+                       assigned[0].tag(assigned[1]), assigned[1].model, list_id))
         batch._pending.append(_Pending(key, index, event.item_id, shopper.forgets,
                                        not duplicate, self._published_counts(now_ms),
                                        counted=counted))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,6 +32,18 @@ class RecRequest:
     policy: RerankPolicy | None = None  # None: the configured default
     experiment: ExperimentTag | None = None  # the experiment arm that chose ``policy``
     model: str | None = None  # the model version the arm asks for (None: the served one)
+    list_id: str | None = None  # names the list (``list_id_for``); None: a random one
+
+
+def list_id_for(topic: str, partition: int, offset: int) -> str:
+    """The id of the list made for the event message at (``topic``, ``partition``,
+    ``offset``); ``topic`` is the topic-id digest where known (a topic created anew starts its
+    offsets again), else the name. The same for every re-delivery of that message: a list
+    published again after a crash carries the id of the one the shopper may already be
+    looking at, so impressions and clicks that name it still find it, and consumers can drop
+    the repeat. A storefront's retry of an event is another message, hence another list."""
+    key = f"{topic}\x1f{partition}\x1f{offset}".encode()
+    return hashlib.blake2b(key, digest_size=16).hexdigest()
 
 
 class RecItem(NamedTuple):
@@ -54,8 +67,7 @@ class RecList:
     fallback: bool
     generated_at_ms: float
     latency_ms: float
-    # Names this list for impressions and attribution: unique per message, so a list made
-    # again for a re-delivered event is another list.
+    # Names this list for impressions and attribution (``list_id_for``).
     list_id: str = field(default_factory=lambda: secrets.token_hex(16))
     experiment: ExperimentTag | None = None
 

@@ -265,10 +265,10 @@ class Recommender:
     def _rec_list(req: RecRequest, chosen: list[tuple[str, float, str]], version: str | None,
                   policy: RerankPolicy, fallback: bool) -> RecList:
         now_ms = time.time() * 1000
-        return RecList(req.user_id, req.event_id,
-                       tuple(map(RecItem._make, chosen)), version,
+        named = {} if req.list_id is None else {"list_id": req.list_id}
+        return RecList(req.user_id, req.event_id, tuple(map(RecItem._make, chosen)), version,
                        policy, fallback, now_ms, now_ms - req.received_ms,
-                       experiment=req.experiment)
+                       experiment=req.experiment, **named)
 
 
 def _blocked_items(state: UserState, rules: BusinessRules) -> list[str]:

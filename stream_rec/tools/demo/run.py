@@ -57,7 +57,7 @@ def run_demo(settings: Settings, data: str | None = None, duration_s: float | No
             spec = data or _storefront_spec(settings)
             dataset = load_dataset(spec, settings)
             epochs = DATASET_EPOCHS if data else STOREFRONT_EPOCHS
-            if not _ensure_model(settings, spec, dataset, epochs, stop):
+            if not ensure_model(settings, spec, dataset, epochs, stop):
                 return 0
             return _serve(settings, dataset, data is None, duration_s, rate, stop)
         finally:
@@ -73,8 +73,8 @@ def _storefront_spec(settings: Settings) -> str:
     return f"events:{folder}"
 
 
-def _ensure_model(settings: Settings, spec: str, dataset: Dataset, epochs: int,
-                  stop: threading.Event) -> bool:
+def ensure_model(settings: Settings, spec: str, dataset: Dataset, epochs: int,
+                 stop: threading.Event | None = None) -> bool:
     """Train and publish a model unless the current one was trained on this dataset.
 
     False when Ctrl-C stopped the training (it reaches the trainer too).
@@ -97,7 +97,7 @@ def _ensure_model(settings: Settings, spec: str, dataset: Dataset, epochs: int,
     env = {**os.environ, **settings_env(settings)}
     if subprocess.run(command, check=False, env=env).returncode == 0:
         return True
-    if stop.is_set():
+    if stop is not None and stop.is_set():
         return False
     raise UserError("training the demo model failed (see the messages above)")
 

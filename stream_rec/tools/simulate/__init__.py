@@ -1,0 +1,1 @@
+"""Simulated shoppers answering a live worker's lists: experiments tested and shown end to end."""
