@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from stream_rec.config import load_settings
+from stream_rec.tools.demo.experiment import ExperimentSampler
 from stream_rec.tools.demo.site import DemoSite, FigureSampler, WorkerClient
 from stream_rec.tools.demo.traffic import Shoppers
 from stream_rec.tools.demo.web import DemoServer
@@ -23,7 +24,8 @@ def server() -> Iterator[DemoServer]:
     settings = load_settings(environ={}, web_port=free_port())  # no worker listens there
     client = WorkerClient(settings)
     site = DemoSite(settings, client, FigureSampler(client), None,  # type: ignore[arg-type]
-                    Shoppers(), {"i1": {"category": "shoes"}}, "storefront")
+                    Shoppers(), {"i1": {"category": "shoes"}}, "storefront",
+                    ExperimentSampler(lambda: {"running": False}))
     running = DemoServer(site, 0).start()
     yield running
     running.stop()
@@ -47,6 +49,8 @@ def test_serves_the_page_and_the_overview(server: DemoServer) -> None:
     overview = json.loads(body)
     assert status == 200 and overview["worker_status"] == "unreachable"
     assert overview["data"] == "storefront" and overview["shoppers"] == []
+    status, body = request(server, "GET", "/api/experiment")
+    assert status == 200 and json.loads(body) == {"running": False}
 
 
 def test_says_when_the_worker_does_not_answer(server: DemoServer) -> None:

@@ -27,6 +27,7 @@ from stream_rec.datasets import Dataset, load_dataset
 from stream_rec.errors import UserError
 from stream_rec.offline.replay import catalog_messages, dataset_events
 from stream_rec.tools.broker import LocalBroker
+from stream_rec.tools.demo.experiment import ExperimentSampler
 from stream_rec.tools.demo.site import DemoSite, FigureSampler, WorkerClient
 from stream_rec.tools.demo.traffic import EventSender, Shoppers, storefront_traffic, stream_traffic
 from stream_rec.tools.demo.web import DemoServer
@@ -134,7 +135,9 @@ def _serve(settings: Settings, dataset: Dataset, synthetic: bool, duration_s: fl
 
         client = WorkerClient(settings)
         sampler = FigureSampler(client)
-        site = DemoSite(settings, client, sampler, sender, shoppers, dataset.items, dataset.name)
+        experiments = ExperimentSampler.for_settings(settings)
+        site = DemoSite(settings, client, sampler, sender, shoppers, dataset.items, dataset.name,
+                        experiments)
         server = _bind_page(site, settings.demo_port)  # a taken port fails before the worker
         stack.callback(_say, "Stopped the web page.")
         stack.callback(server.stop)
@@ -149,6 +152,8 @@ def _serve(settings: Settings, dataset: Dataset, synthetic: bool, duration_s: fl
              f"{worker.base_url}/users/USER_ID/recommendations/")
         sampler.start()
         stack.callback(sampler.stop)
+        experiments.start()
+        stack.callback(experiments.stop)
         server.start()
         _say(f"Live page: {server.url}  (pick a shopper, click an item, watch the list react)")
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from stream_rec.config import Settings
 from stream_rec.tools.demo.api import ItemTable, click_event, shopper_view
+from stream_rec.tools.demo.experiment import NOT_RUNNING, ExperimentSampler
 from stream_rec.tools.demo.figures import MetricsSample, parse_metrics, window_figures
 from stream_rec.tools.demo.traffic import EventSender, Shoppers, now_ms
 
@@ -103,14 +104,16 @@ class FigureSampler:
 
 
 class DemoSite:
-    """The page's API: overview figures, one shopper's panel, and clicks."""
+    """The page's API: overview figures, one shopper's panel, the running experiment, and
+    clicks."""
 
     def __init__(self, settings: Settings, worker: WorkerClient, sampler: FigureSampler,
                  sender: EventSender, shoppers: Shoppers, items: ItemTable,
-                 data_name: str) -> None:
+                 data_name: str, experiments: ExperimentSampler | None = None) -> None:
         self.settings = settings
         self.worker = worker
         self.sampler = sampler
+        self.experiments = experiments
         self.sender = sender
         self.shoppers = shoppers
         self.items = items
@@ -120,6 +123,12 @@ class DemoSite:
         return {**self.sampler.figures(), "policy": self.settings.rerank_policy,
                 "data": self.data_name,
                 "shoppers": self.shoppers.active(24, now_ms() - ACTIVE_WINDOW_MS)}
+
+    def experiment(self) -> dict[str, Any]:
+        """The running experiment's report, as last read (``{"running": False}`` without)."""
+        if self.experiments is None:
+            return dict(NOT_RUNNING)
+        return self.experiments.latest()
 
     def shopper(self, user_id: str) -> dict[str, Any]:
         quoted = urllib.parse.quote(user_id, safe="")

@@ -70,6 +70,8 @@ class DemoHandler(BaseHTTPRequestHandler):
             self._reply(200, self.server.page, "text/html; charset=utf-8")
         elif path == "/api/overview":
             self._json(200, self.server.site.overview())
+        elif path == "/api/experiment":
+            self._json(200, self.server.site.experiment())
         elif path.startswith("/api/shoppers/") and path.count("/") == 3:
             user_id = urllib.parse.unquote(path.rsplit("/", 1)[1])
             if not user_id:
