@@ -34,7 +34,8 @@ from stream_rec.core.events import (
 )
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
-NAMES = ("storefront-event", "catalog-item", "recommendation", "dead-letter", "model-update")
+NAMES = ("storefront-event", "catalog-item", "recommendation", "dead-letter", "model-update",
+         "experiment")
 C0_C1 = re.compile("[\u0000-\u001f\u007f-\u009f]")
 LIMIT = 65536
 PROPERTY_SETTINGS = settings(max_examples=300, deadline=None,
@@ -409,12 +410,20 @@ def test_a_real_recommendation_list_validates() -> None:
                             "type": "view", "ts": 1_700_000_000_000 + n})
         state = apply_event(state, event, catalog.category(event.item_id), StateLimits())
         recommender.trending.add(event.item_id, event.ts_ms, event.type_code)
-    [rec] = recommender.recommend([RecRequest("u-1", "e-5", state, 1_700_000_000_000.0)])
+    from stream_rec.core.experiments import ExperimentTag
+
+    [rec, in_arm] = recommender.recommend([
+        RecRequest("u-1", "e-5", state, 1_700_000_000_000.0),
+        RecRequest("u-1", "e-5", state, 1_700_000_000_000.0, experiment=ExperimentTag(
+            "exp-1", "diverse", 3), list_id="0123456789abcdef0123456789abcdef")])
     message = json.loads(json.dumps(rec.to_dict()))
+    arm_message = json.loads(json.dumps(in_arm.to_dict()))
+    assert arm_message["experiment"] == {"id": "exp-1", "arm": "diverse", "version": 3}
     assert message["items"], "the list should not be empty"
     doc = schema("recommendation")
-    Draft202012Validator(doc, format_checker=Draft202012Validator.FORMAT_CHECKER).validate(
-        message)
+    for each in (message, arm_message):
+        Draft202012Validator(doc, format_checker=Draft202012Validator.FORMAT_CHECKER).validate(
+            each)
     # Kept in step: the schema names exactly the fields the code writes.
     assert set(doc["properties"]) == set(message)
     assert set(doc["properties"]["items"]["items"]["properties"]) == set(message["items"][0])
@@ -453,3 +462,27 @@ def test_a_real_model_announcement_validates(tmp_path: Path) -> None:
     Draft202012Validator(doc).validate(json.loads(json.dumps(message)))
     assert set(doc["properties"]) == set(message)
     assert not Draft202012Validator(doc).is_valid({**message, "version": "../etc"})
+
+
+def test_experiment_records_the_cli_and_the_bandit_write_validate() -> None:
+    from stream_rec.commands.experiment import checked, start_record
+    from stream_rec.core.events import InvalidEvent
+    from stream_rec.core.experiments import parse_experiment
+
+    doc = schema("experiment")
+    validator = Draft202012Validator(doc)
+    started = checked("exp-1", start_record("exp-1", "control=dpp:0.15,new=mmr:0.5@v0002",
+                                            "3,1", "thompson", 0.2, 0.5, now_ms=1_000))
+    moved = started.reweighted([0.3, 0.7], 2_000)
+    for experiment in (started, moved):
+        record = json.loads(json.dumps(experiment.to_dict()))
+        validator.validate(record)
+        assert set(record) == set(doc["properties"])  # the schema names every field written
+    # What the schema refuses, the worker refuses too.
+    for bad in ({"id": "exp-1", "arms": []},
+                {"id": "exp-1", "arms": [{"name": "a", "policy": "dpp:0.1", "model": "latest"}]},
+                {"id": "exp-1", "arms": [{"name": "a", "policy": "none"}], "allocation": "ucb"},
+                {"id": "exp-1", "arms": [{"name": "a", "policy": "none"}], "version": 0}):
+        assert not validator.is_valid(bad), bad
+        with pytest.raises(InvalidEvent):
+            parse_experiment("exp-1", json.dumps(bad).encode())

@@ -580,3 +580,284 @@ def test_shoppers_in_an_experiment_get_their_arms_policy_and_count_in_their_arm(
     after = _run([(b"s1", _event("s1", event_id="later"))], store, handler,
                  first_offset=len(users))
     assert json.loads(after.lists[0].value)["experiment"] is None
+
+
+# -- experiment tallies: each shopper's figures per arm, kept in their state --------------------
+
+def _two_arms() -> Any:
+    from stream_rec.core.experiments import parse_experiment
+
+    return parse_experiment("exp-1", json.dumps({
+        "id": "exp-1", "arms": [{"name": "plain", "policy": "none"},
+                                {"name": "diverse", "policy": "mmr:0.5"}],
+        "weights": [1, 1]}).encode())
+
+
+def _arm_of(user: str) -> str:
+    from stream_rec.core.experiments import assign
+
+    placed = assign([_two_arms()], user)
+    assert placed is not None
+    return placed[1].name
+
+
+# Shoppers of each arm (assignment is a pure function of salt and user id).
+ARM_USERS = {arm: [u for u in (f"t{n}" for n in range(60)) if _arm_of(u) == arm][:2]
+             for arm in ("plain", "diverse")}
+ARM_GROUP = {"plain": "fallback|none|exp-1|plain", "diverse": "fallback|mmr:0.5|exp-1|diverse"}
+
+
+def _experiment_handler(**config: Any) -> BatchHandler:
+    handler = BatchHandler(_recommender(), replace(CONFIG, **config))
+    handler.experiments = {"exp-1": _two_arms()}
+    return handler
+
+
+def _tally(store: Store, user: str, arm: str) -> dict[str, float] | None:
+    from stream_rec.core.tally import tally_of
+
+    return tally_of(decode_state(store[user.encode()]), "exp-1", arm)
+
+
+def test_an_arms_impressions_clicks_and_purchases_count_in_the_tally_and_the_record() -> None:
+    from stream_rec.core.tally import TALLY_FIGURES
+
+    user, other = ARM_USERS["diverse"][0], ARM_USERS["plain"][0]
+    key = user.encode()
+    store, handler = Store(), _experiment_handler()
+    first = _run([(key, _event(user, event_id="a")),
+                  (other.encode(), _event(other, event_id="o"))], store, handler)
+    rec = json.loads(first.lists[0].value)
+    assert rec["experiment"] == {"id": "exp-1", "arm": "diverse", "version": 1}
+    assert _tally(store, user, "diverse") == {**dict.fromkeys(TALLY_FIGURES, 0.0), "lists": 1.0}
+    assert _tally(store, user, "plain") is None
+    # i0, i1, i4 are in categories c0, c1, c0: 3 pairs, 2 of them differ; 2 categories.
+    shown = ["i0", "i1", "i4"]
+    _run([(key, json.dumps({"type": "impression", "event_id": "imp", "user_id": user,
+                            "list_id": rec["list_id"], "item_ids": shown,
+                            "ts": NOW_MS}).encode()),
+          (key, _event(user, item="i1", event_id="click", type="click",
+                       list_id=rec["list_id"], position=1)),
+          (key, _event(user, item="i1", event_id="buy", type="purchase", price=20.0,
+                       quantity=2)),
+          (key, _event(user, item="i1", event_id="buy", type="purchase", price=20.0,
+                       quantity=2)),  # the storefront's retry: not counted again
+          (key, _event(user, item="i9", event_id="cart", type="add_to_cart")),  # no click: none
+          ], store, handler, first_offset=2)
+    expected = {**dict.fromkeys(TALLY_FIGURES, 0.0),
+                "lists": 1.0 + 3,  # the first list, and those of the click, buy and cart
+                "impressions": 1.0, "impressed_items": 3.0, "ild_sum": 2 / 3, "ild_lists": 1.0,
+                "categories_sum": 2.0, "clicks": 1.0, "purchases": 1.0, "revenue": 40.0}
+    assert _tally(store, user, "diverse") == pytest.approx(expected)
+    figures = _figures(store)
+    group = figures[ARM_GROUP["diverse"]]
+    for name, value in expected.items():
+        assert group[name] == pytest.approx(value), name
+    assert group["position_sum"] == 1 and group["positioned_clicks"] == 1
+    assert group["distinct_items"] == 3
+    # The other arm's shopper only got their one list.
+    other_tally = _tally(store, other, "plain")
+    assert other_tally is not None and other_tally["lists"] == 1 and other_tally["clicks"] == 0
+    assert figures[ARM_GROUP["plain"]]["lists"] == 1
+    assert "distinct_items" not in figures[ARM_GROUP["plain"]]
+
+
+def test_an_impression_of_a_list_without_categories_adds_no_ild() -> None:
+    from stream_rec.core.tally import tally_of
+
+    user = ARM_USERS["plain"][0]
+    store, handler = Store(), _experiment_handler()
+    rec = json.loads(_run([(user.encode(), _event(user, event_id="a"))], store, handler)
+                     .lists[0].value)
+    _run([(user.encode(), json.dumps({
+        "type": "impression", "event_id": "imp", "user_id": user, "list_id": rec["list_id"],
+        "item_ids": ["not-in-catalog", "i3"], "ts": NOW_MS}).encode())], store, handler,
+        first_offset=1)
+    tally = tally_of(decode_state(store[user.encode()]), "exp-1", "plain")
+    assert tally is not None
+    assert (tally["impressions"], tally["impressed_items"]) == (1, 2)
+    assert (tally["ild_lists"], tally["ild_sum"], tally["categories_sum"]) == (0, 0, 1)
+    # An impression of a list the shopper was never sent counts in no arm.
+    _run([(user.encode(), json.dumps({
+        "type": "impression", "event_id": "imp-2", "user_id": user, "list_id": "stranger",
+        "item_ids": ["i1", "i2"], "ts": NOW_MS}).encode())], store, handler, first_offset=2)
+    assert tally_of(decode_state(store[user.encode()]), "exp-1", "plain") == tally
+
+
+@pytest.mark.parametrize("written", ["nothing", "state", "everything"])
+def test_a_redelivered_message_gets_the_same_list_id_a_retry_another(written: str) -> None:
+    from stream_rec.serving.lists import list_id_for
+
+    user = ARM_USERS["diverse"][0]
+    key = user.encode()
+    store = Store()
+    _run([(key, _event(user, event_id="first"))], store, _experiment_handler())
+    message = Message(key, _event(user, item="i2", event_id="b"), TOPIC, 0, 5)
+    before = handle_batch(_experiment_handler(), [message], store.read, NOW_MS,
+                          read_metrics=store.read_metrics)
+    # The worker dies before committing offset 5 (after writing some of the batch, or none).
+    store.apply(before, state=written != "nothing", metrics=written == "everything")
+    again = handle_batch(_experiment_handler(), [message], store.read, NOW_MS,
+                         read_metrics=store.read_metrics)
+    store.apply(again)
+    [sent], [resent] = before.lists, again.lists
+    assert sent.rec.list_id == resent.rec.list_id == list_id_for(TOPIC, 0, 5)
+    assert json.loads(resent.value)["list_id"] == sent.rec.list_id
+    tally = _tally(store, user, "diverse")
+    assert tally is not None and tally["lists"] == 2  # the first list and this one, once
+    # An impression naming it finds the arm, whichever delivery the shop displayed.
+    _run([(key, json.dumps({"type": "impression", "event_id": "imp", "user_id": user,
+                            "list_id": sent.rec.list_id, "item_ids": ["i5"],
+                            "ts": NOW_MS}).encode())], store, _experiment_handler(),
+         first_offset=6)
+    tally = _tally(store, user, "diverse")
+    assert tally is not None and tally["impressions"] == 1
+    # A storefront's retry of the event is another message: another list, not counted again.
+    retry = handle_batch(_experiment_handler(), [Message(key, message.value, TOPIC, 0, 7)],
+                         store.read, NOW_MS, read_metrics=store.read_metrics)
+    store.apply(retry)
+    assert retry.counts.duplicate == 1
+    assert retry.lists[0].rec.list_id == list_id_for(TOPIC, 0, 7) != sent.rec.list_id
+    assert _tally(store, user, "diverse") == tally
+    # The topic-id tag, where known, names the list (a topic created anew restarts offsets).
+    tagged = _experiment_handler()
+    tagged.topic_tags[TOPIC] = "feedbeef"
+    other = handle_batch(tagged, [Message(b"z", _event("z", event_id="z"), TOPIC, 0, 5)],
+                         Store().read, NOW_MS)
+    assert other.lists[0].rec.list_id == list_id_for("feedbeef", 0, 5) != sent.rec.list_id
+
+
+# The property: a 2-arm experiment's per-shopper tallies are exact across crashes.
+
+TALLY_USERS = ARM_USERS["plain"] + ARM_USERS["diverse"]
+CATEGORISED = ITEMS[:8]
+
+tally_op = st.tuples(
+    st.sampled_from(["event"] * 3 + ["impression"] * 3 + ["click_list"] * 3 + ["buy"] * 2),
+    st.integers(0, len(TALLY_USERS) - 1),
+    st.integers(0, 63),  # which item(s)
+    st.integers(0, 7),  # which earlier list, position
+    st.integers(0, 24),  # event id: repeats are storefront retries
+)
+
+
+def _tally_messages(ops: list[tuple[str, int, int, int, int]]) -> list[Message]:
+    """Events, impressions of the shoppers' earlier lists and clicks naming them."""
+    from stream_rec.serving.lists import list_id_for
+
+    lists_of: dict[str, list[str]] = {u: [] for u in TALLY_USERS}
+    out = []
+    for offset, (kind, u, item, ref, eid) in enumerate(ops):
+        user = TALLY_USERS[u]
+        earlier = lists_of[user]
+        list_id = earlier[-1 - ref % len(earlier)] if earlier else f"never-sent-{ref}"
+        event_id = f"e{eid}"
+        if kind == "impression":
+            shown = [CATEGORISED[(item + 3 * n) % 8] for n in range(1 + item % 5)]
+            shown = list(dict.fromkeys(shown + ["no-category"] * (item % 2)))
+            value = json.dumps({"type": "impression", "event_id": event_id, "user_id": user,
+                                "list_id": list_id, "item_ids": shown,
+                                "ts": NOW_MS - 500}).encode()
+        else:
+            fields: dict[str, Any] = {"type": ("view", "click", "add_to_cart")[item % 3]}
+            if kind == "click_list":
+                fields = {"type": "click", "list_id": list_id, "position": ref % 5}
+            elif kind == "buy":
+                fields = {"type": "purchase", "price": 5.0 + item % 7, "quantity": 1 + ref % 3}
+            value = _event(user, item=CATEGORISED[item % 8], event_id=event_id, **fields)
+            earlier.append(list_id_for(TOPIC, 0, offset))  # the list this event will get
+        out.append(Message(user.encode(), value, TOPIC, 0, offset))
+    return out
+
+
+def _arm_totals(store: Store) -> dict[str, dict[str, float]]:
+    from stream_rec.core.tally import TALLY_FIGURES, tally_of
+
+    totals = {arm: dict.fromkeys(TALLY_FIGURES, 0.0) for arm in ARM_USERS}
+    for raw in store.values():
+        state = decode_state(raw)
+        for arm in ARM_USERS:
+            figures = tally_of(state, "exp-1", arm) or {}
+            for name, value in figures.items():
+                totals[arm][name] += value
+    return totals
+
+
+def _apply_some(store: Store, result: BatchResult, persisted: list[bool]) -> None:
+    """Write the subset of a batch's table writes that ``persisted`` picks (cyclically)."""
+    tables = ([(store, w) for w in result.state] + [(store.metrics, w) for w in result.metrics]
+              + [(store.latest, w) for w in result.latest])
+    for n, (table, write) in enumerate(tables):
+        if not persisted[n % len(persisted)]:
+            continue
+        if write.value is None:
+            table.pop(write.key, None)
+        else:
+            table[write.key] = write.value
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(tally_op, min_size=1, max_size=30),
+       st.lists(st.integers(1, 8), min_size=1, max_size=5),
+       st.sets(st.integers(0, 12), max_size=3),
+       st.lists(st.booleans(), min_size=1, max_size=8),
+       st.sampled_from(["auto", "impressions", "published"]))
+def test_experiment_tallies_are_exact_across_crashes_at_any_batch(
+        ops: list[tuple[str, int, int, int, int]], sizes: list[int], crash_turns: set[int],
+        persisted: list[bool], shown_source: str) -> None:
+    """A worker dies after any batch with any subset of its table writes made; its successor
+    starts again from the last committed offset (in batches of other sizes). The tallies in
+    the final states are those of a run without crashes, shopper by shopper and per arm; and
+    so are the partitions' online figures."""
+    messages = _tally_messages(ops)
+    clean = Store()
+    handler = _experiment_handler(shown_source=shown_source)
+    clean.apply(handle_batch(handler, messages, clean.read, NOW_MS,
+                             read_metrics=clean.read_metrics))
+    crashed = Store()
+    handler = _experiment_handler(shown_source=shown_source)
+    committed, turn, crashes = 0, 0, 0
+    while committed < len(messages):
+        size = sizes[turn % len(sizes)]
+        batch = messages[committed:committed + size]
+        result = handle_batch(handler, batch, crashed.read, NOW_MS,
+                              read_metrics=crashed.read_metrics)
+        assert result.counts.internal_errors == 0 and not result.dead_letters
+        if turn in crash_turns:
+            _apply_some(crashed, result, persisted[crashes:] + persisted[:crashes])
+            handler = _experiment_handler(shown_source=shown_source)  # no memory of offsets
+            crashes += 1
+        else:
+            crashed.apply(result)
+            committed += len(batch)
+        turn += 1
+    assert set(crashed) == set(clean)
+    for key in clean:
+        want, got = decode_state(clean[key]).tallies, decode_state(crashed[key]).tallies
+        assert [k for k, _ in got] == [k for k, _ in want], key
+        for (_, mine), (_, theirs) in zip(got, want, strict=True):
+            assert mine == pytest.approx(theirs), key
+    clean_totals, totals = _arm_totals(clean), _arm_totals(crashed)
+    for arm, figures in clean_totals.items():
+        assert totals[arm] == pytest.approx(figures), arm
+    online, clean_online = _figures(crashed), _figures(clean)
+    assert set(online) == set(clean_online)
+    for group, figures in clean_online.items():
+        assert online[group] == pytest.approx(figures), group
+
+
+def test_the_tally_property_exercises_both_arms() -> None:
+    """The generated journeys do reach every figure of both arms (the property is not empty)."""
+    ops = [("event", u, u, 0, u) for u in range(len(TALLY_USERS))]
+    ops += [("impression", u, 1, 0, 10 + u) for u in range(len(TALLY_USERS))]
+    ops += [("click_list", u, 1, 0, 15 + u) for u in range(len(TALLY_USERS))]
+    ops += [("buy", u, 1, 1, 20 + u) for u in range(len(TALLY_USERS))]
+    store = Store()
+    messages = _tally_messages(ops)
+    store.apply(handle_batch(_experiment_handler(), messages, store.read, NOW_MS,
+                             read_metrics=store.read_metrics))
+    totals = _arm_totals(store)
+    for arm in ARM_USERS:
+        for name in ("lists", "impressions", "impressed_items", "clicks", "purchases",
+                     "revenue", "ild_sum", "ild_lists", "categories_sum"):
+            assert totals[arm][name] > 0, (arm, name)
