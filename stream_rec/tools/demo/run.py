@@ -75,28 +75,32 @@ def _storefront_spec(settings: Settings) -> str:
 
 
 def ensure_model(settings: Settings, spec: str, dataset: Dataset, epochs: int,
-                 stop: threading.Event | None = None) -> bool:
-    """Train and publish a model unless the current one was trained on this dataset.
+                 stop: threading.Event | None = None, say: Any = None) -> bool:
+    """Train and publish a model unless the current one was trained on this dataset; ``say``
+    (default: print) gets the progress lines, and the trainer's output goes to stdout, or to
+    stderr when ``say`` is given (a caller whose stdout is JSON).
 
     False when Ctrl-C stopped the training (it reaches the trainer too).
     """
+    say = say or _say
     from stream_rec.model import FileRegistry
 
     registry = FileRegistry(settings.registry_dir)  # the demo's own local folder
     current = registry.current()
     trained_on = _trained_on(registry.root / current) if current else None
     if current is not None and trained_on == _data_identity(dataset):
-        _say(f"Serving model {current} from {registry.root}.")
+        say(f"Serving model {current} from {registry.root}.")
         return True
     why = "yet" if current is None else f"for this data ({current} was trained on " \
         f"{(trained_on or {}).get('dataset', 'something else')})"
-    _say(f"No model in {registry.root} {why}: training a small one on {spec} "
-         f"({epochs} epochs) ...")
+    say(f"No model in {registry.root} {why}: training a small one on {spec} "
+        f"({epochs} epochs) ...")
     command = [sys.executable, "-m", "stream_rec.cli", "train", "--data", spec,
                "--registry", str(registry.root), "--epochs", str(epochs), "--publish"]
     # The trainer announces the new version on this broker, so it gets the demo's settings.
     env = {**os.environ, **settings_env(settings)}
-    if subprocess.run(command, check=False, env=env).returncode == 0:
+    out = None if say is _say else sys.stderr
+    if subprocess.run(command, check=False, env=env, stdout=out).returncode == 0:
         return True
     if stop is not None and stop.is_set():
         return False

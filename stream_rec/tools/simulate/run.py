@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import secrets
+import sys
 import tempfile
 import time
 from contextlib import ExitStack
@@ -50,11 +51,11 @@ def run_simulation(args: argparse.Namespace) -> int:
             settings = settings.with_overrides(broker=broker.start().bootstrap)
             if not was_running:
                 stack.callback(broker.stop)
-        registry = args.registry or _storefront_model(settings)
+        registry = args.registry or _storefront_model(settings, _say_on_stderr)
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="stream-rec-sim-")))
         result = simulate(settings, args.id or "sim", args.arms, config, Path(registry), work,
                           allocation=args.allocation, weights=args.weights, floor=args.floor,
-                          progress=None if args.json else _say)
+                          progress=_say_on_stderr)
     print(json.dumps(result, indent=None if args.json else 2))
     return 0
 
@@ -157,7 +158,7 @@ def _storefront_folder(settings: Settings) -> Path:
     return ensure_storefront(Path(settings.state_dir).expanduser() / "storefront")
 
 
-def _storefront_model(settings: Settings) -> str:
+def _storefront_model(settings: Settings, say: Any) -> str:
     """A registry with a model trained on the synthetic storefront (trained once)."""
     from stream_rec.datasets import load_dataset
     from stream_rec.tools.demo.run import STOREFRONT_EPOCHS, ensure_model
@@ -165,9 +166,9 @@ def _storefront_model(settings: Settings) -> str:
     registry = str(Path(SIM_REGISTRY).resolve())
     spec = f"events:{_storefront_folder(settings)}"
     model_settings = settings.with_overrides(registry_dir=registry)
-    ensure_model(model_settings, spec, load_dataset(spec, settings), STOREFRONT_EPOCHS)
+    ensure_model(model_settings, spec, load_dataset(spec, settings), STOREFRONT_EPOCHS, say=say)
     return registry
 
 
-def _say(text: str) -> None:
-    print(text, flush=True)
+def _say_on_stderr(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
