@@ -62,39 +62,46 @@ def group_of(state: UserState, list_id: str) -> str:
     return UNKNOWN_GROUP
 
 
-def record_impression(state: UserState, impression: Impression, ts_ms: int
+def record_impression(state: UserState, impression: Impression, ts_ms: int, offset: int = -1
                       ) -> tuple[UserState, str]:
     """The state remembering the impression (for attribution), and its list's group."""
     group = group_of(state, impression.list_id)
-    entry = (impression.list_id, group, ts_ms, impression.item_ids[:IMPRESSION_ITEMS_KEPT])
+    entry = (impression.list_id, group, ts_ms, impression.item_ids[:IMPRESSION_ITEMS_KEPT],
+             offset)
     return replace(state, impressed=(*state.impressed, entry)[-IMPRESSIONS_KEPT:]), group
 
 
-def attribute(state: UserState, event: Event, ts_ms: int, window_ms: int
-              ) -> tuple[UserState, str | None, int | None]:
-    """(state, group, position) for an interaction: the group of the list it came from, or
-    None when it came from none; an attributed view or click is remembered for the
-    add-to-carts and purchases that follow it."""
+def attribute(state: UserState, event: Event, ts_ms: int, window_ms: int, offset: int = -1,
+              replayed: bool = False) -> tuple[UserState, str | None, int | None]:
+    """(state, group, position) for an interaction at ``offset``: the group of the list it
+    came from, or None when it came from none; an attributed view or click is remembered for
+    the add-to-carts and purchases that follow it. A ``replayed`` message (one the state
+    already includes, handled again after a crash) is attributed only to impressions and
+    clicks from before it: the state as saved may hold later ones."""
+
+    def before(at: int) -> bool:
+        return not replayed or at < 0 or at < offset
+
     group: str | None = None
     position = event.position
     if event.list_id is not None:  # explicit
         group = group_of(state, event.list_id)
         if group == UNKNOWN_GROUP:
-            for list_id, impressed_group, _, _ in reversed(state.impressed):
-                if list_id == event.list_id:
+            for list_id, impressed_group, _, _, at in reversed(state.impressed):
+                if list_id == event.list_id and before(at):
                     group = impressed_group
                     break
     elif event.type_code in CLICK_TYPES:
-        for _, impressed_group, at_ms, items in reversed(state.impressed):
-            if ts_ms - at_ms <= window_ms and event.item_id in items:
+        for _, impressed_group, at_ms, items, at in reversed(state.impressed):
+            if ts_ms - at_ms <= window_ms and event.item_id in items and before(at):
                 group, position = impressed_group, items.index(event.item_id)
                 break
     else:  # add to cart, purchase: the latest attributed click on the item
-        for item, clicked_group, at_ms in reversed(state.clicks):
-            if item == event.item_id and ts_ms - at_ms <= window_ms:
+        for item, clicked_group, at_ms, at in reversed(state.clicks):
+            if item == event.item_id and ts_ms - at_ms <= window_ms and before(at):
                 group = clicked_group
                 break
     if group is not None and event.type_code in CLICK_TYPES:
-        clicks = (*state.clicks, (event.item_id, group, ts_ms))[-CLICKS_KEPT:]
+        clicks = (*state.clicks, (event.item_id, group, ts_ms, offset))[-CLICKS_KEPT:]
         state = replace(state, clicks=clicks)
     return state, group, position

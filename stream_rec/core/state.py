@@ -81,8 +81,10 @@ class UserState:
     # (list_id, group), impressions (list_id, group, ts_ms, items), attributed clicks
     # (item_id, group, ts_ms).
     sent_lists: tuple[tuple[str, str], ...] = ()
-    impressed: tuple[tuple[str, str, int, tuple[str, ...]], ...] = ()
-    clicks: tuple[tuple[str, str, int], ...] = ()
+    # Impressions and clicks also keep the offset of their message (-1: unknown), so that an
+    # event replayed after a crash is attributed only to what came before it.
+    impressed: tuple[tuple[str, str, int, tuple[str, ...], int], ...] = ()
+    clicks: tuple[tuple[str, str, int, int], ...] = ()
     # The shopper's own figures per experiment arm ("experiment|arm", figures in the order of
     # core/tally.TALLY_FIGURES), the arm used last kept last: what experiment reports add up.
     tallies: tuple[tuple[str, tuple[float, ...]], ...] = ()

@@ -50,7 +50,8 @@ def encode_state(state: UserState) -> bytes:
     if state.sent_lists:  # attribution: optional keys, so readers that predate them ignore them
         doc["ls"] = [list(entry) for entry in state.sent_lists]
     if state.impressed:
-        doc["im"] = [[lid, group, ts, list(items)] for lid, group, ts, items in state.impressed]
+        doc["im"] = [[lid, group, ts, list(items), offset]
+                     for lid, group, ts, items, offset in state.impressed]
     if state.clicks:
         doc["ck"] = [list(entry) for entry in state.clicks]
     if state.tallies:
@@ -99,10 +100,11 @@ def decode_state(raw: bytes | None) -> UserState:
             active_ms=int(doc.get("a", 0)),
             retries=tuple(map(int, doc.get("r", ()))),
             sent_lists=tuple((str(lid), str(group)) for lid, group in doc.get("ls", ())),
-            impressed=tuple((str(lid), str(group), int(ts), tuple(map(str, items)))
-                            for lid, group, ts, items in doc.get("im", ())),
-            clicks=tuple((str(item), str(group), int(ts)) for item, group, ts in
-                         doc.get("ck", ())),
+            # The offsets came later: entries written without one read as -1 (unknown).
+            impressed=tuple((str(e[0]), str(e[1]), int(e[2]), tuple(map(str, e[3])),
+                             int(e[4]) if len(e) > 4 else -1) for e in doc.get("im", ())),
+            clicks=tuple((str(e[0]), str(e[1]), int(e[2]), int(e[3]) if len(e) > 3 else -1)
+                         for e in doc.get("ck", ())),
             tallies=tuple((str(key), tuple(map(float, figures)))
                           for key, figures in doc.get("x", ())),
         )

@@ -53,7 +53,7 @@ from stream_rec.core.state_codec import StateDecodeError, decode_state, encode_s
 from stream_rec.core.tally import add_to_tally, list_diversity
 from stream_rec.serving.dead_letter import Message, dead_letter
 from stream_rec.serving.error_log import ErrorSampler
-from stream_rec.serving.lists import RecList, RecRequest, list_id_for
+from stream_rec.serving.lists import RecList, RecRequest, list_id_for, with_pool
 from stream_rec.serving.online_metrics import (
     PartitionMetrics,
     decode_partition_metrics,
@@ -286,7 +286,8 @@ class BatchHandler:
             counted = _counts(record, message, tag, state, replayed, duplicate)
             seen_ms = message.timestamp_ms or int(now_ms)
             attributed, group, position = attribute(
-                state, event, seen_ms, self.config.attribution_window_ms)
+                state, event, seen_ms, self.config.attribution_window_ms, message.offset,
+                replayed)
             if group is not None:
                 figures = _interaction_figures(event)
                 if counted:
@@ -334,7 +335,7 @@ class BatchHandler:
             duplicate = replayed or is_duplicate(state, impression.event_id)
             seen_ms = message.timestamp_ms or int(now_ms)
             record = batch.metrics_for(index)
-            remembered, group = record_impression(state, impression, seen_ms)
+            remembered, group = record_impression(state, impression, seen_ms, message.offset)
             displayed = impression.item_ids[:IMPRESSION_ITEMS_KEPT]
             category = self.recommender.catalog.category
             figures = _impression_figures(impression.item_ids, [category(i) for i in displayed])
@@ -443,7 +444,8 @@ class BatchHandler:
             counts.fallback_lists += rec.fallback
             # A list made before a forget request is still delivered, but not kept.
             if current:
-                latest[pending.key] = TableWrite(pending.key, value, shopper.owner)
+                latest[pending.key] = TableWrite(pending.key, with_pool(value, rec.pool),
+                                                 shopper.owner)
         state_writes: list[TableWrite] = []
         for key, shopper in shoppers.items():
             state = shopper.state

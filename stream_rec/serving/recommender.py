@@ -11,7 +11,7 @@ items and favourite categories stand in, and the lists say so (``fallback``).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -46,7 +46,7 @@ from stream_rec.serving.candidates import (
 from stream_rec.serving.catalog_view import CatalogView
 from stream_rec.serving.fallback import fallback_candidates
 from stream_rec.serving.item_table import ItemTable
-from stream_rec.serving.lists import RecItem, RecList, RecRequest
+from stream_rec.serving.lists import REASON_CODE, Pool, RecItem, RecList, RecRequest
 from stream_rec.serving.scoring import ModelScorer, Scorer
 from stream_rec.serving.stage_clock import StageClock
 
@@ -64,6 +64,8 @@ class RecommenderConfig:
     policy: RerankPolicy = field(default_factory=lambda: RerankPolicy.parse("dpp"))
     rules: BusinessRules = field(default_factory=BusinessRules)
     category_weight: float = 0.5
+    # Candidates kept with each shopper's latest list for request-time re-ranking (0: none)
+    pool_kept: int = 200
 
 
 class Recommender:
@@ -195,14 +197,19 @@ class Recommender:
             rows = np.arange(len(requests))[:, None]
             chosen_pos = candidates[rows, np.maximum(picked, 0)].tolist()
             chosen_score = scores[rows, np.maximum(picked, 0)].tolist()
-            out = []
-            for row, (req, policy) in enumerate(zip(requests, self._policies(requests),
-                                                    strict=True)):
-                items = [(table.ids[p], s, reasons[c]) for p, s, c in
-                         zip(chosen_pos[row], chosen_score[row], picked[row].tolist(),
-                             strict=True) if c >= 0]
-                out.append(self._rec_list(req, items, scorer.version, policy, fallback=False))
-            return out
+        with clock.stage("pool"):
+            ids = table.ids
+            pools = self._pools(scores, eligible, reasons,
+                                lambda row, cols: [ids[p] for p in candidates[row, cols]])
+        out = []
+        for row, (req, policy) in enumerate(zip(requests, self._policies(requests),
+                                                strict=True)):
+            items = [(table.ids[p], s, reasons[c]) for p, s, c in
+                     zip(chosen_pos[row], chosen_score[row], picked[row].tolist(),
+                         strict=True) if c >= 0]
+            out.append(self._rec_list(req, items, scorer.version, policy, fallback=False,
+                                      pool=pools[row]))
+        return out
 
     # -- without a model -----------------------------------------------------------------
     def fallback(self, requests: Sequence[RecRequest],
@@ -234,11 +241,14 @@ class Recommender:
                         categories[row, col] = codes.setdefault(category, len(codes))
             vectors = np.zeros((n_b, width, 1), dtype=np.float32)
             picked = self._pick(requests, scores, vectors, keys, categories, eligible)
-            return [self._rec_list(req, [(candidate_ids[row][c], float(scores[row, c]),
-                                          reasons[row][c]) for c in picked[row] if c >= 0],
-                                   None, policy, fallback=True)
-                    for row, (req, policy) in enumerate(
-                        zip(requests, self._policies(requests), strict=True))]
+        with clock.stage("pool"):
+            pools = self._pools(scores, eligible, reasons,
+                                lambda row, cols: [candidate_ids[row][c] for c in cols])
+        return [self._rec_list(req, [(candidate_ids[row][c], float(scores[row, c]),
+                                      reasons[row][c]) for c in picked[row] if c >= 0],
+                               None, policy, fallback=True, pool=pools[row])
+                for row, (req, policy) in enumerate(
+                    zip(requests, self._policies(requests), strict=True))]
 
     # -- shared ----------------------------------------------------------------------------
     def _policies(self, requests: Sequence[RecRequest]) -> list[RerankPolicy]:
@@ -261,14 +271,35 @@ class Recommender:
                 max_per_category=cfg.rules.category_cap, category_weight=cfg.category_weight)
         return picked
 
+    def _pools(self, scores: NDArray[np.floating], eligible: NDArray[np.bool_],
+               reasons: Sequence[str] | Sequence[Sequence[str]],
+               ids_of: Callable[[int, list[int]], list[str]]) -> list[Pool | None]:
+        """Per row, the eligible candidates by score, at most ``pool_kept`` (``Pool``);
+        ``reasons`` per column, or per row and column."""
+        kept = self.config.pool_kept
+        if kept <= 0 or not scores.shape[1]:
+            return [None] * len(scores)
+        masked = np.where(eligible & np.isfinite(scores), scores, -np.inf)
+        width = min(kept, masked.shape[1])
+        order = np.argsort(-masked, axis=1, kind="stable")[:, :width]
+        best = np.take_along_axis(masked, order, axis=1)
+        pools: list[Pool | None] = []
+        for row in range(len(masked)):
+            cols = order[row][np.isfinite(best[row])].tolist()
+            row_reasons = reasons[row] if reasons and not isinstance(reasons[0], str) \
+                else reasons
+            pools.append(Pool(tuple(ids_of(row, cols)), best[row, :len(cols)].astype(
+                np.float32), "".join(REASON_CODE.get(str(row_reasons[c]), "0") for c in cols)))
+        return pools
+
     @staticmethod
     def _rec_list(req: RecRequest, chosen: list[tuple[str, float, str]], version: str | None,
-                  policy: RerankPolicy, fallback: bool) -> RecList:
+                  policy: RerankPolicy, fallback: bool, pool: Pool | None = None) -> RecList:
         now_ms = time.time() * 1000
         named = {} if req.list_id is None else {"list_id": req.list_id}
         return RecList(req.user_id, req.event_id, tuple(map(RecItem._make, chosen)), version,
                        policy, fallback, now_ms, now_ms - req.received_ms,
-                       experiment=req.experiment, **named)
+                       experiment=req.experiment, pool=pool, **named)
 
 
 def _blocked_items(state: UserState, rules: BusinessRules) -> list[str]:

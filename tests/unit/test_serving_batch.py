@@ -325,7 +325,7 @@ def _expected(values: Sequence[tuple[bytes | None, bytes | None]], lists: list[d
                 states[key] = note_retry(state, offset)
                 continue
             impression_seen = True
-            state, _ = record_impression(state, parsed, NOW_MS)
+            state, _ = record_impression(state, parsed, NOW_MS, offset)
             state = mark_seen(state, parsed.event_id, CONFIG.limits)
             state = replace(state, source=(0, offset), active_ms=NOW_MS)
             if shown_source != "published":
@@ -342,7 +342,7 @@ def _expected(values: Sequence[tuple[bytes | None, bytes | None]], lists: list[d
             states[key] = record_sent(note_retry(state, offset), rec["list_id"], group)
             continue
         event = replace(parsed, ts_ms=min(parsed.ts_ms, NOW_MS + CONFIG.max_ahead_ms))
-        state, _, _ = attribute(state, event, NOW_MS, CONFIG.attribution_window_ms)
+        state, _, _ = attribute(state, event, NOW_MS, CONFIG.attribution_window_ms, offset)
         state = apply_event(state, event, recommender.catalog.category(event.item_id),
                             CONFIG.limits)
         state = replace(state, source=(0, offset), active_ms=NOW_MS)
@@ -741,16 +741,19 @@ tally_op = st.tuples(
 )
 
 
-def _tally_messages(ops: list[tuple[str, int, int, int, int]]) -> list[Message]:
-    """Events, impressions of the shoppers' earlier lists and clicks naming them."""
+def _tally_messages(ops: list[tuple[str, int, int, int, int]]
+                    ) -> tuple[list[Message], list[int]]:
+    """Events, impressions of the shoppers' earlier lists and clicks naming them; and for
+    each message, the offset of the event whose list it names (-1: none)."""
     from stream_rec.serving.lists import list_id_for
 
-    lists_of: dict[str, list[str]] = {u: [] for u in TALLY_USERS}
-    out = []
+    lists_of: dict[str, list[int]] = {u: [] for u in TALLY_USERS}  # offsets of their events
+    out, refs = [], []
     for offset, (kind, u, item, ref, eid) in enumerate(ops):
         user = TALLY_USERS[u]
         earlier = lists_of[user]
-        list_id = earlier[-1 - ref % len(earlier)] if earlier else f"never-sent-{ref}"
+        named = earlier[-1 - ref % len(earlier)] if earlier else -1
+        list_id = list_id_for(TOPIC, 0, named) if named >= 0 else f"never-sent-{ref}"
         event_id = f"e{eid}"
         if kind == "impression":
             shown = [CATEGORISED[(item + 3 * n) % 8] for n in range(1 + item % 5)]
@@ -765,9 +768,25 @@ def _tally_messages(ops: list[tuple[str, int, int, int, int]]) -> list[Message]:
             elif kind == "buy":
                 fields = {"type": "purchase", "price": 5.0 + item % 7, "quantity": 1 + ref % 3}
             value = _event(user, item=CATEGORISED[item % 8], event_id=event_id, **fields)
-            earlier.append(list_id_for(TOPIC, 0, offset))  # the list this event will get
+            earlier.append(offset)  # its list will be list_id_for(TOPIC, 0, offset)
         out.append(Message(user.encode(), value, TOPIC, 0, offset))
-    return out
+        refs.append(named if kind in ("impression", "click_list") else -1)
+    return out, refs
+
+
+def _batch_bounds(refs: list[int], sizes: list[int]) -> list[tuple[int, int]]:
+    """Batches of the given sizes, cut where a message names a list made in its own batch: a
+    list is published when its batch ends, so nothing can name it before the next batch."""
+    bounds: list[tuple[int, int]] = []
+    start = 0
+    while start < len(refs):
+        end = start + 1
+        while (end < len(refs) and end - start < sizes[len(bounds) % len(sizes)]
+               and refs[end] < start):
+            end += 1
+        bounds.append((start, end))
+        start = end
+    return bounds
 
 
 def _arm_totals(store: Store) -> dict[str, dict[str, float]]:
@@ -806,21 +825,22 @@ def test_experiment_tallies_are_exact_across_crashes_at_any_batch(
         ops: list[tuple[str, int, int, int, int]], sizes: list[int], crash_turns: set[int],
         persisted: list[bool], shown_source: str) -> None:
     """A worker dies after any batch with any subset of its table writes made; its successor
-    starts again from the last committed offset (in batches of other sizes). The tallies in
-    the final states are those of a run without crashes, shopper by shopper and per arm; and
-    so are the partitions' online figures."""
-    messages = _tally_messages(ops)
+    handles that batch again (its offsets were never committed), and may die again. The
+    tallies in the final states are those of a run without crashes, shopper by shopper and
+    per arm; and so are the partitions' online figures."""
+    messages, refs = _tally_messages(ops)
+    bounds = _batch_bounds(refs, sizes)
     clean = Store()
     handler = _experiment_handler(shown_source=shown_source)
-    clean.apply(handle_batch(handler, messages, clean.read, NOW_MS,
-                             read_metrics=clean.read_metrics))
+    for lo, hi in bounds:
+        clean.apply(handle_batch(handler, messages[lo:hi], clean.read, NOW_MS,
+                                 read_metrics=clean.read_metrics))
     crashed = Store()
     handler = _experiment_handler(shown_source=shown_source)
-    committed, turn, crashes = 0, 0, 0
-    while committed < len(messages):
-        size = sizes[turn % len(sizes)]
-        batch = messages[committed:committed + size]
-        result = handle_batch(handler, batch, crashed.read, NOW_MS,
+    done, turn, crashes = 0, 0, 0
+    while done < len(bounds):
+        lo, hi = bounds[done]
+        result = handle_batch(handler, messages[lo:hi], crashed.read, NOW_MS,
                               read_metrics=crashed.read_metrics)
         assert result.counts.internal_errors == 0 and not result.dead_letters
         if turn in crash_turns:
@@ -829,7 +849,7 @@ def test_experiment_tallies_are_exact_across_crashes_at_any_batch(
             crashes += 1
         else:
             crashed.apply(result)
-            committed += len(batch)
+            done += 1  # committed
         turn += 1
     assert set(crashed) == set(clean)
     for key in clean:
@@ -848,14 +868,18 @@ def test_experiment_tallies_are_exact_across_crashes_at_any_batch(
 
 def test_the_tally_property_exercises_both_arms() -> None:
     """The generated journeys do reach every figure of both arms (the property is not empty)."""
-    ops = [("event", u, u, 0, u) for u in range(len(TALLY_USERS))]
-    ops += [("impression", u, 1, 0, 10 + u) for u in range(len(TALLY_USERS))]
-    ops += [("click_list", u, 1, 0, 15 + u) for u in range(len(TALLY_USERS))]
-    ops += [("buy", u, 1, 1, 20 + u) for u in range(len(TALLY_USERS))]
-    store = Store()
-    messages = _tally_messages(ops)
-    store.apply(handle_batch(_experiment_handler(), messages, store.read, NOW_MS,
-                             read_metrics=store.read_metrics))
+    users = range(len(TALLY_USERS))
+    ops = [("event", u, u, 0, u) for u in users]
+    ops += [("impression", u, 1, 0, 10 + u) for u in users]
+    ops += [("click_list", u, 1, 0, 15 + u) for u in users]
+    ops += [("buy", u, 1, 1, 20 + u) for u in users]
+    messages, refs = _tally_messages(ops)
+    bounds = _batch_bounds(refs, [100])
+    assert bounds == [(0, len(users)), (len(users), len(ops))]
+    store, handler = Store(), _experiment_handler()
+    for lo, hi in bounds:
+        store.apply(handle_batch(handler, messages[lo:hi], store.read, NOW_MS,
+                                 read_metrics=store.read_metrics))
     totals = _arm_totals(store)
     for arm in ARM_USERS:
         for name in ("lists", "impressions", "impressed_items", "clicks", "purchases",
