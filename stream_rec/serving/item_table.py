@@ -38,6 +38,7 @@ class ItemTable:
         self.unavailable = np.zeros(len(vocab), dtype=bool)
         self.category_codes: dict[str, int] = {}
         self._available: tuple[NDArray[np.int64], NDArray[np.float32]] | None = None
+        self._norms: tuple[object, NDArray[np.float32]] | None = None
         self._vectors_and_zero: NDArray[np.float32] | None = None
         self._new_items: list[int] = []  # catalog-only positions, oldest first
         for item in catalog.values():
@@ -95,6 +96,16 @@ class ItemTable:
             vectors_t = np.ascontiguousarray(self.model.item_vectors[positions].T)
             self._available = (positions, vectors_t)
         return self._available
+
+    def available_norms(self) -> NDArray[np.float32]:
+        """The norms of ``available_vocab``'s vectors (1 where a vector is zero), for cosine
+        similarity; computed once per availability change."""
+        available = self.available_vocab()
+        if self._norms is None or self._norms[0] is not available:
+            norms = np.linalg.norm(available[1], axis=0).astype(np.float32)
+            norms[norms == 0] = 1.0
+            self._norms = (available, norms)
+        return self._norms[1]
 
     def new_items(self, n: int) -> list[int]:
         """The n newest catalog-only items that may be recommended, newest first."""
