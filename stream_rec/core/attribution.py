@@ -50,8 +50,10 @@ def record_sent(state: UserState, list_id: str, group: str) -> UserState:
 
 def sent_after(sent: tuple[tuple[str, str], ...], new: Sequence[tuple[str, str]]
                ) -> tuple[tuple[str, str], ...]:
-    """The (list_id, group) pairs kept once ``new`` ones were sent, newest last."""
-    return (*sent, *new)[-SENT_KEPT:]
+    """The (list_id, group) pairs kept once ``new`` ones were sent, newest last (a list sent
+    again, as after a crash, is kept once, where it was sent last)."""
+    ids = {list_id for list_id, _ in new}
+    return (*(entry for entry in sent if entry[0] not in ids), *new)[-SENT_KEPT:]
 
 
 def group_of(state: UserState, list_id: str) -> str:

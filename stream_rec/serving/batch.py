@@ -34,7 +34,7 @@ from stream_rec.core.attribution import (
     attribute,
     group_key,
     record_impression,
-    sent_after,
+    record_sent,
 )
 from stream_rec.core.events import Event, ForgetUser, Impression, InvalidEvent, parse_message
 from stream_rec.core.experiments import Experiment, assign
@@ -313,11 +313,17 @@ class BatchHandler:
         batch.counts.duplicate += duplicate
         assigned = assign(self.experiments, event.user_id) if self.experiments else None
         list_id = list_id_for(tag or message.topic, message.partition, message.offset)
-        batch.requests.append(
+        request = (
             RecRequest(event.user_id, event.event_id, state, taken_ms, list_id=list_id)
             if assigned is None else
             RecRequest(event.user_id, event.event_id, state, taken_ms, assigned[1].policy,
                        assigned[0].tag(assigned[1]), assigned[1].model, list_id))
+        batch.requests.append(request)
+        # The list's id and group are known already: remember it as sent now, so that an
+        # impression or click naming it in this same batch (a replay after a crash merges
+        # them) finds it. ``finish`` corrects the group if the list was made otherwise.
+        shopper.state = record_sent(shopper.state, list_id,
+                                    self.recommender.planned_group(request))
         batch._pending.append(_Pending(key, index, event.item_id, shopper.forgets,
                                        not duplicate, self._published_counts(now_ms),
                                        counted=counted))
@@ -432,7 +438,7 @@ class BatchHandler:
                 self._internal_error(batch, pending.index, RuntimeError("no list"))
                 continue
             group = group_key(rec.model_version, str(rec.policy), rec.experiment)
-            if current:  # impressions and clicks may name it from now on
+            if current:  # the group it was made in (``take`` recorded the one planned)
                 shopper.sent.append((rec.list_id, group))
                 if pending.fresh and rec.experiment is not None:
                     shopper.state = add_to_tally(shopper.state, group, {"lists": 1.0})
@@ -450,9 +456,11 @@ class BatchHandler:
         for key, shopper in shoppers.items():
             state = shopper.state
             if (state.shown_items, state.shown_counts) != shopper.shown or shopper.sent:
+                made = dict(shopper.sent)
                 shopper.state = replace(
                     state, shown_items=shopper.shown[0], shown_counts=shopper.shown[1],
-                    sent_lists=sent_after(state.sent_lists, shopper.sent))
+                    sent_lists=tuple((lid, made.get(lid, group))
+                                     for lid, group in state.sent_lists))
             if shopper.forgets and shopper.state == UserState():
                 # Tombstones: the changelog (and so every standby) forgets too.
                 state_writes.append(TableWrite(key, None, shopper.owner))

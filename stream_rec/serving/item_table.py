@@ -24,7 +24,8 @@ from stream_rec.rerank.pool_vectors import PoolVectors
 class ItemTable:
     """The model's items and the catalog-only ones, as arrays indexed by position."""
 
-    def __init__(self, model: ServedModel, catalog: dict[str, CatalogItem]) -> None:
+    def __init__(self, model: ServedModel, catalog: dict[str, CatalogItem],
+                 delisted: Iterable[str] = ()) -> None:
         self.model = model
         vocab = [str(i) for i in model.item_ids]
         self.ids: list[str] = list(vocab)
@@ -43,6 +44,10 @@ class ItemTable:
         self._new_items: list[int] = []  # catalog-only positions, oldest first
         for item in catalog.values():
             self.upsert(item, catalog)
+        # A delisted item has left ``catalog``: only this says the model's copy must not come
+        # back when a model is loaded after the delisting.
+        for item_id in delisted:
+            self.delist(item_id)
 
     # -- catalog changes ---------------------------------------------------------------------
     def upsert(self, item: CatalogItem, catalog: dict[str, CatalogItem]) -> None:

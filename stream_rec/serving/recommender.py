@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from numpy.typing import NDArray
 
+from stream_rec.core.attribution import group_key
 from stream_rec.core.catalog import CatalogItem
 from stream_rec.core.events import Event
 from stream_rec.core.state import (
@@ -96,7 +97,8 @@ class Recommender:
 
     def swap_model(self, model: ServedModel | None) -> None:
         """Serve ``model`` from the next batch on; builds its item table first."""
-        table = None if model is None else ItemTable(model, self.catalog.items)
+        table = None if model is None else ItemTable(model, self.catalog.items,
+                                                     self.catalog.delisted)
         scorer = None if model is None else ModelScorer(model)
         self.model, self.scorer, self.table = model, scorer, table
 
@@ -105,7 +107,17 @@ class Recommender:
         version already served keeps its item table."""
         kept = self.arm_models
         self.arm_models = {m.version: kept[m.version] if m.version in kept else
-                           (ModelScorer(m), ItemTable(m, self.catalog.items)) for m in models}
+                           (ModelScorer(m), ItemTable(m, self.catalog.items,
+                                                      self.catalog.delisted))
+                           for m in models}
+
+    def planned_group(self, request: RecRequest) -> str:
+        """The group (``attribution.group_key``) the request's list will count in, as far as
+        it can be known before it is made: the model that will score it and the policy."""
+        arm = self.arm_models.get(request.model) if request.model else None
+        scorer = arm[0] if arm is not None else self.scorer
+        return group_key(None if scorer is None else scorer.version,
+                         str(request.policy or self.config.policy), request.experiment)
 
     def observe(self, state: UserState, event: Event, limits: StateLimits,
                 source: tuple[int, int], source_topic: str = "",

@@ -221,10 +221,8 @@ def rerank_pool(recommender: Recommender, pool: Pool, query: ListQuery,
                          for item_id in pool.ids], dtype=bool)
     table = recommender.table
     ids = list(pool.ids)
-    if table is not None:
+    if table is not None:  # availability: the catalog's sets above (the table merges both)
         positions = np.array([table.position.get(i, -1) for i in ids], dtype=np.int64)
-        eligible &= ~np.where(positions >= 0, table.unavailable[np.maximum(positions, 0)],
-                              False)
         vectors: Any = table.vectors(positions[None])
     else:
         vectors = PoolVectors(np.zeros((1, 1), dtype=np.float32),

@@ -28,7 +28,7 @@ HEALTH = {"/health/", "/health"}
 FAUST_PAGES = ["/router/", "/router/user-state/", "/table/", "/table/user-state/shopper-1/",
                "/stats/", "/assignment/", "/graph/", "/performance/"]
 PARAMETER = re.compile(r"\{(\w+)[^}]*\}")
-VALUES = {"user_id": "shopper-1", "name": "user-state", "key": "shopper-1"}
+VALUES = {"user_id": "shopper-1", "name": "user-state", "key": "shopper-1", "item_id": "item-1"}
 BAD_HEADERS: list[bytes | None] = [None, b"Bearer wrong", f"Bearer {TOKEN}x".encode(),
                                    TOKEN.encode(), b"Bearer \xc3\xbc", b"Bearer \xff\xfe"]
 

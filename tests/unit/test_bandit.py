@@ -56,8 +56,7 @@ def test_deterministic_for_the_same_version_and_evidence() -> None:
 def test_weight_moves_to_the_clearly_better_arm_by_impressed_items() -> None:
     weights = next_weights(_experiment(), _online((10, 2_000), (200, 2_000)))
     assert weights is not None
-    assert weights[1] == pytest.approx(0.9, abs=1e-3) and weights[0] == pytest.approx(0.1,
-                                                                                     abs=1e-3)
+    assert weights == pytest.approx((0.1, 0.9), abs=1e-3)
     assert sum(weights) == pytest.approx(1.0, abs=1e-5)
     # The other way round.
     weights = next_weights(_experiment(), _online((200, 2_000), (10, 2_000)))

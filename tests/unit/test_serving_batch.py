@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from stream_rec.core.attribution import attribute, group_key, record_impression, record_sent
@@ -743,14 +743,19 @@ tally_op = st.tuples(
 
 def _tally_messages(ops: list[tuple[str, int, int, int, int]]
                     ) -> tuple[list[Message], list[int]]:
-    """Events, impressions of the shoppers' earlier lists and clicks naming them; and for
-    each message, the offset of the event whose list it names (-1: none)."""
+    """Events, impressions of the shoppers' earlier lists, clicks naming them and purchases
+    of what was clicked; and for each message, the offset of the event whose list it names
+    (-1: none)."""
     from stream_rec.serving.lists import list_id_for
 
     lists_of: dict[str, list[int]] = {u: [] for u in TALLY_USERS}  # offsets of their events
+    last_click: tuple[str, str] | None = None  # (shopper, item) of the last click on a list
     out, refs = [], []
     for offset, (kind, u, item, ref, eid) in enumerate(ops):
         user = TALLY_USERS[u]
+        target = CATEGORISED[item % 8]
+        if kind == "buy" and last_click is not None and ref % 4 != 3:
+            user, target = last_click  # mostly what was clicked: attributed through the click
         earlier = lists_of[user]
         named = earlier[-1 - ref % len(earlier)] if earlier else -1
         list_id = list_id_for(TOPIC, 0, named) if named >= 0 else f"never-sent-{ref}"
@@ -765,9 +770,11 @@ def _tally_messages(ops: list[tuple[str, int, int, int, int]]
             fields: dict[str, Any] = {"type": ("view", "click", "add_to_cart")[item % 3]}
             if kind == "click_list":
                 fields = {"type": "click", "list_id": list_id, "position": ref % 5}
+                if named >= 0:
+                    last_click = (user, target)
             elif kind == "buy":
                 fields = {"type": "purchase", "price": 5.0 + item % 7, "quantity": 1 + ref % 3}
-            value = _event(user, item=CATEGORISED[item % 8], event_id=event_id, **fields)
+            value = _event(user, item=target, event_id=event_id, **fields)
             earlier.append(offset)  # its list will be list_id_for(TOPIC, 0, offset)
         out.append(Message(user.encode(), value, TOPIC, 0, offset))
         refs.append(named if kind in ("impression", "click_list") else -1)
@@ -815,12 +822,16 @@ def _apply_some(store: Store, result: BatchResult, persisted: list[bool]) -> Non
             table[write.key] = write.value
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
-@given(st.lists(tally_op, min_size=1, max_size=30),
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(tally_op, min_size=4, max_size=40),
        st.lists(st.integers(1, 8), min_size=1, max_size=5),
-       st.sets(st.integers(0, 12), max_size=3),
+       st.sets(st.integers(0, 12), min_size=1, max_size=3),
        st.lists(st.booleans(), min_size=1, max_size=8),
        st.sampled_from(["auto", "impressions", "published"]))
+@example(ops=[(kind, u, 1, 3, 5 * k + u) for k, kind in enumerate(
+    ["event", "impression", "click_list", "buy", "event"]) for u in range(4)],
+    sizes=[3, 5], crash_turns={1, 2, 4}, persisted=[True, False, False],
+    shown_source="auto")
 def test_experiment_tallies_are_exact_across_crashes_at_any_batch(
         ops: list[tuple[str, int, int, int, int]], sizes: list[int], crash_turns: set[int],
         persisted: list[bool], shown_source: str) -> None:
@@ -872,7 +883,7 @@ def test_the_tally_property_exercises_both_arms() -> None:
     ops = [("event", u, u, 0, u) for u in users]
     ops += [("impression", u, 1, 0, 10 + u) for u in users]
     ops += [("click_list", u, 1, 0, 15 + u) for u in users]
-    ops += [("buy", u, 1, 1, 20 + u) for u in users]
+    ops += [("buy", u, 1, 3, 20 + u) for u in users]  # ref 3: the op's own shopper and item
     messages, refs = _tally_messages(ops)
     bounds = _batch_bounds(refs, [100])
     assert bounds == [(0, len(users)), (len(users), len(ops))]
@@ -885,3 +896,50 @@ def test_the_tally_property_exercises_both_arms() -> None:
         for name in ("lists", "impressions", "impressed_items", "clicks", "purchases",
                      "revenue", "ild_sum", "ild_lists", "categories_sum"):
             assert totals[arm][name] > 0, (arm, name)
+
+
+def test_a_replay_holding_an_event_and_the_impression_of_its_list_counts_in_the_arm() -> None:
+    from stream_rec.serving.lists import list_id_for
+
+    user = ARM_USERS["diverse"][0]
+    key = user.encode()
+    sent = list_id_for(TOPIC, 0, 0)
+    event = Message(key, _event(user, event_id="a"), TOPIC, 0, 0)
+    seen = [Message(key, json.dumps({"type": "impression", "event_id": "imp", "user_id": user,
+                                     "list_id": sent, "item_ids": ["i0", "i1"],
+                                     "ts": NOW_MS}).encode(), TOPIC, 0, 1),
+            Message(key, _event(user, item="i1", event_id="c", type="click", list_id=sent,
+                                position=1), TOPIC, 0, 2)]
+    # Without a crash: the list is published when its batch ends, the shop shows it after.
+    clean, handler = Store(), _experiment_handler()
+    for batch in ([event], seen):
+        clean.apply(handle_batch(handler, batch, clean.read, NOW_MS,
+                                 read_metrics=clean.read_metrics))
+    # The worker published the list, then died before its state write was made; restarted,
+    # it reads from offset 0 again, and this time the shop's messages come in the same batch.
+    crashed = Store()
+    first = handle_batch(_experiment_handler(), [event], crashed.read, NOW_MS,
+                         read_metrics=crashed.read_metrics)
+    assert first.lists[0].rec.list_id == sent
+    crashed.apply(handle_batch(_experiment_handler(), [event, *seen], crashed.read, NOW_MS,
+                               read_metrics=crashed.read_metrics))
+    want = _tally(clean, user, "diverse")
+    assert want is not None and want["impressions"] == 1 and want["clicks"] == 1
+    assert _tally(crashed, user, "diverse") == want
+    assert _figures(crashed) == _figures(clean)
+
+
+def test_lists_name_the_weights_version_and_count_in_one_arm_across_versions() -> None:
+    user = ARM_USERS["plain"][0]
+    key = user.encode()
+    store, handler = Store(), _experiment_handler()
+    first = _run([(key, _event(user, event_id="a"))], store, handler)
+    assert json.loads(first.lists[0].value)["experiment"]["version"] == 1
+    # The bandit moved the weights (the shopper stays in their arm: 0.5 -> 0.6 for "plain").
+    handler.experiments = {"exp-1": _two_arms().reweighted([0.6, 0.4], at_ms=NOW_MS)}
+    second = _run([(key, _event(user, event_id="b"))], store, handler, first_offset=1)
+    doc = json.loads(second.lists[0].value)
+    assert doc["experiment"] == {"id": "exp-1", "arm": "plain", "version": 2}
+    tally = _tally(store, user, "plain")
+    assert tally is not None and tally["lists"] == 2  # one arm's figures, whatever the version
+    assert set(_figures(store)) == {ARM_GROUP["plain"]}
