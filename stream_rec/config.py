@@ -281,6 +281,10 @@ class Settings:
     candidate_pool: int = _setting(
         200, "Candidates retrieved and scored per event.", _integer(at_least=1))
     list_length: int = _setting(20, "Items per recommendation list.", _integer(at_least=1))
+    pool_kept: int = _setting(
+        200, "Candidates kept with each shopper's latest list, which requests with parameters "
+        "re-rank (GET /users/{id}/recommendations/?n=...); 0 keeps none (requests then "
+        "re-rank the list itself).", _integer(at_least=0))
 
     # --- Re-ranking -------------------------------------------------------------------------
     # Pool size and list length are `candidate_pool` and `list_length` (Worker, above).

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 def recommender_config(settings: Settings) -> RecommenderConfig:
     """List length, candidate pool, default re-ranking policy and business rules."""
     return RecommenderConfig(
-        k=settings.list_length, pool=settings.candidate_pool,
+        k=settings.list_length, pool=settings.candidate_pool, pool_kept=settings.pool_kept,
         policy=RerankPolicy.parse(settings.rerank_policy),
         rules=BusinessRules(exclude_purchased=settings.rerank_exclude_purchased,
                             max_shows_without_click=settings.rerank_max_shows_without_click,
