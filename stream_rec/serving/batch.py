@@ -456,10 +456,10 @@ class BatchHandler:
         for key, shopper in shoppers.items():
             state = shopper.state
             if (state.shown_items, state.shown_counts) != shopper.shown or shopper.sent:
-                made = dict(shopper.sent)
+                made_in = dict(shopper.sent)
                 shopper.state = replace(
                     state, shown_items=shopper.shown[0], shown_counts=shopper.shown[1],
-                    sent_lists=tuple((lid, made.get(lid, group))
+                    sent_lists=tuple((lid, made_in.get(lid, group))
                                      for lid, group in state.sent_lists))
             if shopper.forgets and shopper.state == UserState():
                 # Tombstones: the changelog (and so every standby) forgets too.
