@@ -40,6 +40,7 @@ class ItemTable:
         self.category_codes: dict[str, int] = {}
         self._available: tuple[NDArray[np.int64], NDArray[np.float32]] | None = None
         self._norms: tuple[object, NDArray[np.float32]] | None = None
+        self._id_array: NDArray[np.object_] | None = None
         self._vectors_and_zero: NDArray[np.float32] | None = None
         self._new_items: list[int] = []  # catalog-only positions, oldest first
         for item in catalog.values():
@@ -121,6 +122,13 @@ class ItemTable:
                 if len(out) == n:
                     break
         return out
+
+    def id_array(self) -> NDArray[np.object_]:
+        """The ids as a numpy object array, for gathering many at once (rebuilt after an item
+        is appended)."""
+        if self._id_array is None or len(self._id_array) != len(self.ids):
+            self._id_array = np.array(self.ids, dtype=object)
+        return self._id_array
 
     def positions(self, item_ids: Iterable[str]) -> list[int]:
         """Positions of the ids this table knows (unknown ids are skipped)."""

@@ -210,9 +210,9 @@ class Recommender:
             chosen_pos = candidates[rows, np.maximum(picked, 0)].tolist()
             chosen_score = scores[rows, np.maximum(picked, 0)].tolist()
         with clock.stage("pool"):
-            ids = table.ids
+            id_array = table.id_array()
             pools = self._pools(scores, eligible, reasons,
-                                lambda row, cols: [ids[p] for p in candidates[row, cols]])
+                                lambda row, cols: id_array[candidates[row, cols]].tolist())
         out = []
         for row, (req, policy) in enumerate(zip(requests, self._policies(requests),
                                                 strict=True)):
@@ -255,7 +255,7 @@ class Recommender:
             picked = self._pick(requests, scores, vectors, keys, categories, eligible)
         with clock.stage("pool"):
             pools = self._pools(scores, eligible, reasons,
-                                lambda row, cols: [candidate_ids[row][c] for c in cols])
+                                lambda row, cols: [candidate_ids[row][c] for c in cols.tolist()])
         return [self._rec_list(req, [(candidate_ids[row][c], float(scores[row, c]),
                                       reasons[row][c]) for c in picked[row] if c >= 0],
                                None, policy, fallback=True, pool=pools[row])
@@ -285,23 +285,27 @@ class Recommender:
 
     def _pools(self, scores: NDArray[np.floating], eligible: NDArray[np.bool_],
                reasons: Sequence[str] | Sequence[Sequence[str]],
-               ids_of: Callable[[int, list[int]], list[str]]) -> list[Pool | None]:
+               ids_of: Callable[[int, NDArray[np.int64]], list[str]]) -> list[Pool | None]:
         """Per row, the eligible candidates by score, at most ``pool_kept`` (``Pool``);
-        ``reasons`` per column, or per row and column."""
+        ``reasons`` per column, or per row and column. Vectorised but for one gather of ids
+        per row: this runs for every list."""
         kept = self.config.pool_kept
         if kept <= 0 or not scores.shape[1]:
             return [None] * len(scores)
         masked = np.where(eligible & np.isfinite(scores), scores, -np.inf)
         width = min(kept, masked.shape[1])
         order = np.argsort(-masked, axis=1, kind="stable")[:, :width]
-        best = np.take_along_axis(masked, order, axis=1)
+        best = np.take_along_axis(masked, order, axis=1).astype(np.float32)
+        counts = np.isfinite(best).sum(axis=1).tolist()
+        per_row = bool(reasons) and not isinstance(reasons[0], str)
+        column_codes = None if per_row else _reason_codes(reasons)  # type: ignore[arg-type]
         pools: list[Pool | None] = []
-        for row in range(len(masked)):
-            cols = order[row][np.isfinite(best[row])].tolist()
-            row_reasons = reasons[row] if reasons and not isinstance(reasons[0], str) \
-                else reasons
-            pools.append(Pool(tuple(ids_of(row, cols)), best[row, :len(cols)].astype(
-                np.float32), "".join(REASON_CODE.get(str(row_reasons[c]), "0") for c in cols)))
+        for row, count in enumerate(counts):
+            cols = order[row, :count]
+            codes = _reason_codes(reasons[row]) if per_row else column_codes
+            assert codes is not None
+            pools.append(Pool(tuple(ids_of(row, cols)), best[row, :count],
+                              codes[cols].tobytes().decode("ascii")))
         return pools
 
     @staticmethod
@@ -312,6 +316,12 @@ class Recommender:
         return RecList(req.user_id, req.event_id, tuple(map(RecItem._make, chosen)), version,
                        policy, fallback, now_ms, now_ms - req.received_ms,
                        experiment=req.experiment, pool=pool, **named)
+
+
+def _reason_codes(reasons: Sequence[str]) -> NDArray[np.uint8]:
+    """One ASCII code byte per column (``lists.REASON_CODE``)."""
+    return np.frombuffer("".join(REASON_CODE.get(r, "0") for r in reasons).encode("ascii"),
+                         dtype=np.uint8)
 
 
 def _blocked_items(state: UserState, rules: BusinessRules) -> list[str]:
