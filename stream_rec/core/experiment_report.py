@@ -136,7 +136,9 @@ def _arm_figures(name: str, policy: str, model: str | None, share: float, arm: _
         "lists": int(t["lists"]), "impressions": int(t["impressions"]),
         "impressed_items": int(t["impressed_items"]), "clicks": int(t["clicks"]),
         "ctr": _number(ctr.value), "ctr_ci95": [_number(v) for v in ctr.ci95()],
-        "ctr_per_list": _number(t["clicks"] / t["lists"]) if t["lists"] else None,
+        # Per impressed list once the shop sends impressions, per list sent before.
+        "ctr_per_list": _number(t["clicks"] / (t["impressions"] or t["lists"]))
+        if t["impressions"] or t["lists"] else None,
         "add_to_carts": int(t["add_to_carts"]), "purchases": int(t["purchases"]),
         "conversion": _number(conversion.value),
         "conversion_ci95": [_number(v) for v in conversion.ci95()],

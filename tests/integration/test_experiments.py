@@ -84,3 +84,40 @@ def test_an_experiment_splits_shoppers_between_its_arms(broker: str, new_topic,
     finally:
         worker.stop()
         recs.close()
+
+
+def test_a_model_arm_is_served_beside_the_current_model(broker: str, new_topic, tmp_path: Path,
+                                                        data_dir: Path,
+                                                        trained_registry: Path) -> None:
+    """An arm that pins another model version: its shoppers' lists come from that version,
+    the others' from the current one, in one worker, with the cost in memory reported."""
+    import shutil
+
+    from tests.integration.test_worker_model import _republish
+    from tests.integration.test_worker_pipeline import _catalog, _jdata_events
+
+    registry = tmp_path / "registry"
+    shutil.copytree(trained_registry, registry)
+    _republish(registry, "arm-v2")  # the same weights under another version name
+    settings = isolated_settings(broker, new_topic, tmp_path, registry_dir=str(registry))
+    produce(broker, settings.items_topic, _catalog(data_dir))
+    _cli(settings, "start", "models", "--arms", "current=dpp:0.15,candidate=dpp:0.15@arm-v2")
+    worker = WorkerProcess(settings, tmp_path / "worker.log").start()
+    recs = TopicReader(broker, settings.recommendations_topic)
+    try:
+        events = _jdata_events(data_dir)[:600]
+        produce(broker, settings.events_topic, [event_bytes(e) for e in events])
+        wanted = {e["event_id"] for e in events}
+        recs.wait_for(lambda v: {r["event_id"] for r in v} >= wanted, 180)
+        by_arm: dict[str, set[str]] = {}
+        for rec in recs.values:
+            by_arm.setdefault(rec["experiment"]["arm"], set()).add(rec["model_version"])
+        current = json.loads(worker.get_text("/health/"))["model_version"]
+        assert by_arm == {"current": {current}, "candidate": {"arm-v2"}}
+        metrics = worker.get_text("/metrics/")
+        line = next(m for m in metrics.splitlines()
+                    if m.startswith('stream_rec_model_arm_resident_bytes{version="arm-v2"}'))
+        assert float(line.split()[-1]) > 0
+    finally:
+        worker.stop()
+        recs.close()

@@ -63,9 +63,9 @@ def test_arm_totals_are_the_sums_of_their_shoppers() -> None:
         assert arm["revenue"] == pytest.approx(sum(t["revenue"] for t in mine))
         clicks = sum(t["clicks"] for t in mine)
         items = sum(t["impressed_items"] for t in mine)
-        lists = sum(t["lists"] for t in mine)
+        impressions = sum(t["impressions"] for t in mine)
         assert arm["ctr"] == pytest.approx(clicks / items, abs=1e-6)
-        assert arm["ctr_per_list"] == pytest.approx(clicks / lists, abs=1e-6)
+        assert arm["ctr_per_list"] == pytest.approx(clicks / impressions, abs=1e-6)
         low, high = arm["ctr_ci95"]
         assert low < arm["ctr"] < high
         assert arm["conversion"] == pytest.approx(
