@@ -47,7 +47,7 @@ def test_worker_starts_on_a_catalog_holding_unusable_messages(broker: str, new_t
         health = worker.get_json("/health/")
         assert health["catalog_items"] == len(GOOD), health
         metrics = worker.get_text("/metrics/")
-        assert f"stream_rec_catalog_rejected_total {len(UNUSABLE)}\n" in metrics
+        assert f"stream_rec_catalog_rejected_total {float(len(UNUSABLE))}\n" in metrics
 
         events = [{"event_id": f"e{n}", "user_id": f"u{n % 4}", "item_id": f"item-{n}",
                    "type": "click", "ts": 1_750_000_000_000 + n} for n in range(12)]

@@ -78,7 +78,7 @@ def test_an_experiment_splits_shoppers_between_its_arms(broker: str, new_topic,
             assert time.monotonic() < deadline, "the worker never stopped the experiment"
         # The online figures count per arm (the gauge is refreshed every 5 s).
         deadline = time.monotonic() + 60
-        while 'experiment="exp-1",arm="diverse"' not in worker.get_text("/metrics/"):
+        while 'arm="diverse",experiment="exp-1"' not in worker.get_text("/metrics/"):
             assert time.monotonic() < deadline, "no online figures for the arm"
             time.sleep(0.5)
     finally:

@@ -45,7 +45,7 @@ def _worker(settings: Settings, tmp_path: Path, name: str) -> WorkerProcess:
 
 def _check_states(worker: WorkerProcess, events: list[Event], history: int) -> None:
     # Every partition this worker took resumed at its committed offset: no event jumped over.
-    assert "stream_rec_offsets_skipped_total 0\n" in worker.get_text("/metrics/")
+    assert "stream_rec_offsets_skipped_total 0.0\n" in worker.get_text("/metrics/")
     expected = _clean_replay(events, StateLimits(history=history))
     for user, clean in expected.items():
         got = worker.get_json(f"/users/{user}/state/")  # routed to the owning worker

@@ -1,10 +1,13 @@
 """The Kubernetes manifests in deploy/k8s agree with the code and with docker-compose.yml.
 
-Parsed with PyYAML; when kubectl is installed, ``kubectl kustomize`` must also build them.
+Parsed with PyYAML; when kubectl is installed, ``kubectl kustomize`` must also build them (and
+the ServiceMonitor overlay, also with a standalone kustomize). The compose file's own checks
+are at the end.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -236,3 +239,149 @@ def test_kustomize_builds_the_manifests() -> None:
     assert built.returncode == 0, built.stderr
     kinds = sorted(d["kind"] for d in yaml.safe_load_all(built.stdout) if d)
     assert kinds == sorted(kind for kind, _ in ALL if kind != "Secret")
+
+
+# --- metrics: scrape annotations and the ServiceMonitor overlay ------------------------------
+
+OVERLAY = K8S / "servicemonitor"
+HEADLESS = ALL[("Service", "stream-rec-worker-headless")]
+
+
+def _overlay(name: str) -> dict[str, Any]:
+    [doc] = [d for d in yaml.safe_load_all((OVERLAY / name).read_text()) if d]
+    return dict(doc)
+
+
+def test_worker_pods_carry_the_prometheus_scrape_annotations() -> None:
+    annotations = WORKER_POD["metadata"]["annotations"]
+    ports = {p["name"]: p["containerPort"] for p in container(WORKER_POD)["ports"]}
+    assert annotations["prometheus.io/scrape"] == "true"
+    # Annotation values are strings: a bare 6066 would make the manifest invalid.
+    assert annotations["prometheus.io/port"] == str(ports["http"])
+    assert int(annotations["prometheus.io/port"]) == int(CONFIG["STREAM_REC_WEB_PORT"])
+    assert annotations["prometheus.io/path"] == "/metrics/"
+    views = (REPO / "stream_rec/worker/views.py").read_text()
+    assert f'@app.page("{annotations["prometheus.io/path"]}")' in views
+
+
+def test_the_overlay_lists_a_service_monitor_and_the_alert_rules() -> None:
+    kustomization = _overlay("kustomization.yaml")
+    assert kustomization["kind"] == "Kustomization"
+    on_disk = {p.name for p in OVERLAY.glob("*.yaml")} - {"kustomization.yaml"}
+    assert set(kustomization["resources"]) == on_disk
+    for name in on_disk:
+        assert _overlay(name)["apiVersion"] == "monitoring.coreos.com/v1", name
+
+
+def test_service_monitor_scrapes_every_worker_with_the_token() -> None:
+    monitor = _overlay("servicemonitor.yaml")
+    assert monitor["kind"] == "ServiceMonitor"
+    spec = monitor["spec"]
+    selector = spec["selector"]["matchLabels"]
+    services = [doc for (kind, _), doc in ALL.items() if kind == "Service"
+                and selector.items() <= doc["metadata"].get("labels", {}).items()]
+    # Only the headless Service: it lists every worker pod, those restoring their tables too.
+    assert services == [HEADLESS] and HEADLESS["spec"]["publishNotReadyAddresses"] is True
+    # job = the Service's label named by jobLabel: the job the alert rules and dashboard use
+    assert HEADLESS["metadata"]["labels"][spec["jobLabel"]] == "stream-rec-worker"
+    [endpoint] = spec["endpoints"]
+    assert endpoint["port"] in {p["name"] for p in HEADLESS["spec"]["ports"]}
+    assert endpoint["path"] == WORKER_POD["metadata"]["annotations"]["prometheus.io/path"]
+    [token] = [e for e in container(WORKER_POD)["env"] if e["name"] == "STREAM_REC_HTTP_TOKEN"]
+    assert endpoint["authorization"]["type"] == "Bearer"
+    assert endpoint["authorization"]["credentials"] == {
+        "name": token["valueFrom"]["secretKeyRef"]["name"],
+        "key": token["valueFrom"]["secretKeyRef"]["key"]}
+
+
+def test_prometheus_rule_has_the_same_groups_as_the_monitoring_rules() -> None:
+    rule = _overlay("prometheusrule.yaml")
+    assert rule["kind"] == "PrometheusRule"
+    alerts = yaml.safe_load((REPO / "deploy/monitoring/alerts.yaml").read_text())
+    assert rule["spec"]["groups"] == alerts["groups"], (
+        "deploy/k8s/servicemonitor/prometheusrule.yaml differs from deploy/monitoring/"
+        "alerts.yaml: copy alerts.yaml's groups into its spec")
+
+
+def _kustomize() -> list[str] | None:
+    if shutil.which("kubectl"):
+        return ["kubectl", "kustomize"]
+    if shutil.which("kustomize"):
+        return ["kustomize", "build"]
+    return None
+
+
+@pytest.mark.skipif(_kustomize() is None, reason="neither kubectl nor kustomize is installed")
+def test_kustomize_builds_the_overlay() -> None:
+    built = subprocess.run([*(_kustomize() or []), str(OVERLAY)], capture_output=True, text=True,
+                           timeout=60, check=False)
+    assert built.returncode == 0, built.stderr
+    docs = [d for d in yaml.safe_load_all(built.stdout) if d]
+    kinds = sorted(d["kind"] for d in docs)
+    assert kinds == ["PrometheusRule", "ServiceMonitor"]
+    assert all(d["metadata"]["labels"]["app.kubernetes.io/part-of"] == "stream-rec"
+               for d in docs)
+
+
+# --- docker-compose.yml ----------------------------------------------------------------------
+
+SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
+STREAM_REC_SERVICES = ("worker", "trainer", "storefront")
+
+
+def _dockerfile_uids() -> set[int]:
+    uids = set()
+    for name in ("Dockerfile.worker", "Dockerfile.trainer"):
+        text = (REPO / "deploy" / name).read_text()
+        [uid] = re.findall(r"useradd --uid (\d+) [^\n]*streamrec", text)
+        assert re.search(r"^USER streamrec$", text, re.MULTILINE), name
+        uids.add(int(uid))
+    return uids
+
+
+def test_compose_runs_the_configured_kafka_release() -> None:
+    kafka = SERVICES["kafka"]
+    assert kafka["image"] == f"apache/kafka:{load_settings({}).kafka_version}"
+    # The log folder is the volume, not the image's default under /tmp.
+    [data] = kafka["volumes"]
+    assert data.split(":")[1] == kafka["environment"]["KAFKA_LOG_DIRS"]
+    assert "kafka-broker-api-versions.sh" in " ".join(kafka["healthcheck"]["test"])
+
+
+def test_compose_creates_the_topics_before_the_services_start() -> None:
+    init = SERVICES["topic-init"]
+    assert init["image"] == SERVICES["worker"]["image"]
+    args = build_parser().parse_args(init["command"])
+    assert (args.command, args.action) == ("topics", "create")
+    assert init["depends_on"]["kafka"]["condition"] == "service_healthy"
+    for name in STREAM_REC_SERVICES:
+        assert SERVICES[name]["depends_on"]["topic-init"] == {
+            "condition": "service_completed_successfully"}, name
+
+
+def test_compose_volumes_belong_to_the_images_user() -> None:
+    [uid] = _dockerfile_uids()
+    init = SERVICES["volume-init"]
+    assert init["user"] == "0:0" and init["entrypoint"][:2] == ["chown", f"{uid}:{uid}"]
+    mounts = dict(m.split(":")[:2] for m in init["volumes"])
+    assert sorted(init["entrypoint"][2:]) == sorted(mounts.values())
+    for name in STREAM_REC_SERVICES:
+        for volume in SERVICES[name].get("volumes", []):
+            source, target = volume.split(":")[:2]
+            assert mounts.get(source) == target, f"{name}: {volume} is not handed to uid {uid}"
+        if SERVICES[name].get("volumes"):
+            assert SERVICES[name]["depends_on"]["volume-init"] == {
+                "condition": "service_completed_successfully"}, name
+
+
+def test_compose_health_checks_fit_each_service() -> None:
+    worker = SERVICES["worker"]
+    check = " ".join(worker["healthcheck"]["test"])
+    # /health/ is the one route open without the token; the port is the worker's own.
+    assert "/health/" in check and "Authorization" not in check
+    assert "STREAM_REC_WEB_PORT" in check and worker["environment"]["STREAM_REC_WEB_PORT"]
+    assert worker["healthcheck"]["start_period"]
+    trainer = " ".join(SERVICES["trainer"]["healthcheck"]["test"])
+    assert SERVICES["trainer"]["environment"]["STREAM_REC_REGISTRY_DIR"] in trainer
+    for one_shot in ("topic-init", "volume-init"):
+        assert SERVICES[one_shot]["healthcheck"] == {"disable": True}, one_shot

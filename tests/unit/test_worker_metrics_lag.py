@@ -52,5 +52,5 @@ def test_after_a_rebalance_or_before_any_event_nothing_is_a_redelivery() -> None
 
 def test_stalled_partitions_are_a_labelled_gauge() -> None:
     metrics = WorkerMetrics(commit_stalls={"events:2": 123})
-    assert 'stream_rec_commit_stalled{topic="events",partition="2"} 123' in metrics.render()
+    assert 'stream_rec_commit_stalled{partition="2",topic="events"} 123.0' in metrics.render()
     assert "stream_rec_commit_stalled{" not in WorkerMetrics().render()

@@ -8,10 +8,13 @@ an error, so the bench runs against any worker version.
 from __future__ import annotations
 
 import os
-import re
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from stream_rec.serving.stage_clock import STAGES
 
@@ -65,19 +68,25 @@ class StageTotals:
     events: float
 
 
-_STAGE_LINE = re.compile(r'^stream_rec_stage_seconds_total\{stage="([^"]+)"\}\s+(\S+)$')
-_EVENTS_LINE = re.compile(r"^stream_rec_stage_events_total\s+(\S+)$")
+def metric_samples(metrics_text: str) -> Iterator[Sample]:
+    """The samples of a Prometheus text page, parsed by ``prometheus_client`` (labels in any
+    order, escaped values decoded); on a malformed line it stops, with the families before."""
+    try:
+        for family in text_string_to_metric_families(metrics_text):
+            yield from family.samples
+    except ValueError:
+        return
 
 
 def parse_stage_totals(metrics_text: str) -> StageTotals | None:
     """The stage counters of a Prometheus text page; None when the worker exports none."""
     seconds: dict[str, float] = {}
     events: float | None = None
-    for line in metrics_text.splitlines():
-        if m := _STAGE_LINE.match(line):
-            seconds[m.group(1)] = float(m.group(2))
-        elif m := _EVENTS_LINE.match(line):
-            events = float(m.group(1))
+    for sample in metric_samples(metrics_text):
+        if sample.name == "stream_rec_stage_seconds_total" and "stage" in sample.labels:
+            seconds[sample.labels["stage"]] = float(sample.value)
+        elif sample.name == "stream_rec_stage_events_total" and not sample.labels:
+            events = float(sample.value)
     if not seconds or events is None:
         return None
     return StageTotals(seconds, events)
@@ -105,22 +114,18 @@ def stage_us_per_event(before: StageTotals | None, after: StageTotals | None
     return out
 
 
-_LAG_LINE = re.compile(r'^stream_rec_consumer_lag\{topic="([^"]+)",partition="[^"]*"\}\s+(\S+)$')
-
-
 def parse_consumer_lag(metrics_text: str, topic: str) -> int | None:
     """The worker's own lag gauge summed over ``topic``'s partitions; None if not exported."""
-    values = [float(m.group(2)) for line in metrics_text.splitlines()
-              if (m := _LAG_LINE.match(line)) and m.group(1) == topic]
+    values = [float(sample.value) for sample in metric_samples(metrics_text)
+              if sample.name == "stream_rec_consumer_lag" and sample.labels.get("topic") == topic]
     return int(sum(values)) if values else None
 
 
 def parse_counter(metrics_text: str, name: str) -> float | None:
     """The value of an unlabelled counter or gauge ``name``; None when the page lacks it."""
-    for line in metrics_text.splitlines():
-        metric, _, value = line.partition(" ")
-        if metric == name:
-            return float(value)
+    for sample in metric_samples(metrics_text):
+        if sample.name == name and not sample.labels:
+            return float(sample.value)
     return None
 
 

@@ -2,25 +2,27 @@
 
 Rates and the p99 latency are over a sliding window of samples (the last ~10 s), so they show
 what the worker does now rather than since it started. The latency histogram only knows
-buckets, so p99 is the upper bound of the bucket that holds it ("<= 20 ms").
+buckets, so p99 is the upper bound of the bucket that holds it ("<= 20 ms"). The worker
+exports the histogram in seconds (``stream_rec_recommendation_latency_seconds``); the figures
+are in milliseconds.
 """
 
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-LATENCY = "stream_rec_recommendation_latency_ms"
-_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$')
-_LABEL = re.compile(r'(\w+)="([^"]*)"')
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+
+LATENCY = "stream_rec_recommendation_latency_seconds"
 
 
 @dataclass(frozen=True)
 class MetricsSample:
-    """One scrape: unlabelled counters, cumulative latency buckets (le, count), model label."""
+    """One scrape: unlabelled counters, cumulative latency buckets (le in ms, count), model."""
 
     at_s: float  # a monotonic clock reading
     counters: dict[str, float]
@@ -33,24 +35,26 @@ def parse_metrics(text: str, at_s: float) -> MetricsSample:
     counters: dict[str, float] = {}
     buckets: list[tuple[float, float]] = []
     model: str | None = None
-    for line in text.splitlines():
-        match = _SAMPLE.match(line.strip())
-        if not match or line.startswith("#"):
-            continue
-        name, labels, raw = match.groups()
-        try:
-            value = float(raw)
-        except ValueError:
-            continue
-        found = dict(_LABEL.findall(labels or ""))
+    for sample in _samples(text):
+        name, found, value = sample.name, sample.labels, float(sample.value)
         if name == f"{LATENCY}_bucket" and "le" in found:
-            buckets.append((float(found["le"]), value))  # float("+Inf") is inf
+            # float("+Inf") is inf; seconds to ms, rounded off the float error of the product
+            buckets.append((round(float(found["le"]) * 1000, 6), value))
         elif name == "stream_rec_model_info":
             model = None if found.get("version") in (None, "none") else found["version"]
-        elif labels is None:
+        elif not found:
             counters[name] = value
     buckets.sort()
     return MetricsSample(at_s, counters, tuple(buckets), model)
+
+
+def _samples(text: str) -> Iterator[Sample]:
+    """The samples of a /metrics page; on a malformed line it stops, with the families before."""
+    try:
+        for family in text_string_to_metric_families(text):
+            yield from family.samples
+    except ValueError:
+        return
 
 
 def latency_quantile(buckets: Sequence[tuple[float, float]], q: float) -> float | None:
