@@ -74,11 +74,16 @@ class Pool:
     def decode(cls, doc: Any) -> Pool:
         """A pool from its JSON object; ValueError when it is not one."""
         try:
-            ids = tuple(str(i) for i in doc["ids"])
-            scores = np.frombuffer(base64.b64decode(doc["s"]), dtype="<f4").astype(np.float32)
-            reasons = str(doc["r"])
+            raw_ids, reasons = doc["ids"], doc["r"]
+            scores = np.frombuffer(base64.b64decode(doc["s"], validate=True),
+                                   dtype="<f4").astype(np.float32)
         except (KeyError, TypeError, ValueError, binascii.Error) as exc:
             raise ValueError(f"unreadable candidate pool: {exc}") from None
+        if (not isinstance(raw_ids, list) or not all(isinstance(i, str) for i in raw_ids)
+                or not isinstance(reasons, str) or not reasons.isascii()
+                or not reasons.isdigit() and reasons):
+            raise ValueError("unreadable candidate pool: ids must be strings, reasons digits")
+        ids = tuple(raw_ids)
         if not len(ids) == len(scores) == len(reasons):
             raise ValueError("unreadable candidate pool: ids, scores and reasons differ")
         return cls(ids, scores, reasons)

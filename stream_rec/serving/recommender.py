@@ -211,7 +211,7 @@ class Recommender:
             chosen_score = scores[rows, np.maximum(picked, 0)].tolist()
         with clock.stage("pool"):
             id_array = table.id_array()
-            pools = self._pools(scores, eligible, reasons,
+            pools = self._pools(scores, eligible, picked, reasons,
                                 lambda row, cols: id_array[candidates[row, cols]].tolist())
         out = []
         for row, (req, policy) in enumerate(zip(requests, self._policies(requests),
@@ -254,7 +254,7 @@ class Recommender:
             vectors = np.zeros((n_b, width, 1), dtype=np.float32)
             picked = self._pick(requests, scores, vectors, keys, categories, eligible)
         with clock.stage("pool"):
-            pools = self._pools(scores, eligible, reasons,
+            pools = self._pools(scores, eligible, picked, reasons,
                                 lambda row, cols: [candidate_ids[row][c] for c in cols.tolist()])
         return [self._rec_list(req, [(candidate_ids[row][c], float(scores[row, c]),
                                       reasons[row][c]) for c in picked[row] if c >= 0],
@@ -284,17 +284,28 @@ class Recommender:
         return picked
 
     def _pools(self, scores: NDArray[np.floating], eligible: NDArray[np.bool_],
-               reasons: Sequence[str] | Sequence[Sequence[str]],
+               picked: NDArray[np.int64], reasons: Sequence[str] | Sequence[Sequence[str]],
                ids_of: Callable[[int, NDArray[np.int64]], list[str]]) -> list[Pool | None]:
-        """Per row, the eligible candidates by score, at most ``pool_kept`` (``Pool``);
-        ``reasons`` per column, or per row and column. Vectorised but for one gather of ids
+        """Per row, the list's items (``picked``: columns, -1 padded) and the other eligible
+        candidates by score, at most ``pool_kept`` in all (``Pool``); ``reasons`` per column,
+        or per row and column. Vectorised but for one gather of ids
         per row: this runs for every list."""
         kept = self.config.pool_kept
         if kept <= 0 or not scores.shape[1]:
             return [None] * len(scores)
         masked = np.where(eligible & np.isfinite(scores), scores, -np.inf)
         width = min(kept, masked.shape[1])
-        order = np.argsort(-masked, axis=1, kind="stable")[:, :width]
+        # The list's own items always stay in the pool (a diversity pick may score below the
+        # cut), so the shopper's own policy re-ranks the pool back into the same list; then
+        # best score first.
+        key = masked.copy()
+        rows = np.arange(len(masked))[:, None]
+        key[rows, np.maximum(picked, 0)] = np.where(picked >= 0, np.inf,
+                                                    key[rows, np.maximum(picked, 0)])
+        chosen = np.argsort(-key, axis=1, kind="stable")[:, :width]
+        by_score = np.argsort(-np.take_along_axis(masked, chosen, axis=1), axis=1,
+                              kind="stable")
+        order = np.take_along_axis(chosen, by_score, axis=1)
         best = np.take_along_axis(masked, order, axis=1).astype(np.float32)
         counts = np.isfinite(best).sum(axis=1).tolist()
         per_row = bool(reasons) and not isinstance(reasons[0], str)

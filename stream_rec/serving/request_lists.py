@@ -70,7 +70,7 @@ class QueryError(ValueError):
 class ListQuery:
     """What a page asks of a list (every field optional)."""
 
-    n: int | None = None  # default: the stored list's length
+    n: int | None = None  # default: list_length
     exclude: frozenset[str] = frozenset()
     category: str | None = None
     in_stock: bool = True  # False: out-of-stock items may appear (never delisted ones)
@@ -78,11 +78,12 @@ class ListQuery:
     max_price: float | None = None
     policy: RerankPolicy | None = None  # default: the policy that made the stored list
     context: str | None = None  # the item a new shopper is looking at
+    asked: bool = False  # any parameter given, even one set to its default
 
     @property
     def plain(self) -> bool:
         """No parameter at all: the stored list as it was published."""
-        return self == ListQuery()
+        return not self.asked
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,8 @@ def parse_list_query(params: Mapping[str, str]) -> ListQuery:
     return ListQuery(
         n=_count(params, "n"), exclude=exclude, category=_text(params, "category"),
         in_stock=_flag(params, "in_stock", True), min_price=min_price, max_price=max_price,
-        policy=_policy(params, "policy"), context=_text(params, "context"))
+        policy=_policy(params, "policy"), context=_text(params, "context"),
+        asked=bool(params))
 
 
 def parse_similar_query(params: Mapping[str, str]) -> tuple[int, RerankPolicy | None, bool]:
@@ -122,7 +124,7 @@ def parse_similar_query(params: Mapping[str, str]) -> tuple[int, RerankPolicy | 
     _only(params, SIMILAR_PARAMS)
     raw = params.get("diverse")
     policy: RerankPolicy | None = None
-    if raw is not None and raw.strip() not in ("", "0", "false", "none"):
+    if raw is not None and raw.strip().lower() not in ("", "0", "false", "none"):
         text = raw.strip()
         policy = _policy({"diverse": f"dpp:{text}" if _is_number(text) else text}, "diverse")
     return _count(params, "n") or 10, policy, _flag(params, "in_stock", True)
@@ -152,8 +154,8 @@ def new_shopper_pool(recommender: Recommender, user_id: str, context: str | None
         state = UserState(history=(HistoryEntry(context, TYPE_CODE["view"], int(now_ms)),))
         [made] = recommender.recommend([RecRequest(user_id, "", state, now_ms)])
         pool = pool_of(made)
-        if pool.ids:
-            keep = [k for k, i in enumerate(pool.ids) if i != context]
+        keep = [k for k, i in enumerate(pool.ids) if i != context]
+        if keep:
             pool = Pool(tuple(pool.ids[k] for k in keep), pool.scores[keep],
                         "".join(pool.reasons[k] for k in keep))
             return pool, PoolSource("context", None, now_ms, made.model_version, made.policy,
@@ -253,7 +255,7 @@ def similar_items(recommender: Recommender, item_id: str, n: int,
     if not known:
         return None
     if table is not None and scorer is not None:
-        pool = _nearest(recommender, item_id)
+        pool = _nearest(recommender, item_id, in_stock)
     else:
         pool = _same_category(recommender, item_id)
     query = ListQuery(exclude=frozenset({item_id}), in_stock=in_stock)
@@ -269,11 +271,17 @@ def similar_items(recommender: Recommender, item_id: str, n: int,
     }
 
 
-def _nearest(recommender: Recommender, item_id: str) -> Pool:
+def _nearest(recommender: Recommender, item_id: str, in_stock: bool) -> Pool:
     table, scorer = recommender.table, recommender.scorer
     assert table is not None and scorer is not None
-    available, vectors_t = table.available_vocab()
-    norms = table.available_norms()
+    if in_stock:  # the matrix retrieval uses: available items only
+        available, vectors_t = table.available_vocab()
+        norms = table.available_norms()
+    else:  # out-of-stock items too (delisted ones are filtered out afterwards)
+        vectors_t = table.model.item_vectors.T
+        available = np.arange(table.n_vocab)
+        norms = np.linalg.norm(vectors_t, axis=0)
+        norms[norms == 0] = 1.0
     position = table.position.get(item_id, -1)
     if 0 <= position < table.n_vocab:
         query = table.model.item_vectors[position].astype(np.float32)
@@ -379,9 +387,10 @@ def _count(params: Mapping[str, str], name: str) -> int | None:
     raw = params.get(name)
     if raw is None:
         return None
-    if not raw.strip().isdigit() or not 1 <= int(raw) <= MAX_N:
+    text = raw.strip()
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_N:
         raise QueryError(f"{name} must be a whole number from 1 to {MAX_N}")
-    return int(raw)
+    return int(text)
 
 
 def _ids(raw: str, name: str) -> list[str]:
@@ -428,8 +437,10 @@ def _policy(params: Mapping[str, str], name: str) -> RerankPolicy | None:
     raw = params.get(name)
     if raw is None:
         return None
+    if len(raw) > 64:
+        raise QueryError(f"{name}: at most 64 characters, such as dpp:0.3 or mmr:0.7")
     try:
-        return RerankPolicy.parse(raw[:64])
+        return RerankPolicy.parse(raw)
     except ValueError as exc:
         raise QueryError(f"{name}: {exc}") from None
 
