@@ -23,8 +23,9 @@ from stream_rec.errors import USAGE_EXIT_STATUS, SettingsError, UserError
 
 # The order of the command list: first what a new user runs, then production, then the
 # offline work, then the benchmarks. A command module not named here is listed after them.
-COMMAND_ORDER = ("demo", "kafka", "storefront", "worker", "trainer", "model", "experiment", "train",
-                 "evaluate", "tradeoff", "replay", "bench", "bench_core", "bench_rerank")
+COMMAND_ORDER = ("demo", "kafka", "storefront", "topics", "worker", "trainer", "model",
+                 "experiment", "user", "dlq", "export", "train", "evaluate", "tradeoff", "replay",
+                 "bench", "bench_core", "bench_rerank", "bench_api")
 
 DESCRIPTION = text(
     "stream-rec serves streaming, diversity-aware recommendations to an e-commerce "

@@ -15,10 +15,11 @@ from stream_rec.config import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = ("demo", "kafka", "storefront", "worker", "trainer", "model", "train", "evaluate",
-            "tradeoff", "replay", "bench", "bench-core", "bench-rerank")
+            "tradeoff", "replay", "bench", "bench-core", "bench-rerank", "bench-api",
+            "experiment")
 VOCABULARY = {"SPEC", "DIR", "FILE", "N", "S", "R", "DURATION", "PORT", "HOST:PORT", "FRACTION",
               "TOPIC", "DIR_OR_VERSION", "THETA", "LAMBDA", "LEVEL", "ID", "TARGETS", "ARMS",
-              "WEIGHTS"}
+              "WEIGHTS", "TEXT"}
 # An option line of argparse's help: "  -l LEVEL, --loglevel LEVEL  help" or "  --json  help".
 OPTION = re.compile(r"^  (?:-\w(?: \S+)?, )?(--[\w-]+)(?: (\S+))?(?:\s{2,}|$)")
 
