@@ -36,6 +36,8 @@ TOPIC = "TOPIC"
 MODEL = "DIR_OR_VERSION"
 ARMS = "ARMS"  # name=policy,name=policy
 WEIGHTS = "WEIGHTS"  # one number per arm: 50,50
+ID = "ID"  # an identifier: a shopper's user_id, a request's id
+TEXT = "TEXT"  # words to look for, e.g. in a dead letter's reason
 
 SPEC_FORMS = "sessions:PATH, categories:PATH, events:PATH or kafka:TOPIC"
 HELP_WIDTH = 78
@@ -178,6 +180,12 @@ def add_json(parser: argparse.ArgumentParser, what: str = "the result") -> None:
     """``--json``: machine-readable output on stdout, progress staying on stderr."""
     parser.add_argument("--json", action="store_true",
                         help=f"print {what} as one JSON object on stdout")
+
+
+def add_json_lines(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--json``: one JSON object a line on stdout (for output that is a stream of records)."""
+    parser.add_argument("--json", action="store_true",
+                        help=f"print {what} as JSON lines on stdout, one object a line")
 
 
 def add_model(parser: argparse.ArgumentParser, settings: Settings) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from stream_rec.core.events import EVENT_TYPES
 from stream_rec.core.state import DIGEST_CHARS, HistoryEntry, UserState
 
 FORMAT_VERSION = 2
@@ -112,3 +113,18 @@ def decode_state(raw: bytes | None) -> UserState:
         raise
     except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
         raise StateDecodeError(f"unreadable user state: {exc}") from exc
+
+
+def state_summary(state: UserState) -> dict[str, Any]:
+    """A shopper's state as readable JSON (the worker's ``/users/ID/state/`` and
+    ``stream-rec user show``): history, purchases, affinities, items shown."""
+    return {
+        "history": [{"item_id": h.item_id, "type": EVENT_TYPES[h.type_code], "ts": h.ts_ms}
+                    for h in state.history],
+        "purchased": list(state.purchased),
+        "category_affinity": dict(state.category_affinity),
+        "shown": dict(state.shown),
+        "n_events": state.n_events,
+        "last_ts": state.last_ts_ms,
+        "profile_model": state.profile_model or None,
+    }

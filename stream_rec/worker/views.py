@@ -15,9 +15,7 @@ import orjson
 from faust import web
 
 from stream_rec.app import app, settings
-from stream_rec.core.events import EVENT_TYPES
-from stream_rec.core.state import UserState
-from stream_rec.core.state_codec import decode_state
+from stream_rec.core.state_codec import decode_state, state_summary
 from stream_rec.serving.lists import without_pool
 from stream_rec.serving.request_lists import (
     QueryError,
@@ -127,17 +125,3 @@ class Metrics(web.View):
 for _view in (UserRecommendations, SimilarItems, UserStateView, Health, Metrics):
     app.page(_view.view_path.rstrip("/"), name=f"{_view.__name__}Bare")(
         type(f"{_view.__name__}Bare", (_view,), {}))
-
-
-def state_summary(state: UserState) -> dict[str, Any]:
-    """A shopper's state as readable JSON: history, purchases, affinities, items shown."""
-    return {
-        "history": [{"item_id": h.item_id, "type": EVENT_TYPES[h.type_code], "ts": h.ts_ms}
-                    for h in state.history],
-        "purchased": list(state.purchased),
-        "category_affinity": dict(state.category_affinity),
-        "shown": dict(state.shown),
-        "n_events": state.n_events,
-        "last_ts": state.last_ts_ms,
-        "profile_model": state.profile_model or None,
-    }

@@ -226,8 +226,10 @@ def test_topics_job_runs_the_projects_own_topic_layout(monkeypatch: pytest.Monke
     monkeypatch.setattr("stream_rec.topics.ensure_topics", fake_ensure_topics)
     for name, value in {**CONFIG, **SECRET}.items():
         monkeypatch.setenv(name, value)
-    assert topics["command"] == ["python", "-c"]
-    exec(compile(topics["args"][0], "topics-job.yaml", "exec"), {})
+    assert "command" not in topics  # the image's entry point: stream-rec
+    from stream_rec.cli import main
+
+    assert main(topics["args"]) == 0
     assert [s.partitions for s in created] == [int(CONFIG["STREAM_REC_PARTITIONS"])]
     assert CONFIG["STREAM_REC_EVENTS_TOPIC"] in capsys.readouterr().out
 
