@@ -226,15 +226,22 @@ def rerank_pool(recommender: Recommender, pool: Pool, query: ListQuery,
     if table is not None:  # availability: the catalog's sets above (the table merges both)
         positions = np.array([table.position.get(i, -1) for i in ids], dtype=np.int64)
         vectors: Any = table.vectors(positions[None])
+        # Tie-break keys: the table has them for the items it knows (hashing 200 ids anew
+        # was a third of a request's re-rank).
+        keys = table.keys[np.maximum(positions, 0)]
+        unknown = np.flatnonzero(positions < 0)
+        if len(unknown):
+            keys[unknown] = stable_item_keys([ids[k] for k in unknown])
     else:
         vectors = PoolVectors(np.zeros((1, 1), dtype=np.float32),
                               np.zeros((1, len(ids)), dtype=np.int64))
+        keys = stable_item_keys(ids)
     codes: dict[str, int] = {}
     categories = np.array([-1 if (c := catalog.category(i)) is None else
                            codes.setdefault(c, len(codes)) for i in ids], dtype=np.int64)
     config = recommender.config
     picked = rerank_batch(pool.scores[None].astype(np.float32), vectors,
-                          stable_item_keys(ids)[None], min(n, len(ids)), policy,
+                          keys[None], min(n, len(ids)), policy,
                           categories=categories[None], eligible=eligible[None],
                           max_per_category=config.rules.category_cap,
                           category_weight=config.category_weight)[0]
