@@ -36,6 +36,7 @@ TOPIC = "TOPIC"
 MODEL = "DIR_OR_VERSION"
 ARMS = "ARMS"  # name=policy,name=policy
 WEIGHTS = "WEIGHTS"  # one number per arm: 50,50
+RATES = "RATES"  # rates separated by ',', or auto
 ID = "ID"  # an identifier: a shopper's user_id, a request's id
 TEXT = "TEXT"  # words to look for, e.g. in a dead letter's reason
 

@@ -41,6 +41,10 @@ def register(sub: Any, settings: Settings) -> None:
     parser.add_argument("--latency-events", metavar=f.N, type=f.count(),
                         help="events sent at --rate for latency; 0 skips the latency phase "
                              "(default: --events)")
+    parser.add_argument("--latency-curve", metavar=f.RATES,
+                        help="after the throughput phase, the pipeline's p50/p95/p99 at each "
+                             "offered rate (events/s, separated by ','), or 'auto': at 25, 50, "
+                             "75 and 90 %% of the capacity measured in the same run")
     parser.add_argument("--warmup-events", metavar=f.N, type=f.count(), default=500,
                         help="events each target gets before measuring (default %(default)s)")
     f.add_json(parser)
@@ -92,10 +96,23 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--targets: unknown {', '.join(unknown)}; choose from "
                         f"{', '.join(TARGETS)}")
     data = args.data or DEFAULT_DATA
+    curve: tuple[float, ...] | str | None = None
+    if args.latency_curve:
+        if args.latency_curve.strip() == "auto":
+            curve = "auto"
+        else:
+            try:
+                curve = tuple(float(r) for r in args.latency_curve.split(","))
+            except ValueError:
+                curve = ()
+            if not curve or not all(0 < r < 1e6 for r in curve):
+                raise UserError(f"--latency-curve: {args.latency_curve!r} is not 'auto' or "
+                                "rates > 0 separated by ','")
     plan = BenchPlan(events=args.events, rate=args.rate, latency_events=args.latency_events,
                      warmup_events=args.warmup_events, concurrency=args.concurrency, data=data,
                      seed=args.seed, targets=targets,
-                     profile=Path(args.profile) if args.profile else None)
+                     profile=Path(args.profile) if args.profile else None,
+                     latency_curve=curve)
     soak = None
     if args.soak:
         soak = SoakPlan(duration_s=parse_duration_ms(args.soak) / 1000.0, rate=args.rate,

@@ -19,7 +19,7 @@ COMMANDS = ("demo", "kafka", "storefront", "worker", "trainer", "model", "train"
             "experiment", "topics", "user", "dlq", "export")
 VOCABULARY = {"SPEC", "DIR", "FILE", "N", "S", "R", "DURATION", "PORT", "HOST:PORT", "FRACTION",
               "TOPIC", "DIR_OR_VERSION", "THETA", "LAMBDA", "LEVEL", "ID", "TARGETS", "ARMS",
-              "WEIGHTS", "TEXT"}
+              "WEIGHTS", "TEXT", "RATES"}
 # An option line of argparse's help: "  -l LEVEL, --loglevel LEVEL  help" or "  --json  help".
 OPTION = re.compile(r"^  (?:-\w(?: \S+)?, )?(--[\w-]+)(?: (\S+))?(?:\s{2,}|$)")
 

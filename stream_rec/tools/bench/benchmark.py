@@ -41,6 +41,7 @@ from stream_rec.tools.bench.workload import DEFAULT_DATA, BenchEvent, ShopperStr
 
 log = logging.getLogger(__name__)
 TARGETS = ("pipeline", "faust_passthrough", "aiokafka_passthrough")
+CURVE_SHARES = (0.25, 0.5, 0.75, 0.9)
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,9 @@ class BenchPlan:
     seed: int = 0
     targets: tuple[str, ...] = TARGETS
     profile: Path | None = None  # py-spy output for the pipeline's throughput phase
+    # The pipeline's latency at several offered rates, events/s; "auto": at CURVE_SHARES of
+    # the throughput phase's rate (its capacity), measured in the same run.
+    latency_curve: tuple[float, ...] | str | None = None
 
     def phase_timeout_s(self, n: int) -> float:
         """Generous: a phase fails only if the target manages under ~50 events/s."""
@@ -73,6 +77,8 @@ class TargetRun:
     health: dict[str, Any] = field(default_factory=dict)
     checks: dict[str, int] = field(default_factory=dict)
     cpu_ms_per_event: float | None = None  # the target process's CPU time, throughput phase
+    # the latency curve: (offered rate, events/s handled, latencies in ms) per rate
+    curve: list[tuple[float, float | None, list[float]]] = field(default_factory=list)
 
 
 @dataclass
@@ -87,11 +93,23 @@ def _stderr(line: str) -> None:
     print(f"bench: {line}", file=sys.stderr, flush=True)
 
 
+def curve_rates(plan: BenchPlan, capacity: float | None) -> list[float]:
+    """The offered rates of the latency curve (none without ``plan.latency_curve``)."""
+    if plan.latency_curve is None:
+        return []
+    if plan.latency_curve == "auto":
+        return [round(share * capacity, 1) for share in CURVE_SHARES] if capacity else []
+    return [float(r) for r in plan.latency_curve]
+
+
 async def drive(target: Target, bootstrap: str, warmup: Sequence[BenchEvent],
                 measured: Sequence[BenchEvent], at_rate: Sequence[BenchEvent], rate: float,
-                plan: BenchPlan, probe: Callable[[str], None] = lambda _: None) -> TargetRun:
-    """Warm-up, throughput phase, then (if ``at_rate``) the latency phase, on one ``Flow``."""
+                plan: BenchPlan, probe: Callable[[str], None] = lambda _: None,
+                more: Callable[[int, str], list[BenchEvent]] | None = None) -> TargetRun:
+    """Warm-up, throughput phase, then (if ``at_rate``) the latency phase, and (with ``more``
+    to draw events from) the latency curve, on one ``Flow``."""
     run = TargetRun()
+    curve_events: list[BenchEvent] = []
     async with Flow(bootstrap, target.in_topic, target.out_topic, target.partitions) as flow:
         await flow.run_phase(warmup, None, plan.phase_timeout_s(len(warmup)),
                              f"{target.name} warm-up", target.check_alive)
@@ -106,8 +124,22 @@ async def drive(target: Target, bootstrap: str, warmup: Sequence[BenchEvent],
                                  f"{target.name} latency @ {rate:g}/s", target.check_alive)
             probe("end")
             run.latencies_ms = flow.ledger.latencies_ms(e.event_id for e in at_rate)
+        draw = more
+        for offered in curve_rates(plan, run.events_per_s) if draw is not None else []:
+            assert draw is not None
+            # Enough events for a stable p99 at any rate, and at least ~10 s of it.
+            phase = draw(max(plan.latency_events or 0, int(offered * 10), 1000),
+                         f"curve-{offered:g}")
+            await flow.run_phase(phase, offered, plan.phase_timeout_s(len(phase)),
+                                 f"{target.name} latency curve @ {offered:g}/s",
+                                 target.check_alive)
+            phase_ids = [e.event_id for e in phase]
+            run.curve.append((offered, per_second(len(phase_ids),
+                                                  flow.ledger.span_s(phase_ids)),
+                              flow.ledger.latencies_ms(phase_ids)))
+            curve_events += phase
         ledger = flow.ledger
-        every = [*warmup, *measured, *at_rate]
+        every = [*warmup, *measured, *at_rate, *curve_events]
         run.checks = {"sent": len(ledger.sent), "matched": len(ledger.arrived),
                       "missing": len(ledger.missing(e.event_id for e in every)),
                       "duplicates": ledger.duplicates, "unknown": ledger.unknown}
@@ -130,7 +162,8 @@ def mean_batch(before: str | None, after: str | None) -> float | None:
 def measure(target: Target, bootstrap: str, warmup: Sequence[BenchEvent],
             measured: Sequence[BenchEvent], at_rate: Sequence[BenchEvent], plan: BenchPlan,
             base_url: Callable[[], str | None] = lambda: None,
-            profiler: Profiler | None = None) -> TargetRun:
+            profiler: Profiler | None = None,
+            more: Callable[[int, str], list[BenchEvent]] | None = None) -> TargetRun:
     """Start ``target``, drive it, read its memory, stop it (always)."""
     pages: dict[str, str | None] = {}
     cpu: dict[str, float | None] = {}
@@ -151,7 +184,7 @@ def measure(target: Target, bootstrap: str, warmup: Sequence[BenchEvent],
     try:
         target.start()
         run = asyncio.run(drive(target, bootstrap, warmup, measured, at_rate, plan.rate, plan,
-                                probe))
+                                probe, more))
         if target.pid is not None:
             run.memory = read_memory(target.pid)
     finally:
@@ -172,10 +205,11 @@ def measure(target: Target, bootstrap: str, warmup: Sequence[BenchEvent],
 
 def _measure_pipeline(pipeline: PipelineTarget, bootstrap: str, warmup: Sequence[BenchEvent],
                       measured: Sequence[BenchEvent], at_rate: Sequence[BenchEvent],
-                      plan: BenchPlan) -> TargetRun:
+                      plan: BenchPlan,
+                      more: Callable[[int, str], list[BenchEvent]] | None = None) -> TargetRun:
     profiler = Profiler(plan.profile) if plan.profile is not None else None
     run = measure(pipeline, bootstrap, warmup, measured, at_rate, plan,
-                  base_url=lambda: pipeline.base_url, profiler=profiler)
+                  base_url=lambda: pipeline.base_url, profiler=profiler, more=more)
     run.health = pipeline.health
     return run
 
@@ -194,7 +228,8 @@ def run_benchmark(plan: BenchPlan, settings: Settings, workload: Workload, run_i
     for name in plan.targets:
         if name == "pipeline":
             runs[name] = _measure_pipeline(PipelineTarget(pipeline_cfg, workload, work_dir),
-                                           settings.broker, warmup, measured, at_rate, plan)
+                                           settings.broker, warmup, measured, at_rate, plan,
+                                           more=stream.take)
             continue
         target: Target
         if name == "faust_passthrough":

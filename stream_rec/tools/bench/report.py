@@ -12,8 +12,10 @@ if TYPE_CHECKING:
     from stream_rec.tools.bench.benchmark import BenchPlan, TargetRun
 
 RESULT_KEYS = ("events", "pipeline_events_per_s", "faust_passthrough_events_per_s",
-               "aiokafka_passthrough_events_per_s", "ratio_vs_faust", "latency_ms",
-               "offered_rate", "catalog_items", "candidates", "k", "worker_rss_mb", "stages_us")
+               "aiokafka_passthrough_events_per_s", "ratio_vs_faust", "cpu_ms_per_event",
+               "cpu_ratio_vs_faust", "latency_ms", "offered_rate", "catalog_items",
+               "candidates", "k", "worker_rss_mb", "stages_us")
+CURVE_KEYS = ("capacity_events_per_s", "latency_curve", "latency_at_half_capacity_ms")
 
 
 def _rate(runs: dict[str, TargetRun], name: str) -> float | None:
@@ -29,12 +31,19 @@ def bench_result(plan: BenchPlan, settings: Settings, runs: dict[str, TargetRun]
     memory = run.memory if run is not None else None
     stages = run.stages if run is not None else {}
     catalog = run.health.get("catalog_items") if run is not None else None
+    cpu = {name: r.cpu_ms_per_event for name, r in runs.items()}
+    pipeline_cpu, faust_cpu = cpu.get("pipeline"), cpu.get("faust_passthrough")
     result: dict[str, Any] = {
         "events": plan.events,
         "pipeline_events_per_s": pipeline,
         "faust_passthrough_events_per_s": faust,
         "aiokafka_passthrough_events_per_s": _rate(runs, "aiokafka_passthrough"),
         "ratio_vs_faust": round(pipeline / faust, 3) if pipeline and faust else None,
+        # CPU time of each target's own process over the throughput phase, per event: what
+        # the machine's mood changes least (the other processes' CPU is not counted).
+        "cpu_ms_per_event": cpu,
+        "cpu_ratio_vs_faust": round(faust_cpu / pipeline_cpu, 3)
+        if faust_cpu and pipeline_cpu else None,
         "latency_ms": latency_summary(run.latencies_ms if run is not None else []),
         "offered_rate": plan.rate,
         "catalog_items": catalog if isinstance(catalog, int) else catalog_size,
@@ -45,7 +54,23 @@ def bench_result(plan: BenchPlan, settings: Settings, runs: dict[str, TargetRun]
         "stages_us": stage_us_per_event(stages.get("before"), stages.get("after_throughput")),
     }
     assert tuple(result) == RESULT_KEYS
+    if run is not None and run.curve:
+        result.update(latency_curve_result(run))
     return result
+
+
+def latency_curve_result(run: TargetRun) -> dict[str, Any]:
+    """The latency curve's keys: the capacity (the throughput phase's events/s), each offered
+    rate's percentiles, and the latency at the rate nearest half the capacity."""
+    points = [{"rate": rate, "events_per_s": handled, **latency_summary(latencies)}
+              for rate, handled, latencies in run.curve]
+    capacity = run.events_per_s
+    half = None
+    if capacity:
+        nearest = min(run.curve, key=lambda point: abs(point[0] - capacity / 2))
+        half = {"rate": nearest[0], **latency_summary(nearest[2])}
+    return {"capacity_events_per_s": capacity, "latency_curve": points,
+            "latency_at_half_capacity_ms": half}
 
 
 def format_text(result: dict[str, Any]) -> str:
