@@ -45,6 +45,8 @@ def register(sub: Any, settings: Settings) -> None:
                         help="after the throughput phase, the pipeline's p50/p95/p99 at each "
                              "offered rate (events/s, separated by ','), or 'auto': at 25, 50, "
                              "75 and 90 %% of the capacity measured in the same run")
+    parser.add_argument("--plot", metavar=f.FILE,
+                        help="with --latency-curve: draw it into FILE (PNG)")
     parser.add_argument("--warmup-events", metavar=f.N, type=f.count(), default=500,
                         help="events each target gets before measuring (default %(default)s)")
     f.add_json(parser)
@@ -123,6 +125,12 @@ def run(args: argparse.Namespace) -> int:
                            broker=args.broker, registry=registry,
                            use_model=not args.no_model, train_epochs=args.train_epochs,
                            keep=args.keep, keep_broker=args.keep_broker)
+    if args.plot and not curve:
+        raise UserError("--plot draws the latency curve: add --latency-curve")
     result = run_bench(options)
+    if args.plot:
+        from stream_rec.tools.bench.plot import plot_latency_curve
+
+        plot_latency_curve(result, args.plot)
     print(json.dumps(result) if args.json else format_text(result), flush=True)
     return 0

@@ -27,3 +27,14 @@ def test_the_curve_reports_each_rate_and_the_one_nearest_half_the_capacity() -> 
     assert half["rate"] == 500.0
     assert half["p50"] == result["latency_curve"][1]["p50"]
     assert half["p99"] > result["latency_curve"][0]["p99"]
+
+
+def test_the_curve_is_drawn(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from stream_rec.tools.bench.plot import plot_latency_curve
+
+    points = [{"rate": r, "events_per_s": r, "p50": r / 100, "p95": r / 50, "p99": r / 20}
+              for r in (100.0, 200.0, 400.0)]
+    path = tmp_path / "curve.png"
+    plot_latency_curve({"latency_curve": points, "capacity_events_per_s": 500.0,
+                        "catalog_items": 10}, str(path))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
