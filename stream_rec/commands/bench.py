@@ -56,16 +56,7 @@ def register(sub: Any, settings: Settings) -> None:
                         help="soak the pipeline for this long (e.g. 10m, 90s) at --rate")
     parser.add_argument("--sample", metavar=f.S, type=f.positive, default=10.0,
                         help="soak sampling interval in seconds (default %(default)g)")
-    f.add_broker(parser, settings, shown_default=f"default: {env_name('broker')} when set, "
-                 "else the local broker, started if needed")
-    f.add_data(parser, "dataset to replay", default=f"default {BENCH_DATA}")
-    f.add_registry(parser, settings, "serve this model registry's current model",
-                   shown_default="default: the cached bench model, trained on first use")
-    parser.add_argument("--no-model", action="store_true",
-                        help="serve no model (measures the fallback lists)")
-    parser.add_argument("--train-epochs", metavar=f.N, type=f.count(1), default=1,
-                        help="epochs of the bench model if it must be trained "
-                             "(default %(default)s)")
+    add_setup(parser, settings, "dataset to replay")
     parser.add_argument("--targets", metavar="TARGETS", default=",".join(TARGETS),
                         help="comma-separated subset of the three targets to measure "
                              "(default %(default)s)")
@@ -81,6 +72,20 @@ def register(sub: Any, settings: Settings) -> None:
     parser.add_argument("--keep-broker", action="store_true",
                         help="leave a local broker this run started running")
     parser.set_defaults(func=run)
+
+
+def add_setup(parser: argparse.ArgumentParser, settings: Settings, data_help: str) -> None:
+    """The flags every Kafka benchmark shares: broker, dataset, model registry."""
+    f.add_broker(parser, settings, shown_default=f"default: {env_name('broker')} when set, "
+                 "else the local broker, started if needed")
+    f.add_data(parser, data_help, default=f"default {BENCH_DATA}")
+    f.add_registry(parser, settings, "serve this model registry's current model",
+                   shown_default="default: the cached bench model, trained on first use")
+    parser.add_argument("--no-model", action="store_true",
+                        help="serve no model (measures the fallback lists)")
+    parser.add_argument("--train-epochs", metavar=f.N, type=f.count(1), default=1,
+                        help="epochs of the bench model if it must be trained "
+                             "(default %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stream_rec.commands import _flags as f
-from stream_rec.config import Settings, env_name
+from stream_rec.commands.bench import add_setup
+from stream_rec.config import Settings
 
 if TYPE_CHECKING:
     from stream_rec.tools.bench.api_run import ApiBenchOptions
@@ -16,7 +17,6 @@ if TYPE_CHECKING:
 # Spelled here so that `--help` need not import the benchmark (a unit test keeps them equal).
 ENDPOINTS = ("stored", "rerank_dpp", "rerank_filtered", "new_shopper", "new_shopper_context",
              "similar", "similar_diverse")
-BENCH_DATA = "sessions:../shared/data/diginetica"
 
 BENCH_API_EPILOG = """\
 endpoints (each at every --concurrency):
@@ -89,16 +89,7 @@ def register(sub: Any, settings: Settings) -> None:
                         help="shoppers with a list before the first request "
                              "(default %(default)s)")
     f.add_json(parser)
-    f.add_broker(parser, settings, shown_default=f"default: {env_name('broker')} when set, "
-                 "else the local broker, started if needed")
-    f.add_data(parser, "dataset whose events are streamed", default=f"default {BENCH_DATA}")
-    f.add_registry(parser, settings, "serve this model registry's current model",
-                   shown_default="default: the cached bench model, trained on first use")
-    parser.add_argument("--no-model", action="store_true",
-                        help="serve no model (measures the fallback lists)")
-    parser.add_argument("--train-epochs", metavar=f.N, type=f.count(1), default=1,
-                        help="epochs of the bench model if it must be trained "
-                             "(default %(default)s)")
+    add_setup(parser, settings, "dataset whose events are streamed")
     parser.add_argument("--seed", metavar=f.N, type=f.count(), default=0,
                         help="seed of the events and of the ids requested "
                              "(default %(default)s)")

@@ -201,7 +201,9 @@ def test_the_result_has_the_issues_shape_and_reads_as_a_table() -> None:
 
 def test_the_command_names_match_the_benchmark() -> None:
     assert command.ENDPOINTS == ENDPOINT_NAMES
-    assert command.BENCH_DATA == DEFAULT_DATA
+    from stream_rec.commands.bench import BENCH_DATA
+
+    assert BENCH_DATA == DEFAULT_DATA
 
 
 def _args(*argv: str) -> argparse.Namespace:

@@ -19,21 +19,17 @@ import contextlib
 import http.client
 import json
 import logging
-import os
 import random
-import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from stream_rec.config import Settings, env_name, load_settings
+from stream_rec.config import Settings
 from stream_rec.tools.bench.api import (
     ApiPlan,
     RequestPools,
@@ -53,9 +49,14 @@ from stream_rec.tools.bench.benchmark import BenchPlan
 from stream_rec.tools.bench.harness import BenchError, Flow
 from stream_rec.tools.bench.pipeline import PipelineTarget, pipeline_settings
 from stream_rec.tools.bench.probes import read_cpu_seconds
-from stream_rec.tools.bench.runner import BenchOptions, kafka_for, model_registry, quiet_client_logs
+from stream_rec.tools.bench.runner import (
+    BenchOptions,
+    in_session,
+    model_registry,
+    quiet_client_logs,
+)
 from stream_rec.tools.bench.stats import latency_summary
-from stream_rec.tools.bench.topics import delete_run_topics, run_marker
+from stream_rec.tools.bench.topics import run_marker
 from stream_rec.tools.bench.workload import DEFAULT_DATA, ShopperStream, Workload, load_workload
 
 log = logging.getLogger(__name__)
@@ -208,22 +209,9 @@ def run(options: ApiBenchOptions) -> dict[str, Any]:
 
 
 def _run(options: ApiBenchOptions) -> dict[str, Any]:
-    explicit = options.broker is not None or env_name("broker") in os.environ
-    base = load_settings(broker=options.broker)
-    run_id = uuid.uuid4().hex[:8]
-    work_dir = Path(tempfile.mkdtemp(prefix=f"stream-rec-{run_marker(run_id)}-"))
-    try:
-        with kafka_for(base, explicit, options.keep_broker) as settings:
-            try:
-                return _measure(options, settings, run_id, work_dir)
-            finally:
-                if not options.keep:
-                    delete_run_topics(settings, run_id)
-    finally:
-        if options.keep:
-            _stderr(f"kept the work folder {work_dir} and the run's topics ({run_marker(run_id)}*)")
-        else:
-            shutil.rmtree(work_dir, ignore_errors=True)
+    return in_session(options.broker, options.keep, options.keep_broker,
+                      lambda settings, run_id, work_dir: _measure(options, settings, run_id,
+                                                                  work_dir))
 
 
 def _measure(options: ApiBenchOptions, settings: Settings, run_id: str,

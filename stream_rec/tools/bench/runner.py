@@ -9,11 +9,11 @@ import signal
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from stream_rec.config import Settings, env_name, load_settings
 from stream_rec.errors import UserError
@@ -25,6 +25,8 @@ from stream_rec.tools.bench.state_size import measure_state_size
 from stream_rec.tools.bench.topics import delete_run_topics, run_marker
 from stream_rec.tools.bench.workload import load_workload
 from stream_rec.tools.broker import LocalBroker
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -114,21 +116,32 @@ def run(options: BenchOptions) -> dict[str, Any]:
 
 
 def _run(options: BenchOptions) -> dict[str, Any]:
-    explicit = options.broker is not None or env_name("broker") in os.environ
-    base = load_settings(broker=options.broker)
+    return in_session(options.broker, options.keep, options.keep_broker,
+                      lambda settings, run_id, work_dir: _measure(options, settings, run_id,
+                                                                  work_dir),
+                      kafka=needs_kafka(options))
+
+
+def in_session(broker: str | None, keep: bool, keep_broker: bool,
+               measure: Callable[[Settings, str, Path], T], kafka: bool = True) -> T:
+    """Run ``measure(settings, run_id, work_dir)`` with a broker (the one named, the one in
+    the environment, or the local one, started if needed), a fresh run id and work folder;
+    afterwards delete the run's topics and the folder unless ``keep``."""
+    explicit = broker is not None or env_name("broker") in os.environ
+    base = load_settings(broker=broker)
     run_id = uuid.uuid4().hex[:8]
     work_dir = Path(tempfile.mkdtemp(prefix=f"stream-rec-{run_marker(run_id)}-"))
     try:
-        if not needs_kafka(options):
-            return _measure(options, base, run_id, work_dir)
-        with kafka_for(base, explicit, options.keep_broker) as settings:
+        if not kafka:
+            return measure(base, run_id, work_dir)
+        with kafka_for(base, explicit, keep_broker) as settings:
             try:
-                return _measure(options, settings, run_id, work_dir)
+                return measure(settings, run_id, work_dir)
             finally:
-                if not options.keep:
+                if not keep:
                     delete_run_topics(settings, run_id)
     finally:
-        if options.keep:
+        if keep:
             _stderr(f"kept the work folder {work_dir} and the run's topics ({run_marker(run_id)}*)")
         else:
             shutil.rmtree(work_dir, ignore_errors=True)
