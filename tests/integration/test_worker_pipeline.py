@@ -182,7 +182,9 @@ def test_forget_user_deletes_state_everywhere_and_survives_restart(broker: str, 
                 [(b"bob", json.dumps({"type": "forget_user", "user_id": "bob",
                                       "request_id": "gdpr-1"}).encode())])
         _wait_until(lambda: _status(worker, "/users/bob/state/") == 404, 60)
-        assert _status(worker, "/users/bob/recommendations/") == 404
+        # The stored list went too: the API answers as for a shopper never seen.
+        forgotten = worker.get_json("/users/bob/recommendations/", token="s3cret")
+        assert forgotten["pool"]["kind"] == "new_shopper" and forgotten["pool"]["list_id"] is None
         assert worker.get_json("/users/carol/state/", token="s3cret")["n_events"] == 3
     finally:
         worker.stop()
@@ -192,7 +194,9 @@ def test_forget_user_deletes_state_everywhere_and_survives_restart(broker: str, 
     worker = WorkerProcess(settings, tmp_path / "worker2.log").start()
     try:
         assert _status(worker, "/users/bob/state/") == 404
-        assert _status(worker, "/users/bob/recommendations/") == 404
+        # The stored list went too: the API answers as for a shopper never seen.
+        forgotten = worker.get_json("/users/bob/recommendations/", token="s3cret")
+        assert forgotten["pool"]["kind"] == "new_shopper" and forgotten["pool"]["list_id"] is None
         assert worker.get_json("/users/carol/state/", token="s3cret")["n_events"] == 3
     finally:
         worker.stop()
