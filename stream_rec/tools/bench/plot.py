@@ -27,7 +27,7 @@ def plot_latency_curve(result: Mapping[str, Any], path: str) -> None:
         ax.axvline(capacity / 2, color="0.6", ls=":", lw=1, label="half the capacity")
     ax.set_yscale("log")
     ax.set_xlabel("offered rate (events/s)")
-    ax.set_ylabel("latency, event taken in to list out (ms, log scale)")
+    ax.set_ylabel("latency: event due to its list received (ms, log scale)")
     ax.set_title(f"stream-rec worker: latency against load ({result.get('catalog_items')} "
                  "items)")
     ax.grid(True, which="both", alpha=0.3)
