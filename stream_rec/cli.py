@@ -25,7 +25,7 @@ from stream_rec.errors import USAGE_EXIT_STATUS, SettingsError, UserError
 # offline work, then the benchmarks. A command module not named here is listed after them.
 COMMAND_ORDER = ("demo", "kafka", "storefront", "topics", "worker", "trainer", "model",
                  "experiment", "user", "dlq", "export", "train", "evaluate", "tradeoff", "replay",
-                 "bench", "bench_core", "bench_rerank", "bench_api")
+                 "bench", "bench_core", "bench_rerank", "bench_api", "bench_retrieval")
 
 DESCRIPTION = text(
     "stream-rec serves streaming, diversity-aware recommendations to an e-commerce "

@@ -16,7 +16,7 @@ from stream_rec.config import Settings, load_settings
 ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = ("demo", "kafka", "storefront", "worker", "trainer", "model", "train", "evaluate",
             "tradeoff", "replay", "bench", "bench-core", "bench-rerank", "bench-api",
-            "experiment", "topics", "user", "dlq", "export")
+            "experiment", "topics", "user", "dlq", "export", "bench-retrieval")
 VOCABULARY = {"SPEC", "DIR", "FILE", "N", "S", "R", "DURATION", "PORT", "HOST:PORT", "FRACTION",
               "TOPIC", "DIR_OR_VERSION", "THETA", "LAMBDA", "LEVEL", "ID", "TARGETS", "ARMS",
               "WEIGHTS", "TEXT", "RATES"}
