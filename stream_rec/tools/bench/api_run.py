@@ -20,7 +20,6 @@ import http.client
 import json
 import logging
 import random
-import signal
 import sys
 import threading
 import time
@@ -53,7 +52,6 @@ from stream_rec.tools.bench.runner import (
     BenchOptions,
     in_session,
     model_registry,
-    quiet_client_logs,
 )
 from stream_rec.tools.bench.stats import latency_summary
 from stream_rec.tools.bench.topics import run_marker
@@ -194,21 +192,9 @@ class EventFeed:
         return self._call(self._window(t0, t1))
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def run(options: ApiBenchOptions) -> dict[str, Any]:
-    """Run the benchmark and return its JSON-able result; SIGTERM stops it cleanly."""
-    quiet_client_logs()
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        return _run(options)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _run(options: ApiBenchOptions) -> dict[str, Any]:
+    """Run the benchmark and return its JSON-able result (``runner.in_session``: a broker,
+    clean-up, SIGTERM stops it cleanly)."""
     return in_session(options.broker, options.keep, options.keep_broker,
                       lambda settings, run_id, work_dir: _measure(options, settings, run_id,
                                                                   work_dir))

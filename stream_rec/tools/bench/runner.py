@@ -102,20 +102,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def run(options: BenchOptions) -> dict[str, Any]:
-    """Run what ``options`` ask for and return the one JSON-able result object.
-
-    SIGTERM is turned into KeyboardInterrupt, so a killed bench still stops the processes it
-    started (they run in their own sessions and would otherwise outlive it).
-    """
-    quiet_client_logs()
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        return _run(options)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _run(options: BenchOptions) -> dict[str, Any]:
+    """Run what ``options`` ask for and return the one JSON-able result object."""
     return in_session(options.broker, options.keep, options.keep_broker,
                       lambda settings, run_id, work_dir: _measure(options, settings, run_id,
                                                                   work_dir),
@@ -126,7 +113,19 @@ def in_session(broker: str | None, keep: bool, keep_broker: bool,
                measure: Callable[[Settings, str, Path], T], kafka: bool = True) -> T:
     """Run ``measure(settings, run_id, work_dir)`` with a broker (the one named, the one in
     the environment, or the local one, started if needed), a fresh run id and work folder;
-    afterwards delete the run's topics and the folder unless ``keep``."""
+    afterwards delete the run's topics and the folder unless ``keep``. SIGTERM is turned
+    into KeyboardInterrupt meanwhile, so a killed bench still stops the processes it started
+    (they run in their own sessions and would otherwise outlive it)."""
+    quiet_client_logs()
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return _session(broker, keep, keep_broker, measure, kafka)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _session(broker: str | None, keep: bool, keep_broker: bool,
+             measure: Callable[[Settings, str, Path], T], kafka: bool) -> T:
     explicit = broker is not None or env_name("broker") in os.environ
     base = load_settings(broker=broker)
     run_id = uuid.uuid4().hex[:8]
