@@ -40,13 +40,18 @@ def dataset_events(dataset: Dataset, split: str = "all") -> list[ReplayEvent]:
         for session in sessions:
             for n, it in enumerate(session.events):
                 event: dict[str, Any] = {
-                    "event_id": f"{dataset.name}:{part}:{session.session_id}:{n}",
+                    "event_id": replay_event_id(dataset.name, part, session.session_id, n),
                     "user_id": it.user_id, "item_id": it.item_id, "type": it.event_type,
                     "ts": it.ts_ms, "session_id": session.session_id}
                 out.append(ReplayEvent(it.user_id.encode(), json.dumps(event).encode(),
                                        it.ts_ms))
     out.sort(key=lambda e: e.ts_ms)  # stable: within a session the order is kept
     return out
+
+
+def replay_event_id(dataset_name: str, part: str, session_id: str, n: int) -> str:
+    """The event id of a dataset's ``n``-th event of a session of the ``part`` split."""
+    return f"{dataset_name}:{part}:{session_id}:{n}"
 
 
 def catalog_messages(dataset: Dataset) -> Iterator[tuple[bytes, bytes]]:

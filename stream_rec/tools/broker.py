@@ -19,10 +19,12 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from stream_rec.config import REPO_ROOT, Settings
+from stream_rec.config import REPO_ROOT, Settings, env_name
 from stream_rec.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -218,6 +220,29 @@ class LocalBroker:
             time.sleep(0.5)
         raise UserError(f"Kafka did not answer on {self.bootstrap} within {timeout_s:.0f} s; "
                         f"see {self.log_file}")
+
+
+@contextmanager
+def kafka_for(settings: Settings, broker_flag: str | None, keep_broker: bool = False,
+              say: Callable[[str], None] = lambda _: None) -> Iterator[Settings]:
+    """The settings with a reachable broker: the one the user named (``--broker``, given as
+    ``broker_flag``, or ``STREAM_REC_BROKER``), else the local broker, started here if it is
+    not running and stopped again on the way out (unless ``keep_broker``); a local broker
+    that was already running stays."""
+    if broker_flag is not None or env_name("broker") in os.environ:
+        yield settings
+        return
+    local = LocalBroker(settings)
+    started = not local.status().running
+    if started:
+        say(f"starting the local Kafka broker at {local.bootstrap}")
+    local.start(timeout_s=180)
+    try:
+        yield settings.with_overrides(broker=local.bootstrap)
+    finally:
+        if started and not keep_broker:
+            say("stopping the local Kafka broker this run started")
+            local.stop()
 
 
 def new_cluster_id() -> str:

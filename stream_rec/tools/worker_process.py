@@ -32,6 +32,18 @@ def _env_value(value: object) -> str:
     return str(value.reveal() if isinstance(value, Secret) else value)
 
 
+def isolated_settings(settings: Settings, run_id: str, work: Path) -> Settings:
+    """Settings whose topics (``RUN_ID.events``, ...), consumer group, state folder and web
+    port belong to one run alone, so it shares a broker with anything else."""
+    from stream_rec.tools.bench.processes import free_port
+
+    return settings.with_overrides(
+        app_id=run_id, events_topic=f"{run_id}.events", dlq_topic=f"{run_id}.dlq",
+        items_topic=f"{run_id}.items", recommendations_topic=f"{run_id}.recommendations",
+        model_updates_topic=f"{run_id}.models", experiments_topic=f"{run_id}.experiments",
+        state_dir=str(work / "state"), web_port=free_port())
+
+
 READY_STATUSES = ("ok", "degraded")
 
 

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import signal
 import sys
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from stream_rec.config import Settings, env_name, load_settings
+from stream_rec.config import Settings, load_settings
 from stream_rec.errors import UserError
 from stream_rec.tools.bench.benchmark import BenchPlan, run_benchmark
 from stream_rec.tools.bench.model import current_version, ensure_bench_model
@@ -24,7 +22,7 @@ from stream_rec.tools.bench.soak import SoakPlan, run_soak
 from stream_rec.tools.bench.state_size import measure_state_size
 from stream_rec.tools.bench.topics import delete_run_topics, run_marker
 from stream_rec.tools.bench.workload import load_workload
-from stream_rec.tools.broker import LocalBroker
+from stream_rec.tools.broker import kafka_for
 
 T = TypeVar("T")
 
@@ -48,25 +46,6 @@ class BenchOptions:
 
 def _stderr(line: str) -> None:
     print(f"bench: {line}", file=sys.stderr, flush=True)
-
-
-@contextmanager
-def kafka_for(settings: Settings, explicit: bool, keep_broker: bool) -> Iterator[Settings]:
-    """The settings with a reachable broker: the named one, or the local one (started here)."""
-    if explicit:
-        yield settings
-        return
-    local = LocalBroker(settings)
-    started = not local.status().running
-    if started:
-        _stderr(f"starting the local Kafka broker at {local.bootstrap}")
-    local.start(timeout_s=180)
-    try:
-        yield settings.with_overrides(broker=local.bootstrap)
-    finally:
-        if started and not keep_broker:
-            _stderr("stopping the local Kafka broker this run started")
-            local.stop()
 
 
 def needs_kafka(options: BenchOptions) -> bool:
@@ -126,14 +105,13 @@ def in_session(broker: str | None, keep: bool, keep_broker: bool,
 
 def _session(broker: str | None, keep: bool, keep_broker: bool,
              measure: Callable[[Settings, str, Path], T], kafka: bool) -> T:
-    explicit = broker is not None or env_name("broker") in os.environ
     base = load_settings(broker=broker)
     run_id = uuid.uuid4().hex[:8]
     work_dir = Path(tempfile.mkdtemp(prefix=f"stream-rec-{run_marker(run_id)}-"))
     try:
         if not kafka:
             return measure(base, run_id, work_dir)
-        with kafka_for(base, explicit, keep_broker) as settings:
+        with kafka_for(base, broker, keep_broker, say=_stderr) as settings:
             try:
                 return measure(settings, run_id, work_dir)
             finally:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
 import sys
 import tempfile
@@ -21,15 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from stream_rec.commands.experiment import checked, experiment_report, start_record
-from stream_rec.config import Settings, env_name, load_settings
+from stream_rec.config import Settings, load_settings
 from stream_rec.errors import UserError
 from stream_rec.offline.replay import catalog_messages
-from stream_rec.tools.bench.processes import free_port
-from stream_rec.tools.broker import LocalBroker
+from stream_rec.tools.broker import kafka_for
 from stream_rec.tools.simulate.driver import Ledger, SimConfig, Simulation, drain
 from stream_rec.tools.storefront import make_storefront
 from stream_rec.tools.storefront.files import ensure_storefront
-from stream_rec.tools.worker_process import WorkerProcess
+from stream_rec.tools.worker_process import WorkerProcess, isolated_settings
 from stream_rec.topics import ensure_topics, publish_experiment
 
 BANDIT_INTERVAL_S = 5.0  # a simulation compresses hours into a minute: re-weight often
@@ -43,14 +41,8 @@ def run_simulation(args: argparse.Namespace) -> int:
         raise UserError("simulate needs --arms, e.g. control=dpp:0.15,diverse=dpp:0.3")
     lift = parse_lift(args.lift)
     config = SimConfig(shoppers=args.shoppers, events=args.events, seed=args.seed, lift=lift)
-    explicit = args.broker is not None or os.environ.get(env_name("broker"))
     with ExitStack() as stack:
-        if not explicit:
-            broker = LocalBroker(settings)
-            was_running = broker.status().running
-            settings = settings.with_overrides(broker=broker.start().bootstrap)
-            if not was_running:
-                stack.callback(broker.stop)
+        settings = stack.enter_context(kafka_for(settings, args.broker))
         registry = args.registry or _storefront_model(settings, _say_on_stderr)
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="stream-rec-sim-")))
         result = simulate(settings, args.id or "sim", args.arms, config, Path(registry), work,
@@ -114,12 +106,8 @@ def simulate(settings: Settings, experiment_id: str, arms: str, config: SimConfi
 def run_settings(settings: Settings, run_id: str, registry: Path, work: Path,
                  bandit_interval_s: float) -> Settings:
     """Settings whose topics, consumer group and state belong to this run alone."""
-    return settings.with_overrides(
-        app_id=run_id, events_topic=f"{run_id}.events", dlq_topic=f"{run_id}.dlq",
-        items_topic=f"{run_id}.items", recommendations_topic=f"{run_id}.recommendations",
-        model_updates_topic=f"{run_id}.models", experiments_topic=f"{run_id}.experiments",
-        state_dir=str(work / "state"), registry_dir=str(registry), web_port=free_port(),
-        bandit_interval_s=bandit_interval_s, batch_wait_ms=5)
+    return isolated_settings(settings, run_id, work).with_overrides(
+        registry_dir=str(registry), bandit_interval_s=bandit_interval_s, batch_wait_ms=5)
 
 
 def publish_catalog(settings: Settings) -> None:

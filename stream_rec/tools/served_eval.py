@@ -1,0 +1,140 @@
+"""`stream-rec replay --evaluate`: replay a split through a real worker and score what it served.
+
+Starts (or uses) a broker, gives the run topics and state of its own, publishes the dataset's
+catalog, starts a `stream-rec worker` on the registry's current model with the default
+settings, sends the split's events in time order, reads every list the worker published and
+scores them against each shopper's next event (``stream_rec.offline.served``). The wait for
+the lists is on the lists themselves: it ends when every event has one, or when none has come
+for ``stall_s`` (then the missing ones are counted, not hidden).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from stream_rec.config import Settings
+from stream_rec.datasets import Dataset
+from stream_rec.errors import UserError
+from stream_rec.offline.evaluate import CATEGORY_ATTRIBUTE, candidate_universe
+from stream_rec.offline.progress import Progress
+from stream_rec.offline.replay import ReplayEvent, catalog_messages, dataset_events
+from stream_rec.offline.served import ServedList, next_event_targets, served_metrics
+from stream_rec.tools.broker import kafka_for
+from stream_rec.tools.worker_process import WorkerProcess, isolated_settings
+from stream_rec.topics import ensure_topics
+
+STALL_S = 120.0  # no new list for this long: the worker is stuck or gone; count what is missing
+
+
+def evaluate_served(settings: Settings, dataset: Dataset, *, split: str = "test",
+                    warm_up_events: int = 0, limit: int | None = None, k: int = 20,
+                    broker_flag: str | None = None, stall_s: float = STALL_S,
+                    say: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    """Replay ``split`` (after the last ``warm_up_events`` of the training split, which get
+    lists but are not scored) through a worker and return the served metrics."""
+    from stream_rec.model.registry import RegistryError, open_registry
+
+    if split not in {"train", "test"}:
+        raise UserError("--evaluate scores one split: use --split test (or train)")
+    try:
+        artifact = open_registry(settings).load(None)
+    except RegistryError as exc:
+        raise UserError(f"--evaluate needs a model in {settings.registry_dir}: {exc}") from None
+    sessions = dataset.test if split == "test" else dataset.train
+    targets = next_event_targets(dataset.name, split, sessions)
+    scored = dataset_events(dataset, split)[:limit]
+    sent_ids = {_event_id(e) for e in scored}
+    targets = {e: t for e, t in targets.items() if e in sent_ids}
+    warm = dataset_events(dataset, "train")[-warm_up_events:] if warm_up_events else []
+    if warm and split == "train":
+        raise UserError("--warm-up-events replays the end of the training split before the "
+                        "test split: use it with --split test")
+    with ExitStack() as stack:
+        settings = stack.enter_context(kafka_for(settings, broker_flag, say=say))
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="stream-rec-eval-")))
+        run_id = f"eval-{secrets.token_hex(4)}"
+        settings = isolated_settings(settings, run_id, work)
+        ensure_topics(settings)
+        _produce(settings, [(settings.items_topic, key, value)
+                            for key, value in catalog_messages(dataset)], None)
+        worker = WorkerProcess(settings, work / "worker.log")
+        say(f"starting a worker on {settings.broker} (topics {run_id}.*, model "
+            f"{artifact.version}) ...")
+        worker.start()
+        stack.callback(worker.stop)
+        events = [*warm, *scored]
+        started = time.monotonic()
+        _produce(settings, [(settings.events_topic, e.key, e.value) for e in events],
+                 Progress(len(events), f"replay {dataset.name}:{split} -> worker"))
+        lists = _collect_lists(settings, {_event_id(e) for e in events}, stall_s,
+                               Progress(len(events), "lists", unit="lists"))
+        seconds = time.monotonic() - started
+    categories = {item: attrs[CATEGORY_ATTRIBUTE] for item, attrs in dataset.items.items()
+                  if attrs.get(CATEGORY_ATTRIBUTE)}
+    metrics = served_metrics({e: lists[e] for e in targets if e in lists}, targets,
+                             candidate_universe(artifact.item_ids, dataset),
+                             set(artifact.item_ids), categories or None, k)
+    return {**metrics, "events_sent": len(events), "warm_up_events": len(warm),
+            "lists_received": len(lists), "model_version": artifact.version,
+            "topics": f"{run_id}.*",
+            "seconds": round(seconds, 1),
+            "events_per_s": round(len(events) / seconds, 1) if seconds else None}
+
+
+def _event_id(event: ReplayEvent) -> str:
+    return str(json.loads(event.value)["event_id"])
+
+
+def _produce(settings: Settings, messages: Sequence[tuple[str, bytes, bytes]],
+             progress: Progress | None) -> None:
+    from kafka import KafkaProducer
+
+    from stream_rec.connection import kafka_python_config
+
+    producer = KafkaProducer(**kafka_python_config(settings), linger_ms=5, acks="all")
+    try:
+        for topic, key, value in messages:
+            producer.send(topic, key=key, value=value)
+            if progress is not None:
+                progress.update()
+        producer.flush(timeout=120)
+    finally:
+        producer.close()
+        if progress is not None:
+            progress.close()
+
+
+def _collect_lists(settings: Settings, wanted: set[str], stall_s: float,
+                   progress: Progress) -> dict[str, ServedList]:
+    """The first list published for each wanted event id, read from the beginning of the
+    recommendations topic until all are there or none has come for ``stall_s``."""
+    from kafka import KafkaConsumer
+
+    from stream_rec.connection import kafka_python_config
+
+    consumer = KafkaConsumer(settings.recommendations_topic, **kafka_python_config(settings),
+                             auto_offset_reset="earliest", enable_auto_commit=False,
+                             group_id=None)
+    lists: dict[str, ServedList] = {}
+    last_new = time.monotonic()
+    try:
+        while len(lists) < len(wanted) and time.monotonic() - last_new < stall_s:
+            for records in consumer.poll(timeout_ms=500, max_records=2000).values():
+                for record in records:
+                    message = json.loads(record.value)
+                    event_id = message.get("event_id")
+                    if event_id in wanted and event_id not in lists:  # a re-send keeps the first
+                        lists[event_id] = ServedList.from_message(message)
+                        last_new = time.monotonic()
+                        progress.update()
+    finally:
+        consumer.close()
+        progress.close()
+    return lists
