@@ -1,7 +1,8 @@
-"""Diversity-aware re-ranking: fast greedy DPP, MMR and business rules, in pure numpy.
+"""Diversity-aware re-ranking: fast greedy DPP, MMR and business rules, in numpy and numba.
 
 Used by the online worker (one list per event, or a batch) and by offline evaluation, so both
-re-rank the same way. No I/O and no imports beyond numpy.
+re-rank the same way. No I/O and no imports beyond numpy, and numba for the greedy loops
+(compiled on first use: a long-running process calls :func:`warm_up` at start-up).
 
 >>> import numpy as np
 >>> rel = np.array([[3.0, 2.9, 1.0]], dtype=np.float32)
@@ -33,6 +34,7 @@ from stream_rec.rerank.similarity import (
     similarity_kernel,
     standardise_relevance,
 )
+from stream_rec.rerank.warm import warm_up
 
 __all__ = [
     "DEFAULT_CATEGORY_WEIGHT",
@@ -54,4 +56,5 @@ __all__ = [
     "similarity_kernel",
     "stable_item_keys",
     "standardise_relevance",
+    "warm_up",
 ]

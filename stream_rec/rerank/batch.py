@@ -27,9 +27,9 @@ from stream_rec.rerank.similarity import (
     standardise_relevance,
 )
 
-#: Lists re-ranked in lock-step at a time: enough to spread numpy's per-call overhead, few
-#: enough that their working rows (~190 KB a list, ~6 MB in all) stay in the L3 cache between
-#: steps. 16, 24, 32 and 48 measured ~240, ~225, ~220 and ~280 us a list (bench-rerank pools).
+#: Lists prepared (similarity rows, standardised relevance) and re-ranked per chunk: few enough
+#: that their working rows (~190 KB a list) stay in the L3 cache. With the compiled greedy,
+#: 16, 32 and 64 measured the same and 128 or more slower (bench-core pools).
 CHUNK_LISTS = 32
 
 

@@ -16,11 +16,16 @@ Working with S and log d^2 rather than with L and q keeps every number in [0, 1]
 alpha gets: nothing overflows, and t -> 0 tends smoothly to the relevance order.
 
 d^2 is kept up to date with Chen et al.'s incremental Cholesky step: one new row of the factor
-per pick, O(M (D + K)) per step, O(K M (D + K)) per list, as vector operations over the M
-candidates. A candidate whose d^2 falls below ``eps`` is spanned by the chosen items and is
-not a DPP pick (so rounding noise cannot decide for it); when every candidate left is
-spanned, the DPP stops and the rest of the list is filled in relevance order, so the output
-still has min(k, eligible) items. (A shrunk kernel keeps d^2 >= 1 - eps: nothing is spanned.)
+per pick, O(M (D + K)) per step, O(K M (D + K)) per list. A candidate whose d^2 falls below
+``eps`` is spanned by the chosen items and is not a DPP pick (so rounding noise cannot decide
+for it); when every candidate left is spanned, the DPP stops and the rest of the list is
+filled in relevance order, so the output still has min(k, eligible) items. (A shrunk kernel
+keeps d^2 >= 1 - eps: nothing is spanned.)
+
+The loops run compiled, one list after another (:mod:`stream_rec.rerank.dpp_kernels`):
+numpy's per-call overhead made a step cost more than its arithmetic.
+:mod:`stream_rec.rerank.dpp_reference` is the same algorithm in plain numpy, its readable
+specification, and gives bit-identical results.
 
 The sliding-window variant (Chen et al., Algorithm 2) lets only the last ``window - 1`` chosen
 items count when choosing the next, so any ``window`` consecutive items are diverse together;
@@ -44,9 +49,6 @@ from stream_rec.rerank.similarity import SimilarityKernel
 
 #: Smallest d^2 (a squared sine, dimensionless) at which the DPP keeps choosing.
 DEFAULT_EPS = 1e-9
-#: Up to this many lists, a per-list loop beats the lock-step loop over the batch.
-LOOP_MAX_LISTS = 1
-_TINY = 1e-300
 #: Largest exponent magnitude for which exp() of relevance gaps stays a normal float64.
 _EXP_SAFE = 600.0
 
@@ -98,7 +100,8 @@ def dpp_greedy_traced(
     """:func:`dpp_greedy` that also reports each list's smallest pick gain and cleanness.
 
     ``base`` is :func:`gain_base` of a wider pool whose first M candidates these are, so
-    that gains are on that pool's scale (default: computed from ``relevance``).
+    that gains are on that pool's scale (default: computed from ``relevance``). ``cap``'s
+    counts are updated in place, as :meth:`CategoryCap.filled_by` does.
     """
     n_b, n_m = relevance.shape
     cap = cap or CategoryCap(None, None)
@@ -106,259 +109,24 @@ def dpp_greedy_traced(
         none = np.full((n_b, max(k, 0)), -1, dtype=np.int64)
         return DppTrace(none, np.full(n_b, np.inf), np.zeros(n_b, dtype=bool))
     base = base or gain_base(relevance, allowed, theta)
-    work = kernel.workspace(_cond_width(k, window)[0])
-    if n_b <= LOOP_MAX_LISTS:
-        one = [
-            _dpp_one(kernel, work[b], b, base[0][b], base[1], allowed[b], k, theta, cap,
-                     window, eps)
-            for b in range(n_b)
-        ]  # fmt: skip
-        return DppTrace(
-            np.stack([o[0] for o in one]),
-            np.array([o[1] for o in one]),
-            np.array([o[2] for o in one], dtype=bool),
-        )
-    return _dpp_many(kernel, work, base, allowed, k, theta, cap, window, eps)
+    width, windowed = cond_width(k, window)
+    # Imported here, not at the top: numba costs ~0.3 s to import (see dpp_kernels).
+    from stream_rec.rerank.dpp_kernels import greedy_lists
+
+    has_codes = kernel.has_categories and kernel.codes is not None
+    picks, least, clean = greedy_lists(
+        kernel.workspace(width), kernel.feats_t.shape[1],
+        kernel.codes if has_codes else None, kernel.category_weight,
+        base[0], base[1], allowed, k, theta,
+        cap.codes, cap.same, cap.cap if cap.active else 0, width, windowed, eps,
+    )  # fmt: skip
+    return DppTrace(picks, least, clean)
 
 
-def _cond_width(k: int, window: int | None) -> tuple[int, bool]:
+def cond_width(k: int, window: int | None) -> tuple[int, bool]:
     """How many chosen items condition a pick, and whether old ones must leave the factor."""
     width = k - 1 if window is None else min(window - 1, k - 1)
     return max(width, 0), window is not None and width < k - 1
-
-
-def _dpp_one(
-    kernel: SimilarityKernel,
-    work: NDArray[np.float64],
-    b: int,
-    base_row: NDArray[np.float64],
-    use_log: bool,
-    allowed: NDArray[np.bool_],
-    k: int,
-    theta: float,
-    cap: CategoryCap,
-    window: int | None,
-    eps: float,
-) -> tuple[NDArray[np.int64], float, bool]:
-    """One list, with preallocated buffers and one matrix-vector product per pick.
-
-    ``work`` (F + width, M) holds [F^T ; C]: every candidate's features, then its Cholesky
-    coordinates (one row per chosen item; scratch until written), so the new factor row
-    S_j. - C^T c_j is the single product ``work^T [F_j ; -c_j]`` plus the category term,
-    written in place as the next row of C.
-    """
-    dim, n_m = kernel.feats_t.shape[1:]
-    out = np.full(k, -1, dtype=np.int64)
-    width, windowed = _cond_width(k, window)
-    fill = theta == 0.0 or width == 0
-    coords = work[dim:]  # (width, M): row r = every candidate's r-th coordinate
-    sign = np.ones(dim + width)
-    sign[dim:] = -1.0
-    chol_v = np.zeros((width, width)) if windowed else None
-    open_ = allowed.copy()
-    blocked = -np.inf if use_log else -1.0
-    base = np.where(allowed, base_row, blocked)
-    gain = base.copy()
-    least, clean = math.inf, not fill
-    d2 = np.ones(n_m)
-    tmp = np.empty(n_m)
-    probe = np.empty(dim + width)
-    codes = kernel.codes[b] if kernel.has_categories and kernel.codes is not None else None
-    same = np.empty(n_m, dtype=bool)
-    used = 0
-    for step in range(k):
-        if not fill:
-            j = int(gain.argmax())
-            if not open_[j] or d2[j] < eps:  # rare: look again among the unspanned only
-                j = _best_unspanned(gain, open_, d2, eps)
-                fill = j < 0  # every candidate left is spanned: fill by relevance
-                clean = False
-            least = min(least, float(gain[j]))
-        if fill:
-            j = int(open_.argmax())
-            if not open_[j]:
-                break
-        out[step] = j
-        open_[j] = False
-        base[j] = blocked
-        if cap.active:
-            full = cap.filled_by(b, j)
-            if full is not None:
-                open_ &= ~full
-                base[full] = blocked
-        if fill or step == k - 1:
-            continue
-        if chol_v is not None and used == width:
-            _drop_oldest(coords[None], chol_v[None], d2[None])
-            used -= 1
-        d_j = math.sqrt(d2[j])
-        n_live = dim + used
-        live = probe[:n_live]
-        np.multiply(work[:n_live, j], sign[:n_live], out=live)
-        live *= 1.0 / d_j
-        if chol_v is not None:
-            chol_v[used, :used] = coords[:used, j]
-            chol_v[used, used] = d_j
-        new = work[n_live]
-        # (S_j. - C^T c_j) / d_j, except at j itself (S_jj lacks fix[j]), which is blocked.
-        np.dot(work[:n_live].T, live, out=new)
-        if codes is not None and codes[j] >= 0:
-            np.equal(codes, codes[j], out=same)
-            np.add(new, kernel.category_weight / d_j, out=new, where=same)
-        used += 1
-        np.multiply(new, new, out=tmp)
-        d2 -= tmp
-        if use_log:
-            np.maximum(d2, _TINY, out=tmp)
-            np.log(tmp, out=tmp)
-            tmp *= theta
-            np.add(base, tmp, out=gain)
-        else:
-            np.multiply(base, d2, out=gain)
-    return out, least, clean
-
-
-def _best_unspanned(
-    gain: NDArray[np.float64], open_: NDArray[np.bool_], d2: NDArray[np.float64], eps: float
-) -> int:
-    """Best open candidate with d^2 >= eps, or -1 when there is none."""
-    ok = open_ & (d2 >= eps)
-    return int(np.where(ok, gain, -np.inf).argmax()) if ok.any() else -1
-
-
-def _dpp_many(
-    kernel: SimilarityKernel,
-    work: NDArray[np.float64],
-    base_in: tuple[NDArray[np.float64], bool],
-    allowed: NDArray[np.bool_],
-    k: int,
-    theta: float,
-    cap: CategoryCap,
-    window: int | None,
-    eps: float,
-) -> DppTrace:
-    """All B lists in lock-step: each step is a handful of (B, M) array operations."""
-    n_b, dim, n_m = kernel.feats_t.shape
-    out = np.full((n_b, k), -1, dtype=np.int64)
-    allowed = allowed.copy()
-    rows_b = np.arange(n_b)
-    width, windowed = _cond_width(k, window)
-    coords = work[:, dim:]
-    sign = np.ones(dim + width)
-    sign[dim:] = -1.0
-    chol_v = np.zeros((n_b, width, width)) if windowed else None
-    codes = None
-    if kernel.has_categories and kernel.codes is not None:
-        # An unknown category becomes a code of its own (-1 - position), matching only
-        # itself: that is the w its diagonal holds in ``fix``, so no test for -1 per step.
-        codes = np.where(kernel.codes >= 0, kernel.codes, -1 - np.arange(n_m))
-    d2 = np.ones((n_b, n_m))
-    base_raw, use_log = base_in
-    blocked = -np.inf if use_log else -1.0
-    # Picked and ineligible candidates carry a losing base, so the argmax needs no mask; a
-    # winner that is blocked anyway (-1 times a d^2 rounded below 0) is caught by recheck.
-    base = np.where(allowed, base_raw, blocked)
-    gain = base.copy()
-    sq = np.empty((n_b, n_m))
-    fill = np.full(n_b, theta == 0.0 or width == 0)
-    least, clean = np.full(n_b, np.inf), ~fill
-    used = 0
-    for step in range(k):
-        jd = gain.argmax(axis=1)
-        d2_pick = d2[rows_b, jd]
-        recheck = (d2_pick < eps) | ~allowed[rows_b, jd]
-        np.minimum(least, gain[rows_b, jd], out=least)
-        if not recheck.any() and not fill.any():  # the common step: every list takes its best
-            pick, alive = jd, None
-        else:
-            clean &= ~recheck
-            if recheck.any():  # rare: look again among the unspanned only
-                ok = allowed & (d2 >= eps)
-                jd = np.where(recheck, np.where(ok, gain, -np.inf).argmax(axis=1), jd)
-                fill |= recheck & ~ok.any(axis=1)
-            jf = allowed.argmax(axis=1)
-            alive = allowed[rows_b, jf]
-            if not alive.any():
-                break
-            pick = np.where(fill, jf, jd)
-            d2_pick = d2[rows_b, pick]
-        out[:, step] = pick if alive is None else np.where(alive, pick, -1)
-        allowed[rows_b, pick] = False
-        base[rows_b, pick] = blocked
-        if cap.active:
-            cap.after_pick(out[:, step], allowed)
-            np.copyto(base, blocked, where=~allowed)
-        if step == k - 1 or bool(fill.all()):
-            continue
-        if chol_v is not None and used == width:
-            _drop_oldest(coords, chol_v, d2)
-            used -= 1
-            d2_pick = d2[rows_b, pick]  # the downdate gave d^2 back
-        n_live = dim + used
-        d_pick = np.sqrt(np.maximum(d2_pick, _TINY))
-        inv = 1.0 / d_pick
-        if alive is not None:  # finished lists and fill-ups: a zero update
-            inv[fill | ~alive] = 0.0
-        probe = work[rows_b, :n_live, pick]
-        probe *= sign[:n_live]
-        probe *= inv[:, None]
-        if chol_v is not None:
-            chol_v[:, used, :used] = coords[rows_b, :used, pick]
-            chol_v[:, used, used] = np.where(inv > 0, d_pick, 0.0)
-        new = work[:, n_live]
-        np.matmul(probe[:, None, :], work[:, :n_live], out=new[:, None])  # as in _dpp_one
-        if codes is not None:
-            same = codes == codes[rows_b, pick][:, None]
-            np.add(new, (kernel.category_weight * inv)[:, None], out=new, where=same)
-        used += 1
-        np.multiply(new, new, out=sq)
-        d2 -= sq
-        if use_log:
-            np.maximum(d2, _TINY, out=sq)
-            np.log(sq, out=sq)
-            sq *= theta
-            np.add(base, sq, out=gain)
-        else:
-            np.multiply(base, d2, out=gain)
-    return DppTrace(out, least, clean)
-
-
-def _drop_oldest(
-    chol_c: NDArray[np.float64], chol_v: NDArray[np.float64], d2: NDArray[np.float64]
-) -> None:
-    """Remove the oldest chosen item from a full window, in place, for B lists at once.
-
-    ``chol_c`` (B, W, M) holds every candidate's coordinates, ``chol_v`` (B, W, W) the
-    chosen items' Cholesky factor V. With A = [V[1:, 1:] | V[1:, 0]], Givens rotations of
-    the last column into the others make A lower-triangular again (the new factor); the same
-    rotations applied to every candidate's coordinates leave one coordinate over, whose
-    square returns to the candidate's d^2.
-    """
-    width = chol_v.shape[1]
-    fac = chol_v[:, 1:, 1:].copy()
-    spare = chol_v[:, 1:, 0].copy()
-    coords = chol_c[:, 1:width].copy()
-    left = chol_c[:, 0].copy()
-    for r in range(width - 1):
-        a = fac[:, r, r]
-        b = spare[:, r]
-        radius = np.hypot(a, b)
-        ok = radius > 0
-        safe = np.where(ok, radius, 1.0)
-        cos = np.where(ok, a / safe, 1.0)[:, None]
-        sin = np.where(ok, b / safe, 0.0)[:, None]
-        col = fac[:, :, r].copy()
-        fac[:, :, r] = cos * col + sin * spare
-        spare = cos * spare - sin * col
-        z = coords[:, r].copy()
-        coords[:, r] = cos * z + sin * left
-        left = cos * left - sin * z
-    d2 += left * left
-    chol_c[:, : width - 1] = coords
-    chol_c[:, width - 1 :] = 0.0
-    chol_v[:, : width - 1, : width - 1] = fac
-    chol_v[:, width - 1] = 0.0
-    chol_v[:, :, width - 1] = 0.0
 
 
 def dpp_shrinkage(k: int, window: int | None = None) -> float:
@@ -375,7 +143,7 @@ def dpp_shrinkage(k: int, window: int | None = None) -> float:
     S_ij^2 + O(eps^3)``: each similar pair in the list counts, however many there already are,
     as an intra-list diversity metric counts pairs. Depends on the list length only.
     """
-    width = _cond_width(k, window)[0]
+    width = cond_width(k, window)[0]
     return 1.0 / max(width, 1)
 
 

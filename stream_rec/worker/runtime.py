@@ -24,7 +24,7 @@ from stream_rec.core.events import InvalidEvent
 from stream_rec.core.experiments import parse_experiment
 from stream_rec.core.state import StateLimits
 from stream_rec.core.trending import Trending
-from stream_rec.rerank import BusinessRules, RerankPolicy
+from stream_rec.rerank import BusinessRules, RerankPolicy, warm_up
 from stream_rec.serving.batch import BatchConfig, BatchHandler, recommend_isolated
 from stream_rec.serving.error_log import OncePerInterval
 from stream_rec.serving.lists import RecList, RecRequest
@@ -63,6 +63,9 @@ class WorkerRuntime:
         # Retrieval is one small matmul per batch: BLAS threads only add hand-off latency,
         # and spin badly when the cores are shared with Kafka, onnxruntime and other workers.
         threadpool_limits(settings.blas_threads)
+        # Compile the re-rankers' loops now (seconds; a disk cache makes later starts quick),
+        # not inside the first batch's latency.
+        warm_up()
         self.settings = settings
         self.metrics = WorkerMetrics()
         self.recommender = Recommender(recommender_config(settings),

@@ -149,7 +149,7 @@ def test_sliding_window_picks_what_the_naive_window_greedy_picks(
 
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), m=st.integers(2, 30), k=st.integers(1, 25))
-def test_lockstep_batch_equals_one_list_at_a_time(seed: int, m: int, k: int) -> None:
+def test_a_batch_equals_one_list_at_a_time(seed: int, m: int, k: int) -> None:
     rng = np.random.default_rng(seed)
     kernel = random_kernel(rng, 5, m, 6)
     rel = -np.sort(-rng.normal(size=(5, m)), axis=1)
@@ -162,10 +162,6 @@ def test_lockstep_batch_equals_one_list_at_a_time(seed: int, m: int, k: int) -> 
             rel[b : b + 1], allowed[b : b + 1], k, theta,
         )  # fmt: skip
         assert_same_greedy(one[0], batched[b], kernel.matrix()[b], rel[b], theta, None)
-
-
-def test_the_batch_path_is_really_the_lockstep_one() -> None:
-    assert dpp_module.LOOP_MAX_LISTS < 5
 
 
 @settings(max_examples=80, deadline=None)
