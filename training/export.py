@@ -94,6 +94,25 @@ def check_parity(model: Any, core: FusionCore, onnx_path: Path,
     return worst
 
 
+def check_retrieval(model: Any, core: FusionCore, vectors: np.ndarray, attrs: np.ndarray,
+                    tolerance: float = PARITY_TOLERANCE) -> None:
+    """``user_embedding @ item_embeddings.T`` must be the model's own score of every item
+    with the content branch (the worker retrieves by it); raise ExportError if not."""
+    if not core.use_content:
+        return  # the collaborative score only, by construction (same order as ``scores``)
+    inputs = random_inputs(core, 4, min(5, core.max_history), 1, False, 7)
+    count = min(len(vectors), 64)
+    inputs["candidate_items"] = np.tile(np.arange(FIRST_ITEM_INDEX, FIRST_ITEM_INDEX + count),
+                                        (4, 1)).astype(np.int64)
+    inputs["candidate_attributes"] = np.tile(attrs[None, :count], (4, 1, 1)).astype(np.int64)
+    out = model({k: tf.constant(v) for k, v in inputs.items()}, training=False)
+    fused = np.asarray(out["user_embedding"]) @ vectors[:count].T
+    worst = float(np.max(np.abs(fused - np.asarray(out["scores"])))) if count else 0.0
+    if worst > tolerance * max(1.0, core.scale):
+        raise ExportError(f"retrieval vectors do not reproduce the model's scores: max "
+                          f"|query . item - score| = {worst:.2e}")
+
+
 def export_artifact(result: TrainResult, folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     """Write the artifact folder for ``result``; return the manifest written."""
     folder = Path(folder)
@@ -112,13 +131,14 @@ def _export(result: TrainResult, folder: Path, manifest: dict[str, Any]) -> dict
     with contextlib.redirect_stdout(sys.stderr):  # the exporter talks; keep stdout clean
         model.export(str(folder / MODEL_FILE), format="onnx", verbose=False)
     worst = check_parity(model, core, folder / MODEL_FILE)
-    table = np.asarray(core.items.table.numpy(), dtype=np.float32)[FIRST_ITEM_INDEX:]
-    norms = np.maximum(np.linalg.norm(table, axis=1, keepdims=True), 1e-12)
-    np.save(folder / ITEM_EMBEDDINGS_FILE, (table / norms).astype(np.float32))
     (folder / ITEM_IDS_FILE).write_text(json.dumps(result.vocab.item_ids), encoding="utf-8")
     attrs = result.item_attributes[FIRST_ITEM_INDEX:, : len(result.vocab.attribute_names)]
     if not core.use_content:
         attrs = attrs[:, :0]
+    vectors = core.item_vectors(tf.constant(attrs, dtype=tf.int64) if core.use_content
+                                else None)
+    np.save(folder / ITEM_EMBEDDINGS_FILE, np.asarray(vectors, dtype=np.float32))
+    check_retrieval(model, core, np.asarray(vectors, dtype=np.float32), attrs)
     np.save(folder / ITEM_ATTRIBUTES_FILE, np.ascontiguousarray(attrs, dtype=np.int64))
     vocab_json = result.vocab.to_json() if core.use_content else {
         "names": [], "vocabularies": {}, "price_boundaries": {}}
@@ -131,6 +151,7 @@ def _export(result: TrainResult, folder: Path, manifest: dict[str, Any]) -> dict
         "model": {"kind": "stream-rec fusion (collaborative + content + event gate)",
                   "embedding_dim": core.dim, "max_history": core.max_history,
                   "score_scale": core.scale, "content_branch": core.use_content,
+                  "retrieval": "fused" if core.use_content else "collaborative",
                   "attribute_names": vocab_json["names"], "n_items": len(result.vocab.item_ids),
                   "event_indices": {"padding": 0, "view": 1, "click": 2, "add_to_cart": 3,
                                     "purchase": 4},

@@ -13,8 +13,13 @@
   view), ``score = w_collab(e) * collab + w_content(e) * content``: a few multiply-adds on top
   of two dot products, so scoring the whole catalog stays cheap.
 
-Outputs: ``scores`` (B, C) and ``user_embedding`` (B, D) = ``scale * shopper`` so that
-``user_embedding @ item_embeddings.T`` is the collaborative score of every item.
+Outputs: ``scores`` (B, C) and ``user_embedding``, the query vector of exact retrieval:
+``user_embedding @ item_embeddings.T`` ranks every item of the vocabulary as ``scores`` would.
+Without the content branch it is ``scale * shopper`` (D wide: the collaborative score). With
+it, both branches side by side (2D wide), ``sqrt(2) * scale * [gate_collab * shopper,
+gate_content * content shopper]``, against item rows ``[item, content item] / sqrt(2)`` (unit
+length): the dot product is the fused score itself, so retrieval finds the items the content
+branch favours too, not only those of the collaborative one.
 Candidate inputs may have batch size 1 (one list shared by every row) or B.
 """
 
@@ -30,6 +35,8 @@ from training.session_graph import SessionGraph
 
 N_EVENT_INDICES = 5  # 0 = padding, then view, click, add_to_cart, purchase
 SOFTPLUS_ONE = float(np.log(np.e - 1.0))  # softplus(SOFTPLUS_ONE) == 1
+SQRT2 = float(np.sqrt(2.0))
+FIRST_ROW = 2  # item table rows 0 (padding) and 1 (unknown item) are not vocabulary items
 
 
 def _normal(stddev: float) -> keras.initializers.Initializer:
@@ -232,7 +239,23 @@ class FusionCore(keras.layers.Layer):
         collab = pair_scores(user, cand)
         content = pair_scores(content_user, cand_content) if content_user is not None else None
         scores = self.fuse(gates, collab, content)
-        return {"scores": scores, "user_embedding": self.scale * user}
+        return {"scores": scores, "user_embedding": self.query(user, content_user, gates)}
+
+    def query(self, user: tf.Tensor, content_user: tf.Tensor | None, gates: tf.Tensor
+              ) -> tf.Tensor:
+        """The retrieval query vector (see the module's docstring)."""
+        if content_user is None:
+            return self.scale * user
+        both = tf.concat([gates[:, :1] * user, gates[:, 1:2] * content_user], axis=-1)
+        return (self.scale * SQRT2) * both
+
+    def item_vectors(self, attributes: tf.Tensor | None) -> tf.Tensor:
+        """The vocabulary's retrieval rows (see the module's docstring); ``attributes`` are
+        the vocabulary items' attribute indices, in model index order."""
+        items = tf.math.l2_normalize(self.items.table[FIRST_ROW:], axis=-1)
+        if not self.use_content or attributes is None:
+            return items
+        return tf.concat([items, self.content(attributes)], axis=-1) / SQRT2
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "n_item_indices": self.n_item_indices,

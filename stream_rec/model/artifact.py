@@ -4,7 +4,9 @@ Layout (all plain files, no pickle):
 
 - ``model.onnx`` — the fusion model (see docs/model.md for its inputs and outputs)
 - ``item_ids.json`` — the item vocabulary: raw ids; model index = position + FIRST_ITEM_INDEX
-- ``item_embeddings.npy`` — (N, D) float32, L2-normalised, row i = item_ids[i]
+- ``item_embeddings.npy`` — (N, D) float32, L2-normalised, row i = item_ids[i]: the retrieval
+  rows, ``user_embedding @ item_embeddings.T`` = the model's score of every item (with the
+  content branch both branches side by side, so D is twice the embedding width)
 - ``item_attributes.npy`` — (N, A) int64 attribute indices of each vocabulary item
 - ``attributes.json`` — attribute names, per-attribute value vocabularies, price boundaries
 - ``manifest.json`` — version, created_at, training data range, offline metrics, model

@@ -50,7 +50,9 @@ class ServedModel:
 
     def query_vectors(self, histories: Sequence[Sequence[HistoryEvent]],
                       catalog: Catalog | None = None) -> NDArray[np.float32]:
-        """(B, D): ``query @ item_vectors.T`` is the collaborative score of every item."""
+        """(B, D): ``query @ item_vectors.T`` ranks every vocabulary item as the model's
+        scores do (models trained before fused retrieval: by the collaborative score only;
+        the manifest's ``model.retrieval`` says which)."""
         return self.scorer.user_embedding(self.features.history_inputs(histories, catalog))
 
     def score(self, histories: Sequence[Sequence[HistoryEvent]],
