@@ -42,6 +42,9 @@ def register(sub: Any, settings: Settings) -> None:
                         help="with --evaluate: first replay the last N events of the "
                              "training split, not scored, so the worker has seen recent "
                              "traffic (default %(default)s)")
+    parser.add_argument("--keep-topics", action="store_true",
+                        help="with --evaluate: keep the run's topics (named in the output) "
+                             "to inspect the lists; deleted by default")
     f.add_registry(parser, settings, "with --evaluate: the registry whose current model the "
                    "worker serves")
     f.add_broker(parser, settings)
@@ -107,6 +110,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     metrics = evaluate_served(
         settings, dataset, split=args.split or "test", warm_up_events=args.warm_up_events,
         limit=args.limit, k=settings.eval_k, broker_flag=args.broker,
+        keep_topics=args.keep_topics,
         say=lambda line: print(line, file=sys.stderr, flush=True))
     if args.json:
         print(json.dumps(metrics, sort_keys=True))

@@ -26,6 +26,7 @@ from stream_rec.offline.evaluate import CATEGORY_ATTRIBUTE, candidate_universe
 from stream_rec.offline.progress import Progress
 from stream_rec.offline.replay import ReplayEvent, catalog_messages, dataset_events
 from stream_rec.offline.served import ServedList, next_event_targets, served_metrics
+from stream_rec.tools.bench.topics import delete_topics_containing
 from stream_rec.tools.broker import kafka_for
 from stream_rec.tools.worker_process import WorkerProcess, isolated_settings
 from stream_rec.topics import ensure_topics
@@ -36,6 +37,7 @@ STALL_S = 120.0  # no new list for this long: the worker is stuck or gone; count
 def evaluate_served(settings: Settings, dataset: Dataset, *, split: str = "test",
                     warm_up_events: int = 0, limit: int | None = None, k: int = 20,
                     broker_flag: str | None = None, stall_s: float = STALL_S,
+                    keep_topics: bool = False,
                     say: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """Replay ``split`` (after the last ``warm_up_events`` of the training split, which get
     lists but are not scored) through a worker and return the served metrics."""
@@ -62,6 +64,8 @@ def evaluate_served(settings: Settings, dataset: Dataset, *, split: str = "test"
         run_id = f"eval-{secrets.token_hex(4)}"
         settings = isolated_settings(settings, run_id, work)
         ensure_topics(settings)
+        if not keep_topics:  # registered first: runs last, after the worker has stopped
+            stack.callback(delete_topics_containing, settings, f"{run_id}.")
         _produce(settings, [(settings.items_topic, key, value)
                             for key, value in catalog_messages(dataset)], None)
         worker = WorkerProcess(settings, work / "worker.log")
@@ -83,7 +87,7 @@ def evaluate_served(settings: Settings, dataset: Dataset, *, split: str = "test"
                              set(artifact.item_ids), categories or None, k)
     return {**metrics, "events_sent": len(events), "warm_up_events": len(warm),
             "lists_received": len(lists), "model_version": artifact.version,
-            "topics": f"{run_id}.*",
+            "topics": f"{run_id}.*" if keep_topics else None,
             "seconds": round(seconds, 1),
             "events_per_s": round(len(events) / seconds, 1) if seconds else None}
 

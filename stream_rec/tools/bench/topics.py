@@ -39,11 +39,15 @@ def create_topics(settings: Settings, names: list[str], partitions: int) -> None
 
 def delete_run_topics(settings: Settings, run_id: str) -> list[str]:
     """Delete every topic whose name contains the run's marker; best effort, never raises."""
-    marker = run_marker(run_id)
+    return delete_topics_containing(settings, run_marker(run_id))
+
+
+def delete_topics_containing(settings: Settings, marker: str) -> list[str]:
+    """Delete every topic whose name contains ``marker``; best effort, never raises."""
     try:
         admin = KafkaAdminClient(**kafka_python_config(settings))
     except KafkaError as exc:
-        log.warning("could not connect to delete bench topics: %s", exc)
+        log.warning("could not connect to delete the run's topics: %s", exc)
         return []
     try:
         doomed = sorted(t for t in admin.list_topics() if marker in t)
@@ -51,7 +55,7 @@ def delete_run_topics(settings: Settings, run_id: str) -> list[str]:
             admin.delete_topics(doomed, timeout_ms=30_000)
         return doomed
     except KafkaError as exc:
-        log.warning("could not delete bench topics %s*: %s", marker, exc)
+        log.warning("could not delete the run's topics %s*: %s", marker, exc)
         return []
     finally:
         admin.close()
