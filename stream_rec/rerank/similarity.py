@@ -123,7 +123,8 @@ def similarity_kernel(
     """Build the kernel for (B, M, D) item vectors and (B, M) category codes (-1 = unknown).
 
     Vectors are re-normalised to unit length here; zero vectors stay zero. Without
-    categories the weight is ignored and S is the plain cosine. ``spare`` reserves that many
+    categories (None, or no known code in the batch) the weight is ignored and S is the
+    plain cosine. ``spare`` reserves that many
     scratch rows after the features (see :meth:`SimilarityKernel.workspace`). ``out``, a
     float64 array of at least (B, F + spare) x M, is used as that buffer instead of a fresh
     one: a batch reuses one buffer for all its chunks rather than paging in a new few MB
@@ -145,6 +146,11 @@ def similarity_kernel(
     vecs = np.asarray(item_vectors)
     n_b, n_m, dim = vecs.shape
     weight = 0.0 if categories is None else float(category_weight)
+    if weight and not (np.asarray(categories) >= 0).any():
+        # No candidate has a known category: the term would only halve the cosine's weight.
+        # The worker passes -1 codes for a catalog without categories, offline evaluation
+        # passes None; both must re-rank alike (diginetica served vs offline, docs/results.md).
+        weight = 0.0
     codes = None
     known = None
     if weight:

@@ -192,3 +192,15 @@ def test_candidates_below_the_best_200_do_not_change_the_scale(seed: int, policy
     joined = rerank(rel[0], vecs[0], keys[0], 20, pol, cats[0])
     if (joined < m).all():  # an extra item may still win on diversity: then lists may differ
         assert joined.tolist() == alone.tolist()
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), policy=st.sampled_from(["dpp:0.15", "mmr:0.5"]))
+def test_unknown_categories_everywhere_re_rank_like_no_categories(seed: int, policy: str) -> None:
+    """A catalog without categories reaches the worker's re-ranker as -1 codes and the
+    offline one as None: the lists must be the same."""
+    rel, vecs, keys, _, eligible = random_pools(seed, 3, 40)
+    pol = RerankPolicy.parse(policy)
+    unknown = np.full(rel.shape, -1)
+    assert rerank_batch(rel, vecs, keys, 10, pol, unknown, eligible).tolist() == \
+        rerank_batch(rel, vecs, keys, 10, pol, None, eligible).tolist()

@@ -285,6 +285,7 @@ def test_category_rows_and_per_pick_comparison_are_the_same_kernel(
     vecs = rng.normal(size=(n_b, m, 4))
     vecs[:, 0] = 0.0  # no vector
     cats = rng.integers(-1, 4, size=(n_b, m)) * 10**9  # large codes, unknowns among them
+    cats[0, 0] = 10**9  # a known one at least (with none, the category term is dropped)
     rows = similarity_kernel(vecs, cats, weight, category_rows=True)
     codes = similarity_kernel(vecs, cats, weight, category_rows=False)
     assert codes.codes is not None and rows.codes is None
