@@ -285,6 +285,22 @@ class Settings:
         200, "Candidates kept with each shopper's latest list, which requests with parameters "
         "re-rank (GET /users/{id}/recommendations/?n=...); 0 keeps none (requests then "
         "re-rank the list itself).", _integer(at_least=0))
+    stream_item_candidates: int = _setting(
+        50, "Candidates per list among items the served model never saw, found by what the "
+        "live stream taught about them (the known items shoppers view just before and after "
+        "them, matched with the shopper's latest items) and scored as the model would had it "
+        "seen those sessions; 0 = learn nothing. Learnt per worker process from its own "
+        "shoppers, and again after a restart.", _integer(at_least=0))
+    stream_item_min_observations: int = _setting(
+        1, "Events that must have taught an unseen item something before its learnt vector "
+        "counts.", _integer(at_least=1))
+    stream_items_max: int = _setting(
+        5_000, "Most unseen items a worker process remembers (the least recently seen is "
+        "forgotten first); at most about 8 KB each, and 5 KB more per served model (an "
+        "experiment arm's too): 65 MB for 5,000 with one model.", _integer(at_least=1))
+    stream_item_neighbours: int = _setting(
+        32, "Most known items remembered per unseen item (the least seen is forgotten "
+        "first).", _integer(at_least=1))
 
     # --- Re-ranking -------------------------------------------------------------------------
     # Pool size and list length are `candidate_pool` and `list_length` (Worker, above).

@@ -11,6 +11,8 @@ A batch is handled in three steps, because the middle one may run on another thr
    state (read once per batch), attribute interactions to the list they came from and count
    them in the partition's online-metrics record (``online_metrics.py``). Each valid
    interaction event becomes one ``RecRequest``, with its experiment arm's policy if any.
+   Last, what the events taught about items the model never saw is turned into their
+   vectors (``Recommender.learn``).
 2. ``recommend_isolated``: the lists, one per request (``Recommender.recommend``).
 3. ``BatchHandler.finish``: record lists and impressions as shown (``shown_source``), remember
    the lists sent, encode states, lists and metrics records, and say which table entries to
@@ -246,6 +248,13 @@ class BatchHandler:
                                else taken_ms, now_ms, clock)
             except Exception as exc:  # the second wall: one message never stops the batch
                 self._internal_error(batch, index, exc)
+        with clock.stage("state"):
+            try:
+                # Here, on the thread that applies events, not where the lists are made
+                # (maybe another thread): the learnt vectors change only between batches.
+                self.recommender.learn()
+            except Exception as exc:  # noqa: BLE001 - learning is optional; lists go on
+                self.errors.report(exc, "learning from the batch's events")
         return batch
 
     def _take_one(self, batch: TakenBatch, index: int, read_state: StateReader,

@@ -5,11 +5,16 @@ A source proposes item-table positions for each shopper of a batch, all for one 
 got from an earlier source, so scores and reasons stay with the first source that found it.
 Retrieval over the whole catalog is one source; an approximate-nearest-neighbour index for a
 catalog of millions would be another class with the same ``propose``, not a change elsewhere.
+
+A source sees the batch's shoppers as the model's query vectors. One that needs more (what
+each shopper has just viewed, as ``learnt_candidates.LearntColdItems`` does) also has
+``propose_for``, which ``gather`` calls with the batch's ``Shoppers`` when it has them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -19,6 +24,16 @@ from stream_rec.core.trending import Trending
 from stream_rec.serving.item_table import ItemTable
 from stream_rec.serving.lists import REASON_NEW, REASON_SIMILAR, REASON_TRENDING
 from stream_rec.serving.retrieval import top_n
+
+History = Sequence[tuple[str, int]]  # (raw item id, event type code), oldest first
+
+
+@dataclass(frozen=True)
+class Shoppers:
+    """One batch's shoppers: their query vectors and their histories."""
+
+    queries: NDArray[np.float32]  # (B, D), in the space of the table's item vectors
+    histories: Sequence[History]
 
 
 class CandidateSource(Protocol):
@@ -30,6 +45,14 @@ class CandidateSource(Protocol):
                 ) -> NDArray[np.int64]:
         """(B, m) item-table positions for the B shoppers whose query vectors are given,
         m <= n; -1 where a shopper gets fewer."""
+        ...
+
+
+class HistorySource(CandidateSource, Protocol):
+    """A source that reads what the shoppers did, not only their query vectors."""
+
+    def propose_for(self, shoppers: Shoppers, table: ItemTable, n: int) -> NDArray[np.int64]:
+        """As ``propose``, for these shoppers."""
         ...
 
 
@@ -81,14 +104,22 @@ def _for_everyone(positions: list[int], rows: int) -> NDArray[np.int64]:
 
 
 def gather(sources: Sequence[tuple[CandidateSource, int]], queries: NDArray[np.float32],
-           table: ItemTable) -> tuple[NDArray[np.int64], list[str]]:
+           table: ItemTable, histories: Sequence[History] | None = None
+           ) -> tuple[NDArray[np.int64], list[str]]:
     """(B, M) positions from every (source, n) in order, and the reason of each column; an
-    item a row already has from an earlier source is -1 there."""
+    item a row already has from an earlier source is -1 there. With ``histories`` (one per
+    query row), a ``HistorySource`` is asked through ``propose_for``."""
     blocks: list[NDArray[np.int64]] = []
     reasons: list[str] = []
+    shoppers = None if histories is None else Shoppers(queries, histories)
     for source, n in sources:
-        block = source.propose(queries, table, n) if n > 0 else \
-            np.empty((len(queries), 0), dtype=np.int64)
+        propose_for = getattr(source, "propose_for", None)
+        if n <= 0:
+            block = np.empty((len(queries), 0), dtype=np.int64)
+        elif shoppers is not None and propose_for is not None:
+            block = propose_for(shoppers, table, n)
+        else:
+            block = source.propose(queries, table, n)
         if blocks and block.shape[1]:
             earlier = np.concatenate(blocks, axis=1)
             seen = (block[:, :, None] == earlier[:, None, :]).any(axis=2)

@@ -19,6 +19,7 @@ from stream_rec.core.catalog import CatalogItem
 from stream_rec.model import ServedModel
 from stream_rec.rerank import stable_item_keys
 from stream_rec.rerank.pool_vectors import PoolVectors
+from stream_rec.serving.stream_vectors import StreamVectors, no_stream_vectors
 
 
 class ItemTable:
@@ -43,6 +44,9 @@ class ItemTable:
         self._id_array: NDArray[np.object_] | None = None
         self._vectors_and_zero: NDArray[np.float32] | None = None
         self._new_items: list[int] = []  # catalog-only positions, oldest first
+        # What the live stream taught about catalog-only items (``stream_learner.py``):
+        # replaced whole by the learner, never changed in place (``stream_vectors.py``).
+        self.stream: StreamVectors = no_stream_vectors(model.item_vectors.shape[1])
         for item in catalog.values():
             self.upsert(item, catalog)
         # A delisted item has left ``catalog``: only this says the model's copy must not come

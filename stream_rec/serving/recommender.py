@@ -2,14 +2,17 @@
 
 No Kafka and no Faust here: the worker's agent hands over the states of the shoppers whose
 events arrived in one batch and gets their lists back. With a model, candidates come from
-retrieval over the whole catalog (one matmul for the batch), trending items and catalog items
-the model has never seen (scored through their attributes); the ONNX model scores them in one
-call and the re-ranker picks the list. Without a model, trending and the shopper's own recent
-items and favourite categories stand in, and the lists say so (``fallback``).
+retrieval over the whole catalog (one matmul for the batch), the same for catalog items the
+model has never seen but the live stream has placed among known ones (``stream_learner.py``),
+trending items and the newest unseen catalog items (scored through their attributes); the
+ONNX model scores them in one call and the re-ranker picks the list. Without a model,
+trending and the shopper's own recent items and favourite categories stand in, and the lists
+say so (``fallback``).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -45,11 +48,16 @@ from stream_rec.serving.candidates import (
     gather,
 )
 from stream_rec.serving.catalog_view import CatalogView
+from stream_rec.serving.error_log import ErrorSampler
 from stream_rec.serving.fallback import fallback_candidates
 from stream_rec.serving.item_table import ItemTable
+from stream_rec.serving.learnt_candidates import LearntColdItems
 from stream_rec.serving.lists import REASON_CODE, Pool, RecItem, RecList, RecRequest
 from stream_rec.serving.scoring import ModelScorer, Scorer
 from stream_rec.serving.stage_clock import StageClock
+from stream_rec.serving.stream_learner import StreamLearner, learner_for
+
+log = logging.getLogger(__name__)
 
 History = Sequence[tuple[str, int]]  # (raw item id, event type code), oldest first
 
@@ -67,6 +75,12 @@ class RecommenderConfig:
     category_weight: float = 0.5
     # Candidates kept with each shopper's latest list for request-time re-ranking (0: none)
     pool_kept: int = 200
+    # Cold items placed by the live stream (settings stream_item_*): candidates per list
+    # (0: nothing learnt), events before an item counts, and the memory's bounds.
+    stream_item_candidates: int = 50
+    stream_item_min_observations: int = 1
+    stream_items_max: int = 5_000
+    stream_item_neighbours: int = 32
 
 
 class Recommender:
@@ -86,8 +100,14 @@ class Recommender:
         self.trending = trending or Trending()
         self.sources: list[tuple[CandidateSource, int]] = list(sources) if sources else [
             (ExactRetrieval(), config.pool),
+            (LearntColdItems(), config.stream_item_candidates),
             (TrendingItems(self.trending), config.trending_candidates),
             (NewItems(), config.new_item_candidates)]
+        self._learning_errors = ErrorSampler(log)
+        # What the stream teaches about items the model never saw (None: learn nothing)
+        self.learner: StreamLearner | None = None if config.stream_item_candidates <= 0 else \
+            learner_for(config.stream_items_max, config.stream_item_neighbours,
+                        config.stream_item_min_observations, self.catalog.items)
         self.model: ServedModel | None = None
         self.scorer: Scorer | None = None
         self.table: ItemTable | None = None
@@ -101,6 +121,7 @@ class Recommender:
                                                      self.catalog.delisted)
         scorer = None if model is None else ModelScorer(model)
         self.model, self.scorer, self.table = model, scorer, table
+        self._serve_learnt()
 
     def set_arm_models(self, models: Sequence[ServedModel]) -> None:
         """Serve these versions, beside the main model, to requests that ask for them; a
@@ -110,6 +131,19 @@ class Recommender:
                            (ModelScorer(m), ItemTable(m, self.catalog.items,
                                                       self.catalog.delisted))
                            for m in models}
+        self._serve_learnt()
+
+    def _serve_learnt(self) -> None:
+        """Learnt vectors for every table served now, each in its own model's space."""
+        if self.learner is not None:
+            self.learner.serve(self.table, self._tables())
+
+    def learn(self) -> None:
+        """Bring the learnt vectors up to the events observed so far: once per batch, on the
+        thread that observes events (lists read the snapshots it leaves, see
+        ``stream_vectors.py``)."""
+        if self.learner is not None:
+            self.learner.refresh()
 
     def planned_group(self, request: RecRequest) -> str:
         """The group (``attribution.group_key``) the request's list will count in, as far as
@@ -124,8 +158,10 @@ class Recommender:
                 active_ms: int = 0) -> UserState:
         """The shopper's state after ``event`` (from message ``source`` = (partition, offset)
         of the topic whose id digest is ``source_topic``, sent at ``active_ms``): history and
-        affinities, the profile in the served model's space, and trending counts.
+        affinities, the profile in the served model's space, trending counts, and what the
+        event says about items the model never saw (``learn`` makes that count).
         """
+        history = state.history
         state = apply_event(state, event, self.catalog.category(event.item_id), limits)
         state = replace(state, source=source, source_topic=source_topic,
                         active_ms=active_ms or state.active_ms)
@@ -135,12 +171,20 @@ class Recommender:
             vector = model.item_vectors[index] if index >= 0 else None
             state = update_profile(state, vector, event.type_code, model.version, limits)
         self.trending.add(event.item_id, event.ts_ms, event.type_code)
+        learner, table = self.learner, self.table
+        if learner is not None and table is not None:
+            try:
+                learner.observe(history, event.item_id, event.ts_ms, table)
+            except Exception as exc:  # noqa: BLE001 - optional learning never costs an event
+                self._learning_errors.report(exc, f"learning from event {event.event_id!r}")
         return state
 
     def upsert_item(self, item: CatalogItem) -> None:
         self.catalog.upsert(item)
         for table in self._tables():
             table.upsert(item, self.catalog.items)
+        if self.learner is not None:
+            self.learner.placed(item.item_id)
 
     def delist_item(self, item_id: str) -> None:
         self.catalog.delist(item_id)
@@ -194,7 +238,7 @@ class Recommender:
             histories = [[(h.item_id, h.type_code) for h in r.state.history] for r in requests]
             queries = scorer.queries(histories, self.catalog.items)  # once per batch
         with clock.stage("retrieval"):
-            candidates, reasons = gather(self.sources, queries.embedding, table)
+            candidates, reasons = gather(self.sources, queries.embedding, table, histories)
         with clock.stage("scoring"):
             safe = np.maximum(candidates, 0)
             scores = scorer.scores(queries, safe, table)

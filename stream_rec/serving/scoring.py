@@ -3,19 +3,29 @@
 ``ModelScorer`` runs the served ONNX model in its two halves: the shopper half once per batch
 (it also gives the query vectors retrieval needs), the candidate half on the gathered
 candidates. A second model, or a blend of models, is another class with the same two methods.
+
+A cold item whose vector the live stream has learnt (``ItemTable.stream``) is scored as if the
+model had learnt that vector: its collaborative term is swapped for the learnt one
+(``collab_part.py``), so it competes with known items on the model's own scale.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 from numpy.typing import NDArray
 
 from stream_rec.model import ServedModel
 from stream_rec.model.features import HistoryEvent
+from stream_rec.model.scorer import HISTORY_EVENTS, ShopperTower
+from stream_rec.serving.collab_part import CollabPart, probe_collab_part
 from stream_rec.serving.item_table import ItemTable
+from stream_rec.serving.stream_vectors import StreamVectors
+
+log = logging.getLogger(__name__)
 
 
 class ShopperQueries(Protocol):
@@ -47,6 +57,12 @@ class ModelScorer:
     def __init__(self, model: ServedModel) -> None:
         self.model = model
         self.version = model.version
+        self.collab: CollabPart | None = None
+        try:
+            self.collab = probe_collab_part(model)
+        except Exception as exc:  # noqa: BLE001 - any failure only means: no learnt scores
+            log.warning("could not probe model %s for its collaborative term (%r): cold "
+                        "items keep the model's scores", model.version, exc)
 
     def queries(self, histories: Sequence[Sequence[HistoryEvent]],
                 catalog: Mapping[str, Any]) -> ShopperQueries:
@@ -60,4 +76,27 @@ class ModelScorer:
         inputs = {"candidate_items": table.model_index[candidates]}
         if self.model.features.with_attributes:
             inputs["candidate_attributes"] = table.attributes[candidates]
-        return self.model.scorer.candidate_scores(queries, inputs)  # type: ignore[arg-type]
+        tower = cast(ShopperTower, queries)
+        scores = self.model.scorer.candidate_scores(tower, inputs)
+        learnt = table.stream  # read once: the learner replaces it whole
+        if self.collab is not None and len(learnt):
+            scores = self._with_learnt(scores, tower, candidates, table.n_vocab, learnt)
+        return scores
+
+    def _with_learnt(self, scores: NDArray[np.float32], tower: ShopperTower,
+                     candidates: NDArray[np.int64], n_vocab: int, learnt: StreamVectors
+                     ) -> NDArray[np.float32]:
+        """``scores`` with the learnt collaborative term for cold candidates that have one."""
+        assert self.collab is not None
+        rows, cols = np.nonzero(candidates >= n_vocab)  # most columns are known items
+        slots = learnt.rows_of(candidates[rows, cols])
+        rows, cols, slots = rows[slots >= 0], cols[slots >= 0], slots[slots >= 0]
+        if not len(rows):
+            return scores
+        events = tower.history_inputs[HISTORY_EVENTS][:, -1]  # left-padded: last column
+        gates = self.collab.gates[np.minimum(events[rows], len(self.collab.gates) - 1)]
+        change = np.einsum("kd,kd->k", tower.embedding[rows],
+                           learnt.scoring[slots] - self.collab.unknown)
+        scores = scores.copy()
+        scores[rows, cols] += gates * change
+        return scores

@@ -43,7 +43,11 @@ def recommender_config(settings: Settings) -> RecommenderConfig:
         rules=BusinessRules(exclude_purchased=settings.rerank_exclude_purchased,
                             max_shows_without_click=settings.rerank_max_shows_without_click,
                             max_per_category=settings.rerank_max_per_category),
-        category_weight=settings.rerank_category_weight)
+        category_weight=settings.rerank_category_weight,
+        stream_item_candidates=settings.stream_item_candidates,
+        stream_item_min_observations=settings.stream_item_min_observations,
+        stream_items_max=settings.stream_items_max,
+        stream_item_neighbours=settings.stream_item_neighbours)
 
 
 def batch_config(settings: Settings) -> BatchConfig:

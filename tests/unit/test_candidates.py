@@ -33,3 +33,21 @@ def test_a_source_asked_for_nothing_adds_no_columns() -> None:
     candidates, reasons = gather([(Fixed("a", [[1, 2]]), 2), (Fixed("b", [[3]]), 0)], queries,
                                  None)  # type: ignore[arg-type]
     assert candidates.tolist() == [[1, 2]] and reasons == ["a", "a"]
+
+
+class ByHistory(Fixed):
+    """Proposes each shopper's own latest item (the test's table positions are ints)."""
+
+    def propose_for(self, shoppers: Any, table: Any, n: int) -> np.ndarray:
+        return np.array([[int(h[-1][0])] for h in shoppers.histories], dtype=np.int64)
+
+
+def test_a_source_that_reads_histories_gets_them_when_there_are_some() -> None:
+    queries = np.zeros((2, 4), dtype=np.float32)
+    source = ByHistory("h", [[9], [9]])
+    histories = [[("1", 0), ("5", 0)], [("7", 0)]]
+    candidates, _ = gather([(source, 1)], queries, None, histories)  # type: ignore[arg-type]
+    assert candidates.tolist() == [[5], [7]]
+    # Without histories it is an ordinary source.
+    candidates, _ = gather([(source, 1)], queries, None)  # type: ignore[arg-type]
+    assert candidates.tolist() == [[9], [9]]
