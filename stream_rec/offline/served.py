@@ -11,8 +11,9 @@ so offline and served numbers sit side by side. Pure: no Kafka here
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Collection, Iterable, Mapping
+import json
+from collections import Counter, deque
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +26,7 @@ from stream_rec.core.metrics import (
     relevance_metrics,
 )
 from stream_rec.datasets import Session
-from stream_rec.offline.replay import replay_event_id
+from stream_rec.offline.replay import ReplayEvent, replay_event_id
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,61 @@ def next_event_targets(dataset_name: str, part: str, sessions: Iterable[Session]
             targets[replay_event_id(dataset_name, part, session.session_id, n)] = \
                 Target(nxt, nxt in seen)
     return targets
+
+
+class TurnTaking:
+    """The order a replay sends events in so that no list can know what came after it.
+
+    A shopper's next event goes out only once the list for their previous one is back, as on
+    a storefront, where the shopper sees the list before the next click. Sent all at once,
+    a shopper's next event often landed in the same batch as the one before it and was
+    taken in (trending counts, what the stream teaches about new items) before that earlier
+    list was made: the list knew its own target. At most ``in_flight`` shoppers take turns
+    at a time, admitted in the order of their first event, so the replay stays close to
+    time order."""
+
+    def __init__(self, events: Sequence[ReplayEvent], in_flight: int) -> None:
+        if in_flight < 1:
+            raise ValueError(f"in_flight must be at least 1, got {in_flight}")
+        self.queues: dict[bytes, deque[tuple[str, ReplayEvent]]] = {}
+        for event in events:  # time order kept within each shopper
+            event_id = str(json.loads(event.value)["event_id"])
+            self.queues.setdefault(event.key, deque()).append((event_id, event))
+        self.admission = deque(self.queues)  # shoppers by their first event
+        self.in_flight = in_flight
+        self.waiting: dict[str, bytes] = {}  # event id sent -> its shopper
+        self._ready: list[ReplayEvent] = []
+        self._admit()
+
+    def ready(self) -> list[ReplayEvent]:
+        """The events to send now (each returned once)."""
+        out, self._ready = self._ready, []
+        return out
+
+    def answered(self, event_id: str) -> None:
+        """The list for ``event_id`` is back: that shopper's next event may go."""
+        shopper = self.waiting.pop(event_id, None)
+        if shopper is None:
+            return  # not one of ours, or a repeat
+        if self.queues[shopper]:
+            self._send_next(shopper)
+        else:
+            del self.queues[shopper]
+            self._admit()
+
+    @property
+    def done(self) -> bool:
+        """Every event sent and answered."""
+        return not self.waiting and not self.queues
+
+    def _admit(self) -> None:
+        while self.admission and len(self.waiting) < self.in_flight:
+            self._send_next(self.admission.popleft())
+
+    def _send_next(self, shopper: bytes) -> None:
+        event_id, event = self.queues[shopper].popleft()
+        self.waiting[event_id] = shopper
+        self._ready.append(event)
 
 
 def served_metrics(lists: Mapping[str, ServedList], targets: Mapping[str, Target],

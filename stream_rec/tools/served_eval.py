@@ -2,10 +2,11 @@
 
 Starts (or uses) a broker, gives the run topics and state of its own, publishes the dataset's
 catalog, starts a `stream-rec worker` on the registry's current model with the default
-settings, sends the split's events in time order, reads every list the worker published and
-scores them against each shopper's next event (``stream_rec.offline.served``). The wait for
-the lists is on the lists themselves: it ends when every event has one, or when none has come
-for ``stall_s`` (then the missing ones are counted, not hidden).
+settings, sends the split's events in time order, each shopper's next event only once the
+list for the previous one is back (``TurnTaking``: no list may know its own target), and
+scores every list against the shopper's next event (``stream_rec.offline.served``). The waits
+are on the lists themselves: the run ends when every event has one, or when none has come for
+``stall_s`` (then the missing ones are counted, not hidden).
 """
 
 from __future__ import annotations
@@ -25,19 +26,25 @@ from stream_rec.errors import UserError
 from stream_rec.offline.evaluate import CATEGORY_ATTRIBUTE, candidate_universe
 from stream_rec.offline.progress import Progress
 from stream_rec.offline.replay import ReplayEvent, catalog_messages, dataset_events
-from stream_rec.offline.served import ServedList, next_event_targets, served_metrics
+from stream_rec.offline.served import (
+    ServedList,
+    TurnTaking,
+    next_event_targets,
+    served_metrics,
+)
 from stream_rec.tools.bench.topics import delete_topics_containing
 from stream_rec.tools.broker import kafka_for
 from stream_rec.tools.worker_process import WorkerProcess, isolated_settings
 from stream_rec.topics import ensure_topics
 
+IN_FLIGHT = 256  # shoppers taking turns at once (offline.served.TurnTaking)
 STALL_S = 120.0  # no new list for this long: the worker is stuck or gone; count what is missing
 
 
 def evaluate_served(settings: Settings, dataset: Dataset, *, split: str = "test",
                     warm_up_events: int = 0, limit: int | None = None, k: int = 20,
                     broker_flag: str | None = None, stall_s: float = STALL_S,
-                    keep_topics: bool = False,
+                    keep_topics: bool = False, in_flight: int = IN_FLIGHT,
                     say: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """Replay ``split`` (after the last ``warm_up_events`` of the training split, which get
     lists but are not scored) through a worker and return the served metrics."""
@@ -75,10 +82,9 @@ def evaluate_served(settings: Settings, dataset: Dataset, *, split: str = "test"
         stack.callback(worker.stop)
         events = [*warm, *scored]
         started = time.monotonic()
-        _produce(settings, [(settings.events_topic, e.key, e.value) for e in events],
-                 Progress(len(events), f"replay {dataset.name}:{split} -> worker"))
-        lists = _collect_lists(settings, {_event_id(e) for e in events}, stall_s,
-                               Progress(len(events), "lists", unit="lists"))
+        lists = _take_turns(settings, TurnTaking(events, in_flight), stall_s,
+                            Progress(len(events), f"replay {dataset.name}:{split} -> lists",
+                                     unit="lists"))
         seconds = time.monotonic() - started
     categories = {item: attrs[CATEGORY_ATTRIBUTE] for item, attrs in dataset.items.items()
                   if attrs.get(CATEGORY_ATTRIBUTE)}
@@ -115,30 +121,36 @@ def _produce(settings: Settings, messages: Sequence[tuple[str, bytes, bytes]],
             progress.close()
 
 
-def _collect_lists(settings: Settings, wanted: set[str], stall_s: float,
-                   progress: Progress) -> dict[str, ServedList]:
-    """The first list published for each wanted event id, read from the beginning of the
-    recommendations topic until all are there or none has come for ``stall_s``."""
-    from kafka import KafkaConsumer
+def _take_turns(settings: Settings, turns: TurnTaking, stall_s: float,
+                progress: Progress) -> dict[str, ServedList]:
+    """Send the events as ``turns`` allows and keep the first list published for each, until
+    every event is answered or no list has come for ``stall_s``."""
+    from kafka import KafkaConsumer, KafkaProducer
 
     from stream_rec.connection import kafka_python_config
 
     consumer = KafkaConsumer(settings.recommendations_topic, **kafka_python_config(settings),
                              auto_offset_reset="earliest", enable_auto_commit=False,
                              group_id=None)
+    producer = KafkaProducer(**kafka_python_config(settings), linger_ms=2, acks="all")
     lists: dict[str, ServedList] = {}
     last_new = time.monotonic()
     try:
-        while len(lists) < len(wanted) and time.monotonic() - last_new < stall_s:
-            for records in consumer.poll(timeout_ms=500, max_records=2000).values():
+        while not turns.done and time.monotonic() - last_new < stall_s:
+            for event in turns.ready():
+                producer.send(settings.events_topic, key=event.key, value=event.value)
+            producer.flush(timeout=60)
+            for records in consumer.poll(timeout_ms=200, max_records=5000).values():
                 for record in records:
                     message = json.loads(record.value)
                     event_id = message.get("event_id")
-                    if event_id in wanted and event_id not in lists:  # a re-send keeps the first
+                    if event_id in turns.waiting and event_id not in lists:
                         lists[event_id] = ServedList.from_message(message)
+                        turns.answered(event_id)
                         last_new = time.monotonic()
                         progress.update()
     finally:
+        producer.close()
         consumer.close()
         progress.close()
     return lists

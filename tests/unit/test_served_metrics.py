@@ -82,3 +82,38 @@ def test_a_message_becomes_a_served_list() -> None:
                          {"item_id": 7, "score": 0.5, "reason": TRENDING}], "fallback": False}
     assert ServedList.from_message(message) == ServedList(("a", "7"), (SIMILAR, TRENDING),
                                                           False)
+
+
+def _events(*pairs: tuple[str, str]) -> list:
+    from stream_rec.offline.replay import ReplayEvent
+
+    return [ReplayEvent(user.encode(), json.dumps({"event_id": eid}).encode(), n)
+            for n, (user, eid) in enumerate(pairs)]
+
+
+def test_a_shoppers_next_event_waits_for_the_list_of_the_previous_one() -> None:
+    from stream_rec.offline.served import TurnTaking
+
+    turns = TurnTaking(_events(("a", "a1"), ("b", "b1"), ("a", "a2"), ("a", "a3")), in_flight=8)
+    first = [json.loads(e.value)["event_id"] for e in turns.ready()]
+    assert first == ["a1", "b1"] and turns.ready() == []
+    turns.answered("b1")  # b is done; a still waits
+    assert turns.ready() == [] and not turns.done
+    turns.answered("a1")
+    assert [json.loads(e.value)["event_id"] for e in turns.ready()] == ["a2"]
+    turns.answered("a1")  # a repeat changes nothing
+    assert turns.ready() == []
+    turns.answered("a2")
+    turns.answered("a3")
+    assert turns.done
+
+
+def test_shoppers_are_admitted_in_order_of_their_first_event_up_to_the_limit() -> None:
+    from stream_rec.offline.served import TurnTaking
+
+    turns = TurnTaking(_events(("a", "a1"), ("b", "b1"), ("c", "c1"), ("a", "a2")), in_flight=2)
+    assert [json.loads(e.value)["event_id"] for e in turns.ready()] == ["a1", "b1"]
+    turns.answered("b1")
+    assert [json.loads(e.value)["event_id"] for e in turns.ready()] == ["c1"]
+    turns.answered("a1")
+    assert [json.loads(e.value)["event_id"] for e in turns.ready()] == ["a2"]
