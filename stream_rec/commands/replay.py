@@ -22,8 +22,9 @@ def register(sub: Any, settings: Settings) -> None:
         "worker of its own (on the local broker, started if needed, unless --broker names "
         "one; topics and state of its own) serving the registry's current model with the "
         "settings in force; each shopper's next event is sent once the list for the "
-        "previous one is back, and every list is scored against the shopper's next event, with the metrics of `stream-rec evaluate` plus the share of fallback "
-        "lists and where the hits came from.")
+        "previous one is back, and every list is scored against the shopper's next "
+        "event, with the metrics of `stream-rec evaluate` plus the share of fallback lists "
+        "and where the hits came from.")
     f.add_data(parser, "the dataset to replay", required=True)
     parser.add_argument("--rate", metavar=f.RATE, type=f.positive,
                         help="events per second (default: as fast as the broker takes them)")
