@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from stream_rec.model.artifact import (
     ATTRIBUTES_FILE,
+    CONTENT_TABLES_FILE,
     FIRST_ITEM_INDEX,
     ITEM_ATTRIBUTES_FILE,
     ITEM_EMBEDDINGS_FILE,
@@ -144,6 +145,15 @@ def _export(result: TrainResult, folder: Path, manifest: dict[str, Any]) -> dict
         "names": [], "vocabularies": {}, "price_boundaries": {}}
     (folder / ATTRIBUTES_FILE).write_text(json.dumps(vocab_json), encoding="utf-8")
     save_weights(core, folder)
+    extra = [WEIGHTS_FILE]
+    if core.use_content:
+        unknown = np.asarray(core.items.table.numpy()[1], dtype=np.float32)
+        arrays: dict[str, Any] = {
+            "unknown_item": unknown / max(float(np.linalg.norm(unknown)), 1e-12),
+            **{f"attribute_{a}": np.asarray(t.numpy(), dtype=np.float32)
+               for a, t in enumerate(core.content.tables)}}
+        np.savez(folder / CONTENT_TABLES_FILE, **arrays)
+        extra.append(CONTENT_TABLES_FILE)
     full = {
         "version": manifest.get("version") or new_version(),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -162,4 +172,4 @@ def _export(result: TrainResult, folder: Path, manifest: dict[str, Any]) -> dict
                       "outputs": OUTPUTS},
         "training": {**manifest.get("training", {}), **result.summary()},
     }
-    return write_manifest(folder, full, files=[*REQUIRED_FILES, WEIGHTS_FILE])
+    return write_manifest(folder, full, files=[*REQUIRED_FILES, *extra])

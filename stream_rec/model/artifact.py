@@ -35,6 +35,10 @@ ITEM_IDS_FILE = "item_ids.json"
 ITEM_EMBEDDINGS_FILE = "item_embeddings.npy"
 ITEM_ATTRIBUTES_FILE = "item_attributes.npy"
 ATTRIBUTES_FILE = "attributes.json"
+# Optional (models with fused retrieval): the content branch's attribute tables and the
+# unknown item's collaborative vector, so the worker can build the retrieval row of an item
+# the model never saw from its catalog attributes.
+CONTENT_TABLES_FILE = "content_tables.npz"
 REQUIRED_FILES = (MODEL_FILE, ITEM_IDS_FILE, ITEM_EMBEDDINGS_FILE, ITEM_ATTRIBUTES_FILE,
                   ATTRIBUTES_FILE)
 
@@ -122,6 +126,9 @@ class ModelArtifact:
     attribute_names: list[str]
     attribute_vocab: dict[str, dict[str, int]]  # name -> raw value -> attribute index
     price_boundaries: dict[str, NDArray[np.float64]]  # bucketed numeric attributes
+    # (attribute tables (size_a, D) in attribute order, the unknown item's unit vector (D,)),
+    # present with fused retrieval and the content branch (CONTENT_TABLES_FILE)
+    content_tables: tuple[list[NDArray[np.float32]], NDArray[np.float32]] | None = None
     _positions: dict[str, int] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -198,4 +205,22 @@ def load_artifact(folder: str | Path) -> ModelArtifact:
               for name, b in attrs.get("price_boundaries", {}).items()}
     return ModelArtifact(folder, manifest, [str(i) for i in item_ids],
                          embeddings.astype(np.float32, copy=False),
-                         item_attributes.astype(np.int64, copy=False), names, vocab, bounds)
+                         item_attributes.astype(np.int64, copy=False), names, vocab, bounds,
+                         _content_tables(folder, manifest, len(names), embeddings.shape[1]))
+
+
+def _content_tables(folder: Path, manifest: Mapping[str, Any], n_attributes: int, width: int
+                    ) -> tuple[list[NDArray[np.float32]], NDArray[np.float32]] | None:
+    """The optional CONTENT_TABLES_FILE, checked against the retrieval rows' width."""
+    if CONTENT_TABLES_FILE not in manifest.get("files", {}):
+        return None
+    try:
+        with np.load(folder / CONTENT_TABLES_FILE, allow_pickle=False) as data:
+            tables = [data[f"attribute_{a}"].astype(np.float32) for a in range(n_attributes)]
+            unknown = data["unknown_item"].astype(np.float32)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ArtifactError(f"{folder}: cannot read {CONTENT_TABLES_FILE}: {exc}") from None
+    if any(t.ndim != 2 or t.shape[1] * 2 != width for t in tables) or \
+            unknown.shape != (width // 2,):
+        raise ArtifactError(f"{folder}: {CONTENT_TABLES_FILE} does not fit the item vectors")
+    return tables, unknown

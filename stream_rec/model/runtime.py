@@ -55,6 +55,24 @@ class ServedModel:
         the manifest's ``model.retrieval`` says which)."""
         return self.scorer.user_embedding(self.features.history_inputs(histories, catalog))
 
+    def catalog_rows(self, attributes: NDArray[np.int64]) -> NDArray[np.float32] | None:
+        """(n, D) retrieval rows of items the model never saw, from their attribute indices
+        (n, A): the unknown item's vector beside the content branch's vector of the
+        attributes, as the exported rows are built (training/model.py); None when the model
+        cannot say (no content branch, or trained before fused retrieval)."""
+        tables = self.artifact.content_tables
+        if tables is None:
+            return None
+        parts, unknown = tables
+        content = np.zeros((len(attributes), len(unknown)), dtype=np.float32)
+        for a, table in enumerate(parts):
+            index = attributes[:, a]
+            content += table[index] * (index > 0)[:, None]
+        # tf.math.l2_normalize: x / sqrt(max(sum x^2, 1e-12))
+        content /= np.sqrt(np.maximum(np.einsum("nd,nd->n", content, content), 1e-12))[:, None]
+        rows = np.concatenate([np.broadcast_to(unknown, content.shape), content], axis=1)
+        return (rows / np.sqrt(2.0)).astype(np.float32)
+
     def score(self, histories: Sequence[Sequence[HistoryEvent]],
               candidates: Sequence[Sequence[str]],
               catalog: Mapping[str, Any] | None = None) -> NDArray[np.float32]:

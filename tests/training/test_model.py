@@ -81,6 +81,20 @@ def test_retrieval_ranks_the_vocabulary_by_the_models_own_scores(shop, trained):
     np.testing.assert_allclose(norms, 1.0, atol=1e-5)  # unit rows: cosine similarity as before
 
 
+def test_an_unseen_items_retrieval_row_scores_as_the_model_does(shop, trained):
+    """Built in the worker from its catalog attributes, an item the model never saw gets the
+    row whose dot product with the query is the model's score of it."""
+    _, folder = trained
+    model = load_served_model(folder)
+    catalog = {"new-a": {"category": "c3", "shape": "s0"}, "new-b": {"category": "c7"}}
+    rows = model.catalog_rows(model.features.attributes_of(list(catalog), catalog))
+    assert rows is not None and rows.shape == (2, model.item_vectors.shape[1])
+    histories = [[(e.item_id, e.event_type) for e in s.events[:3]] for s in shop.test[:6]]
+    scores = model.score(histories, [list(catalog)] * len(histories), catalog)
+    np.testing.assert_allclose(model.query_vectors(histories, catalog) @ rows.T, scores,
+                               rtol=1e-4, atol=1e-4)
+
+
 def test_onnx_matches_tensorflow_on_real_inputs(shop, trained):
     from training.model import build_model
 
