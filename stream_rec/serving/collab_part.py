@@ -42,7 +42,16 @@ class CollabPart:
     model never saw shares."""
 
     gates: NDArray[np.float32]  # (1 + number of event types,): index 0 is padding
-    unknown: NDArray[np.float32]  # (D,)
+    unknown: NDArray[np.float32]  # (width,)
+    # With fused retrieval the query and item rows carry both branches side by side
+    # (training/model.py): the collaborative term is the product of their first ``width``
+    # values, where an item's part has length ``row_norm`` (1 / sqrt 2) rather than 1.
+    width: int | None = None  # None: the whole vectors
+    row_norm: float = 1.0
+
+    def part(self, vectors: NDArray[np.float32]) -> NDArray[np.float32]:
+        """The collaborative part of (..., D) query or item vectors."""
+        return vectors if self.width is None else vectors[..., : self.width]
 
 
 def probe_collab_part(model: ServedModel, seed: int = 0) -> CollabPart | None:
@@ -58,6 +67,11 @@ def probe_collab_part(model: ServedModel, seed: int = 0) -> CollabPart | None:
     last_index = np.repeat(np.arange(1, len(EVENT_TYPES) + 1), rows)
     tower = model.scorer.shopper_tower(model.features.history_inputs(histories, {}))
     queries = tower.embedding
+    # Fused retrieval rows: [collaborative ; content] / sqrt 2, the query likewise; with the
+    # attributes blanked below, the score is the first halves' product alone.
+    width = dim // 2 if model.artifact.content_tables is not None else None
+    if width is not None:
+        queries = queries[:, :width]
     picked = rng.choice(n_items, size=min(KNOWN_CANDIDATES, n_items), replace=False)
     index = model.artifact.item_index([ids[int(i)] for i in picked])
     candidates = np.broadcast_to(np.append(index, OOV_INDEX), (len(histories), len(index) + 1))
@@ -66,8 +80,11 @@ def probe_collab_part(model: ServedModel, seed: int = 0) -> CollabPart | None:
         inputs["candidate_attributes"] = np.full(
             (*candidates.shape, model.features.n_attributes), PAD_INDEX, dtype=np.int64)
     scores = model.scorer.candidate_scores(tower, inputs).astype(np.float64)
-    return _fit(queries.astype(np.float64), model.item_vectors[picked].astype(np.float64),
-                scores, last_index)
+    known = model.item_vectors[picked][:, :width] if width else model.item_vectors[picked]
+    found = _fit(queries.astype(np.float64), known.astype(np.float64), scores, last_index)
+    if found is None or width is None:
+        return found
+    return CollabPart(found.gates, found.unknown, width, float(np.sqrt(0.5)))
 
 
 def _fit(queries: NDArray[np.float64], known: NDArray[np.float64], scores: NDArray[np.float64],

@@ -93,10 +93,16 @@ class ModelScorer:
         rows, cols, slots = rows[slots >= 0], cols[slots >= 0], slots[slots >= 0]
         if not len(rows):
             return scores
+        collab = self.collab
         events = tower.history_inputs[HISTORY_EVENTS][:, -1]  # left-padded: last column
-        gates = self.collab.gates[np.minimum(events[rows], len(self.collab.gates) - 1)]
-        change = np.einsum("kd,kd->k", tower.embedding[rows],
-                           learnt.scoring[slots] - self.collab.unknown)
+        gates = collab.gates[np.minimum(events[rows], len(collab.gates) - 1)]
+        learnt_part = collab.part(learnt.scoring[slots])
+        if collab.width is not None:  # as long as an item row's part (1 / sqrt 2 when fused)
+            norms = np.linalg.norm(learnt_part, axis=1, keepdims=True)
+            learnt_part = (learnt_part * (collab.row_norm / np.where(norms > 0, norms, 1.0))
+                           ).astype(np.float32)
+        change = np.einsum("kd,kd->k", collab.part(tower.embedding[rows]),
+                           learnt_part - collab.unknown)
         scores = scores.copy()
         scores[rows, cols] += gates * change
         return scores

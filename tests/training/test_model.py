@@ -95,6 +95,22 @@ def test_an_unseen_items_retrieval_row_scores_as_the_model_does(shop, trained):
                                rtol=1e-4, atol=1e-4)
 
 
+def test_the_collaborative_part_is_read_off_a_fused_model(trained):
+    """Cold items' learnt vectors replace the unknown item's collaborative half: the probe
+    must find that half (gates 1: they are inside the fused query) and the unknown item's
+    vector the artifact ships."""
+    from stream_rec.serving.collab_part import probe_collab_part
+
+    _, folder = trained
+    model = load_served_model(folder)
+    part = probe_collab_part(model)
+    assert part is not None and part.width == model.item_vectors.shape[1] // 2
+    np.testing.assert_allclose(part.gates[1:], 1.0, atol=1e-3)
+    assert model.artifact.content_tables is not None
+    unknown = model.artifact.content_tables[1]
+    np.testing.assert_allclose(part.unknown, unknown * part.row_norm, atol=1e-3)
+
+
 def test_onnx_matches_tensorflow_on_real_inputs(shop, trained):
     from training.model import build_model
 
