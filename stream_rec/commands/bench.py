@@ -20,6 +20,7 @@ examples:
   stream-rec bench --events 20000 --rate 1000 --json
   stream-rec bench --events 0 --state-users 1000000 --json
   stream-rec bench --soak 10m --rate 500 --json
+  stream-rec bench --catalog-items 1000000 --targets pipeline --events 5000 --json
 Worker settings come from STREAM_REC_* as for `stream-rec worker`, e.g.
 STREAM_REC_BATCH_MAX_EVENTS=512 stream-rec bench ..."""
 
@@ -57,6 +58,10 @@ def register(sub: Any, settings: Settings) -> None:
     parser.add_argument("--sample", metavar=f.S, type=f.positive, default=10.0,
                         help="soak sampling interval in seconds (default %(default)g)")
     add_setup(parser, settings, "dataset to replay")
+    parser.add_argument("--catalog-items", metavar=f.N, type=f.count(100),
+                        help="replay a synthetic catalog of N items with a model of that "
+                             "size instead of --data (generated and trained on first use, "
+                             "then cached)")
     parser.add_argument("--targets", metavar="TARGETS", default=",".join(TARGETS),
                         help="comma-separated subset of the three targets to measure "
                              "(default %(default)s)")
@@ -102,7 +107,15 @@ def run(args: argparse.Namespace) -> int:
     if unknown := sorted(set(targets) - set(TARGETS)):
         raise UserError(f"--targets: unknown {', '.join(unknown)}; choose from "
                         f"{', '.join(TARGETS)}")
-    data = args.data or DEFAULT_DATA
+    if args.catalog_items and args.data:
+        raise UserError("--catalog-items replays a synthetic catalog: leave out --data")
+    if args.catalog_items:
+        from stream_rec.tools.bench.catalog_data import catalog_spec
+        from stream_rec.tools.bench.synthetic_catalog import SyntheticConfig
+
+        data = catalog_spec(SyntheticConfig(n_items=args.catalog_items))
+    else:
+        data = args.data or DEFAULT_DATA
     curve: tuple[float, ...] | str | None = None
     if args.latency_curve:
         if args.latency_curve.strip() == "auto":
@@ -129,7 +142,8 @@ def run(args: argparse.Namespace) -> int:
     options = BenchOptions(plan=plan, soak=soak, state_users=args.state_users,
                            broker=args.broker, registry=registry,
                            use_model=not args.no_model, train_epochs=args.train_epochs,
-                           keep=args.keep, keep_broker=args.keep_broker)
+                           keep=args.keep, keep_broker=args.keep_broker,
+                           catalog_items=args.catalog_items)
     if args.plot and not curve:
         raise UserError("--plot draws the latency curve: add --latency-curve")
     result = run_bench(options)

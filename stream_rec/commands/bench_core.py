@@ -10,7 +10,7 @@ from typing import Any
 
 from stream_rec.commands import _flags as f
 from stream_rec.commands.bench import BENCH_DATA
-from stream_rec.config import Settings, load_settings
+from stream_rec.config import Settings
 
 
 def register(sub: Any, settings: Settings) -> None:
@@ -30,6 +30,17 @@ def register(sub: Any, settings: Settings) -> None:
     parser.add_argument("--batch", metavar=f.N, type=f.setting("batch_max_events"),
                         help=f"events per batch ({f.shown(settings, 'batch_max_events')})")
     f.add_data(parser, "dataset to replay", default=f"default {BENCH_DATA}")
+    parser.add_argument("--catalog-items", metavar=f.N, type=f.count(100), action="append",
+                        help="replay a synthetic catalog of N items with a model of that "
+                             "size instead of --data (generated and trained on first use, "
+                             "then cached); give it several times to measure each size in "
+                             "its own process")
+    parser.add_argument("--plot", metavar=f.FILE,
+                        help="with several --catalog-items: draw cost against catalog size "
+                             "into FILE (PNG)")
+    parser.add_argument("--no-hot-swap", action="store_true",
+                        help="skip loading a second copy of the model after the events "
+                             "(the memory of a hot swap)")
     f.add_registry(parser, settings, "serve this registry's current model",
                    shown_default="default: the cached bench model, trained on first use")
     parser.add_argument("--no-model", action="store_true", help="measure the fallback lists")
@@ -46,63 +57,48 @@ def register(sub: Any, settings: Settings) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Measure and print CPU per event by part."""
-    from threadpoolctl import threadpool_limits
-
-    from stream_rec.core.catalog import parse_catalog_item
-    from stream_rec.core.trending import Trending
+    """Measure and print CPU per event by part (or, at several catalog sizes, a table)."""
     from stream_rec.errors import UserError
-    from stream_rec.model import load_served_model
-    from stream_rec.model.registry import open_registry
-    from stream_rec.offline.progress import Progress
-    from stream_rec.serving.recommender import Recommender
-    from stream_rec.tools.bench.core_cpu import run_core
-    from stream_rec.tools.bench.model import current_version, ensure_bench_model
-    from stream_rec.tools.bench.workload import (
-        DEFAULT_DATA,
-        ShopperStream,
-        catalog_messages,
-        load_workload,
-    )
-    from stream_rec.worker.heap import settle
-    from stream_rec.worker.runtime import batch_config, recommender_config
+    from stream_rec.tools.bench.core_run import CoreOptions, run_bench_core
 
-    settings = load_settings()
-    threadpool_limits(settings.blas_threads)  # as the worker sets them
-    data = args.data or DEFAULT_DATA
-    workload = load_workload(data, settings)
-    recommender = Recommender(recommender_config(settings),
-                              trending=Trending(settings.trending_half_life_s * 1000.0))
-    for key, value in catalog_messages(workload):  # what the bench puts on the catalog topic
-        recommender.upsert_item(parse_catalog_item(key.decode(), value))
-    registry = None if args.no_model else (Path(args.registry) if args.registry else
-                                           ensure_bench_model(data, args.train_epochs))
-    version = None if registry is None else current_version(registry)
-    if registry is not None and version is None:
-        raise UserError(f"{registry} holds no model version to serve")
-    if registry is not None and version is not None:
-        recommender.swap_model(load_served_model(open_registry(registry).path(version),
-                                                 threads=settings.onnx_threads))
-    batch = args.batch or settings.batch_max_events
-    events = ShopperStream(workload, "core", concurrency=args.concurrency, seed=args.seed
-                           ).take(args.warmup_events + args.events, "core")
-    if settings.gc_freeze:
-        settle("loading")  # as the worker does once its catalog and model are in
-    bar = Progress(len(events), "bench-core")
-    result = run_core(recommender, events, batch=batch, warmup=args.warmup_events,
-                      config=batch_config(settings),
-                      progress=lambda done, _total: bar.update(done - bar.done))
-    bar.close()
-    out = {**result.to_dict(), "model_version": version, "catalog_items": len(workload.catalog),
-           "data": data}
+    sizes = args.catalog_items or []
+    if sizes and args.data:
+        raise UserError("--catalog-items replays a synthetic catalog: leave out --data")
+    if len(sizes) > 1 and args.registry:
+        raise UserError("--registry serves one model: give --catalog-items once with it")
+    if args.plot and len(set(sizes)) < 2:
+        raise UserError("--plot draws cost against catalog size: give --catalog-items at "
+                        "least twice")
+    options = CoreOptions(events=args.events, warmup_events=args.warmup_events,
+                          batch=args.batch, data=args.data,
+                          catalog_items=sizes[0] if sizes else None,
+                          registry=Path(args.registry) if args.registry else None,
+                          use_model=not args.no_model, train_epochs=args.train_epochs,
+                          concurrency=args.concurrency, seed=args.seed,
+                          hot_swap=not args.no_hot_swap)
+    if len(set(sizes)) > 1:
+        from stream_rec.tools.bench.catalog_sweep import format_sweep, run_sweep
+
+        sweep = run_sweep(options, sizes)
+        if args.plot and len(sweep["catalog_sweep"]) > 1:
+            from stream_rec.tools.bench.plot import plot_catalog_cost
+
+            plot_catalog_cost(sweep, args.plot)
+        print(json.dumps(sweep) if args.json else format_sweep(sweep), flush=True)
+        return 1 if sweep["failed"] else 0
+    out = run_bench_core(options)
     if args.json:
         print(json.dumps(out), flush=True)
         return 0
-    print(f"CPU per event over {result.events} events in batches of {batch} "
-          f"(model {version or 'none: fallback lists'}):", file=sys.stdout)
-    for part, us in result.cpu_us.items():
+    print(f"CPU per event over {out['events']} events in batches of {out['batch']} "
+          f"(model {out['model_version'] or 'none: fallback lists'}, "
+          f"{out['catalog_items']:,} items):", file=sys.stdout)
+    for part, us in out["cpu_us_per_event"].items():
         print(f"  {part:16s} {us:8.1f} us")
     print(f"  {'total':16s} {out['cpu_us_per_event_total']:8.1f} us")
     print("by stage (wall): " + ", ".join(
-        f"{k} {v} us" for k, v in result.stages_us.items()))
+        f"{k} {v} us" for k, v in out["stages_us"].items()))
+    print(f"catalog read {out['catalog_read_s']} s, model load {out['model_load_s']} s, "
+          f"model swap {out['model_swap_s']} s; resident MB {out['rss_mb']}; "
+          f"hot swap {out['hot_swap']}")
     return 0

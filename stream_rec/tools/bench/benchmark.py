@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,11 @@ from stream_rec.tools.bench.probes import (
 from stream_rec.tools.bench.processes import Target
 from stream_rec.tools.bench.profiler import Profiler
 from stream_rec.tools.bench.report import bench_result
+from stream_rec.tools.bench.startup_log import (
+    process_start_wall,
+    read_log,
+    startup_times,
+)
 from stream_rec.tools.bench.stats import per_second
 from stream_rec.tools.bench.topics import create_topics, run_marker, wait_for_topics
 from stream_rec.tools.bench.workload import DEFAULT_DATA, BenchEvent, ShopperStream, Workload
@@ -79,6 +85,8 @@ class TargetRun:
     cpu_ms_per_event: float | None = None  # the target process's CPU time, throughput phase
     # the latency curve: (offered rate, events/s handled, latencies in ms) per rate
     curve: list[tuple[float, float | None, list[float]]] = field(default_factory=list)
+    # seconds from the process's start to its catalog read, model served, /health ready
+    startup: dict[str, float | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -163,8 +171,10 @@ def measure(target: Target, bootstrap: str, warmup: Sequence[BenchEvent],
             measured: Sequence[BenchEvent], at_rate: Sequence[BenchEvent], plan: BenchPlan,
             base_url: Callable[[], str | None] = lambda: None,
             profiler: Profiler | None = None,
-            more: Callable[[int, str], list[BenchEvent]] | None = None) -> TargetRun:
-    """Start ``target``, drive it, read its memory, stop it (always)."""
+            more: Callable[[int, str], list[BenchEvent]] | None = None,
+            on_started: Callable[[], None] = lambda: None) -> TargetRun:
+    """Start ``target``, drive it, read its memory, stop it (always); ``on_started`` runs
+    as soon as ``target.start()`` returns (the target is up)."""
     pages: dict[str, str | None] = {}
     cpu: dict[str, float | None] = {}
 
@@ -183,6 +193,7 @@ def measure(target: Target, bootstrap: str, warmup: Sequence[BenchEvent],
             f"{os.cpu_count()} CPUs)")
     try:
         target.start()
+        on_started()
         run = asyncio.run(drive(target, bootstrap, warmup, measured, at_rate, plan.rate, plan,
                                 probe, more))
         if target.pid is not None:
@@ -208,9 +219,21 @@ def _measure_pipeline(pipeline: PipelineTarget, bootstrap: str, warmup: Sequence
                       plan: BenchPlan,
                       more: Callable[[int, str], list[BenchEvent]] | None = None) -> TargetRun:
     profiler = Profiler(plan.profile) if plan.profile is not None else None
+    moments: dict[str, float | None] = {}
+
+    def started() -> None:  # the worker is healthy now; its start time is in /proc
+        moments["healthy"] = time.time()
+        moments["started"] = (process_start_wall(pipeline.pid) if pipeline.pid is not None
+                              else None)
+
     run = measure(pipeline, bootstrap, warmup, measured, at_rate, plan,
-                  base_url=lambda: pipeline.base_url, profiler=profiler, more=more)
+                  base_url=lambda: pipeline.base_url, profiler=profiler, more=more,
+                  on_started=started)
     run.health = pipeline.health
+    run.startup = startup_times(read_log(pipeline.worker.log_path),
+                                pipeline.settings.items_topic, moments.get("started"),
+                                moments.get("healthy"))
+    _stderr(f"pipeline start-up, seconds from the worker process's start: {run.startup}")
     return run
 
 

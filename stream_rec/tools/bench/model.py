@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import fcntl
 import importlib.util
+import json
 import logging
+import os
 import re
 import subprocess
 import sys
+import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from stream_rec.datasets import parse_spec
 from stream_rec.errors import UserError
@@ -22,12 +27,14 @@ from stream_rec.model.registry import open_registry
 
 log = logging.getLogger(__name__)
 CACHE_DIR = Path("~/.cache/stream-rec/bench-model").expanduser()
+STDERR_FD = 2
 
 
-def cache_registry(data_spec: str, epochs: int) -> Path:
-    """The cached registry folder for a dataset and epoch count."""
+def cache_registry(data_spec: str, epochs: int, tag: str = "") -> Path:
+    """The cached registry folder for a dataset and epoch count (and ``tag``: what else
+    sets the model apart, e.g. its width)."""
     name = Path(parse_spec(data_spec).location).name or "data"
-    return CACHE_DIR / f"{re.sub(r'[^A-Za-z0-9._-]', '_', name)}-{epochs}ep"
+    return CACHE_DIR / f"{re.sub(r'[^A-Za-z0-9._-]', '_', name + tag)}-{epochs}ep"
 
 
 def can_train() -> bool:
@@ -44,13 +51,31 @@ def current_version(registry_dir: Path) -> str | None:
     return registry.current()
 
 
-def ensure_bench_model(data_spec: str, epochs: int = 1) -> Path | None:
+def training_record_path(registry_dir: Path) -> Path:
+    """Where ``ensure_bench_model`` notes how long training took and its memory."""
+    return registry_dir.parent / f"{registry_dir.name}.training.json"
+
+
+def training_record(registry_dir: Path) -> dict[str, Any] | None:
+    """The training record of a cached registry (None for one trained elsewhere or earlier)."""
+    try:
+        record: dict[str, Any] = json.loads(training_record_path(registry_dir).read_text())
+    except (OSError, ValueError):
+        return None
+    return record
+
+
+def ensure_bench_model(data_spec: str, epochs: int = 1,
+                       env: Mapping[str, str] | None = None, tag: str = "") -> Path | None:
     """A registry with a current model trained on ``data_spec``; None when none can be made.
 
-    Training runs `stream-rec train` as a child (TensorFlow stays out of this process); its
-    progress goes to stderr so that `bench --json` keeps stdout to the one JSON object.
+    Training runs `stream-rec train` as a child (TensorFlow stays out of this process), with
+    ``env`` added to its environment (training settings), into the registry named by the
+    dataset, ``epochs`` and ``tag``; its progress goes to stderr so that
+    `bench --json` keeps stdout to the one JSON object. Its wall time and peak resident memory
+    are noted beside the registry (``training_record``).
     """
-    registry_dir = cache_registry(data_spec, epochs)
+    registry_dir = cache_registry(data_spec, epochs, tag)
     registry_dir.mkdir(parents=True, exist_ok=True)
     with open(registry_dir.parent / f".{registry_dir.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -64,11 +89,33 @@ def ensure_bench_model(data_spec: str, epochs: int = 1) -> Path | None:
                  epochs, data_spec, registry_dir)
         argv = [sys.executable, "-m", "stream_rec.cli", "train", "--data", data_spec,
                 "--registry", str(registry_dir), "--epochs", str(epochs), "--no-evaluate"]
-        result = subprocess.run(argv, stdout=sys.stderr, stderr=sys.stderr,
-                                check=False)
-        if result.returncode != 0:
-            raise UserError(f"training the bench model failed (exit {result.returncode}); "
+        returncode, record = _train(argv, {**os.environ, **(env or {})})
+        if returncode != 0:
+            raise UserError(f"training the bench model failed (exit {returncode}); "
                             f"run `{' '.join(argv[2:])}` to see why")
         if current_version(registry_dir) is None:
             raise UserError(f"`stream-rec train` left no model in {registry_dir}")
+        training_record_path(registry_dir).write_text(json.dumps(
+            {**record, "data": data_spec, "epochs": epochs, "env": dict(env or {})}) + "\n")
         return registry_dir
+
+
+def _train(argv: list[str], env: dict[str, str]) -> tuple[int, dict[str, float]]:
+    """Run the training child; (exit status, its wall seconds and peak resident MB).
+
+    ``os.wait4`` gives the resource use of that one child (``getrusage`` of all children
+    would mix in any other child this process ran before).
+    """
+    started = time.monotonic()
+    # The child writes to file descriptor 2 (stdout included, which stays ours for the JSON);
+    # sys.stderr need not have a descriptor (pytest's capture replaces it).
+    proc = subprocess.Popen(argv, stdout=STDERR_FD, stderr=STDERR_FD, env=env)
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+    return proc.returncode, {"wall_s": round(time.monotonic() - started, 1),
+                             "peak_rss_mb": round(usage.ru_maxrss / 1024.0, 1)}

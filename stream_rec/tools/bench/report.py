@@ -54,6 +54,10 @@ def bench_result(plan: BenchPlan, settings: Settings, runs: dict[str, TargetRun]
         "stages_us": stage_us_per_event(stages.get("before"), stages.get("after_throughput")),
     }
     assert tuple(result) == RESULT_KEYS
+    if run is not None and run.startup:
+        # from the worker process's start (imports included): catalog read, model served,
+        # /health ready; the two steps overlap in the worker (see startup_log)
+        result["worker_startup_s"] = run.startup
     if run is not None and run.curve:
         result.update(latency_curve_result(run))
     return result

@@ -16,10 +16,16 @@ from typing import Any, TypeVar
 from stream_rec.config import Settings, load_settings
 from stream_rec.errors import UserError
 from stream_rec.tools.bench.benchmark import BenchPlan, run_benchmark
+from stream_rec.tools.bench.catalog_data import (
+    catalog_workload,
+    ensure_catalog_data,
+    ensure_catalog_model,
+)
 from stream_rec.tools.bench.model import current_version, ensure_bench_model
 from stream_rec.tools.bench.pipeline import PipelineTarget, pipeline_settings
 from stream_rec.tools.bench.soak import SoakPlan, run_soak
 from stream_rec.tools.bench.state_size import measure_state_size
+from stream_rec.tools.bench.synthetic_catalog import SyntheticConfig
 from stream_rec.tools.bench.topics import delete_run_topics, run_marker
 from stream_rec.tools.bench.workload import load_workload
 from stream_rec.tools.broker import kafka_for
@@ -42,6 +48,9 @@ class BenchOptions:
     train_epochs: int = 1
     keep: bool = False  # keep the work folder and the run's topics (debugging)
     keep_broker: bool = False  # leave a local broker this run started running
+    # a synthetic catalog of this many items (``plan.data`` names its cached dataset) and a
+    # model of that size, instead of a dataset
+    catalog_items: int | None = None
 
 
 def _stderr(line: str) -> None:
@@ -62,7 +71,10 @@ def model_registry(options: BenchOptions, work_dir: Path) -> Path:
             raise UserError(f"{options.registry} holds no model version to serve")
         return options.registry
     if options.use_model:
-        cached = ensure_bench_model(options.plan.data, options.train_epochs)
+        cached = (ensure_catalog_model(SyntheticConfig(n_items=options.catalog_items),
+                                       options.train_epochs)
+                  if options.catalog_items is not None
+                  else ensure_bench_model(options.plan.data, options.train_epochs))
         if cached is not None:
             return cached
     empty = work_dir / "empty-registry"
@@ -127,9 +139,12 @@ def _session(broker: str | None, keep: bool, keep_broker: bool,
 def _measure(options: BenchOptions, settings: Settings, run_id: str,
              work_dir: Path) -> dict[str, Any]:
     plan = options.plan
+    folder = None
+    if options.catalog_items is not None:
+        folder = ensure_catalog_data(SyntheticConfig(n_items=options.catalog_items))
     registry = model_registry(options, work_dir) if needs_kafka(options) else work_dir
     _stderr(f"loading {plan.data}")
-    workload = load_workload(plan.data, settings)
+    workload = load_workload(plan.data, settings) if folder is None else catalog_workload(folder)
     _stderr(f"{len(workload.sessions)} sessions, {len(workload.catalog)} catalog items; "
             f"model registry {registry}")
     result: dict[str, Any] = {}
