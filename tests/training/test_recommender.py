@@ -18,7 +18,7 @@ from stream_rec.core.events import Event
 from stream_rec.core.state import UserState, apply_event, record_shown
 from stream_rec.model import load_served_model
 from stream_rec.rerank import RerankPolicy
-from stream_rec.serving.lists import REASON_NEW, RecRequest
+from stream_rec.serving.lists import REASON_NEW, REASON_SIMILAR, RecRequest
 from stream_rec.serving.recommender import Recommender, RecommenderConfig
 from tests.training.synthetic import successor_table
 
@@ -94,7 +94,9 @@ def test_a_new_catalog_item_is_a_candidate_scored_by_attributes(recommender: Rec
     recommender.config = wide
     [out] = recommender.recommend([RecRequest("u", "e", state, 0.0)])
     new = [i for i in out.items if i.item_id == "brand-new"]
-    assert new and new[0].reason == REASON_NEW and np.isfinite(new[0].score)
+    # Found by retrieval through its attributes (the model's content rows) when the model
+    # ships them, else as one of the newest items: a candidate either way, with a real score.
+    assert new and new[0].reason in (REASON_SIMILAR, REASON_NEW) and np.isfinite(new[0].score)
 
 
 def test_same_input_same_output_and_batching_does_not_matter(recommender: Recommender

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 RESULT_KEYS = ("events", "pipeline_events_per_s", "faust_passthrough_events_per_s",
                "aiokafka_passthrough_events_per_s", "ratio_vs_faust", "cpu_ms_per_event",
                "cpu_ratio_vs_faust", "latency_ms", "offered_rate", "catalog_items",
-               "candidates", "k", "worker_rss_mb", "stages_us")
+               "candidates", "k", "worker_rss_mb", "stages_us", "worker_startup_s")
 CURVE_KEYS = ("capacity_events_per_s", "latency_curve", "latency_at_half_capacity_ms")
 
 
@@ -52,12 +52,11 @@ def bench_result(plan: BenchPlan, settings: Settings, runs: dict[str, TargetRun]
         "worker_rss_mb": None if memory is None else {"peak": round(memory.peak_mb, 1),
                                                       "current": round(memory.rss_mb, 1)},
         "stages_us": stage_us_per_event(stages.get("before"), stages.get("after_throughput")),
-    }
-    assert tuple(result) == RESULT_KEYS
-    if run is not None and run.startup:
         # from the worker process's start (imports included): catalog read, model served,
         # /health ready; the two steps overlap in the worker (see startup_log)
-        result["worker_startup_s"] = run.startup
+        "worker_startup_s": run.startup if run is not None and run.startup else None,
+    }
+    assert tuple(result) == RESULT_KEYS
     if run is not None and run.curve:
         result.update(latency_curve_result(run))
     return result
