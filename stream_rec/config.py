@@ -354,6 +354,11 @@ class Settings:
     session_graph_steps: int = _setting(
         1, "Propagation steps over the session's item-transition graph (0 = attention only).",
         _integer(at_least=0))
+    session_graph_star: bool = _setting(
+        False, "A star node joined to every item of the session graph (SGNN-HN).", _BOOLEAN)
+    session_graph_highway: bool = _setting(
+        False, "A highway gate between the item vectors before and after the session graph"
+        " (SGNN-HN).", _BOOLEAN)
     cold_item_rate: float = _setting(
         0.1, "Share of items treated as unknown per step, so attributes learn to score them.",
         _fraction(below_one=True))

@@ -97,11 +97,15 @@ class SessionAttention(keras.layers.Layer):
     """
 
     def __init__(self, dim: int, max_history: int, dropout: float = 0.0,
-                 **kwargs: Any) -> None:
+                 with_context: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.dim = dim
         self.max_history = max_history
         self.dropout = dropout
+        self.with_context = bool(with_context)
+        # A session-level vector (the session graph's star node) steering the attention.
+        self.w_context = (keras.layers.Dense(dim, use_bias=False, name="w_context")
+                          if self.with_context else None)
         self.w_last = keras.layers.Dense(dim, use_bias=False, name="w_last")
         self.w_item = keras.layers.Dense(dim, use_bias=True, name="w_item")
         self.q = keras.layers.Dense(1, use_bias=False, name="q")
@@ -118,16 +122,21 @@ class SessionAttention(keras.layers.Layer):
         self.w_item.build((None, None, self.dim))
         self.q.build((None, None, self.dim))
         self.w_out.build((None, 2 * self.dim))
+        if self.w_context is not None:
+            self.w_context.build((None, self.dim))
         super().build(input_shape)
 
     def call(self, vectors: tf.Tensor, events: tf.Tensor, mask: tf.Tensor,
-             training: bool = False) -> tf.Tensor:
+             training: bool = False, context: tf.Tensor | None = None) -> tf.Tensor:
         x = vectors + tf.gather(self.events, events)
         x = self.drop(x, training=training) * mask[..., None]
         length = tf.shape(x)[1]
         steps_back = tf.minimum(tf.range(length - 1, -1, -1), self.max_history - 1)
         last = x[:, -1]
-        hidden = tf.sigmoid(self.w_last(last)[:, None, :]
+        steer = self.w_last(last)
+        if self.w_context is not None and context is not None:
+            steer = steer + self.w_context(context)
+        hidden = tf.sigmoid(steer[:, None, :]
                             + self.w_item(x + tf.gather(self.positions, steps_back)[None]))
         alpha = self.q(hidden) * mask[..., None]
         pooled = tf.reduce_sum(alpha * x, axis=1)
@@ -135,7 +144,7 @@ class SessionAttention(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "dim": self.dim, "max_history": self.max_history,
-                "dropout": self.dropout}
+                "dropout": self.dropout, "with_context": self.with_context}
 
 
 class EventGate(keras.layers.Layer):
@@ -168,7 +177,8 @@ class FusionCore(keras.layers.Layer):
 
     def __init__(self, n_item_indices: int, attribute_sizes: list[int], dim: int,
                  max_history: int, scale: float, dropout: float = 0.0, use_content: bool = True,
-                 graph_steps: int = 0, **kwargs: Any) -> None:
+                 graph_steps: int = 0, graph_star: bool = False,
+                 graph_highway: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.n_item_indices = n_item_indices
         self.attribute_sizes = [int(s) for s in attribute_sizes]
@@ -178,10 +188,15 @@ class FusionCore(keras.layers.Layer):
         self.dropout = dropout
         self.use_content = bool(use_content and attribute_sizes)
         self.graph_steps = int(graph_steps)
+        self.graph_star = bool(graph_star and self.graph_steps > 0)
+        self.graph_highway = bool(graph_highway and self.graph_steps > 0)
         self.items = ItemTower(n_item_indices, dim, name="item_tower")
-        self.graph = (SessionGraph(dim, self.graph_steps, name="session_graph")
+        self.graph = (SessionGraph(dim, self.graph_steps, self.graph_star, self.graph_highway,
+                                   name="session_graph")
                       if self.graph_steps > 0 else None)
-        self.collab_attention = SessionAttention(dim, max_history, dropout, name="collab_attn")
+        self.collab_attention = SessionAttention(dim, max_history, dropout,
+                                                 with_context=self.graph_star,
+                                                 name="collab_attn")
         self.gate = EventGate(2 if self.use_content else 1, name="event_gate")
         if self.use_content:
             self.content = ContentTower(self.attribute_sizes, dim, name="content_tower")
@@ -207,9 +222,10 @@ class FusionCore(keras.layers.Layer):
         items, events = inputs["history_items"], inputs["history_events"]
         mask = tf.cast(items > 0, tf.float32)
         vectors = self.items(items)
+        star = None
         if self.graph is not None:
-            vectors = self.graph(vectors, items)
-        user = self.collab_attention(vectors, events, mask, training=training)
+            vectors, star = self.graph.propagate(vectors, items)
+        user = self.collab_attention(vectors, events, mask, training=training, context=star)
         content_user = None
         if self.use_content:
             attrs = inputs["history_attributes"]
@@ -262,7 +278,8 @@ class FusionCore(keras.layers.Layer):
                 "attribute_sizes": self.attribute_sizes, "dim": self.dim,
                 "max_history": self.max_history, "scale": self.scale,
                 "dropout": self.dropout, "use_content": self.use_content,
-                "graph_steps": self.graph_steps}
+                "graph_steps": self.graph_steps, "graph_star": self.graph_star,
+                "graph_highway": self.graph_highway}
 
 
 def input_names(use_content: bool) -> list[str]:

@@ -19,10 +19,22 @@ layer is a handful of batched matmuls that export to ONNX without loops or scatt
 
 Positions holding the same item receive identical messages, so they stay identical: the
 result is exactly the node-level computation, broadcast back to the sequence.
+
+Two optional parts from SGNN-HN (Pan et al. 2020), each behind its own switch so that it is
+measured on its own:
+
+- ``star``: a star node joined to every item of the session carries the session's overall
+  context to items that no transition links. It starts as the mean of the item vectors; after
+  each step every item takes a share ``sigmoid(q(h_i) . k(s) / sqrt(D))`` of it, and it is
+  read again as the attention-weighted sum of the items. It also steers the readout
+  (``SessionAttention``'s ``context``).
+- ``highway``: the output is ``g * h_0 + (1 - g) * h_L`` with ``g = sigmoid(W [h_0 ; h_L])``,
+  so more steps cannot wash out what the item's own embedding says.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import keras
@@ -50,25 +62,51 @@ def _normalise_rows(weights: tf.Tensor) -> tf.Tensor:
 class SessionGraph(keras.layers.Layer):
     """(B, L, D) item vectors + (B, L) item indices -> (B, L, D) propagated vectors."""
 
-    def __init__(self, dim: int, steps: int = 1, **kwargs: Any) -> None:
+    def __init__(self, dim: int, steps: int = 1, star: bool = False, highway: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.dim = dim
         self.steps = steps
+        self.star = bool(star)
+        self.highway = bool(highway)
         self.edge_in = keras.layers.Dense(dim, name="edge_in")
         self.edge_out = keras.layers.Dense(dim, name="edge_out")
         self.gate_in = keras.layers.Dense(3 * dim, name="gate_in")
         self.gate_hidden = keras.layers.Dense(3 * dim, name="gate_hidden")
+        if self.star:
+            self.item_query = keras.layers.Dense(dim, use_bias=False, name="item_query")
+            self.star_key = keras.layers.Dense(dim, use_bias=False, name="star_key")
+            self.item_key = keras.layers.Dense(dim, use_bias=False, name="item_key")
+            self.star_query = keras.layers.Dense(dim, use_bias=False, name="star_query")
+        if self.highway:
+            self.highway_gate = keras.layers.Dense(dim, name="highway_gate")
 
     def build(self, input_shape: Any = None) -> None:
         self.edge_in.build((None, None, self.dim))
         self.edge_out.build((None, None, self.dim))
         self.gate_in.build((None, None, 2 * self.dim))
         self.gate_hidden.build((None, None, self.dim))
+        if self.star:
+            for layer in (self.item_query, self.star_key, self.item_key, self.star_query):
+                layer.build((None, None, self.dim))
+        if self.highway:
+            self.highway_gate.build((None, None, 2 * self.dim))
         super().build(input_shape)
 
     def call(self, vectors: tf.Tensor, items: tf.Tensor) -> tf.Tensor:
+        return self.propagate(vectors, items)[0]
+
+    def propagate(self, vectors: tf.Tensor, items: tf.Tensor
+                  ) -> tuple[tf.Tensor, tf.Tensor | None]:
+        """(propagated vectors (B, L, D), the star node (B, D) or None without ``star``)."""
         incoming, outgoing = transition_matrices(items)
+        mask = tf.cast(items > 0, vectors.dtype)[..., None]
         hidden = vectors
+        star = None
+        if self.star:
+            star = (tf.reduce_sum(vectors * mask, axis=1)
+                    / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0))
+        root_d = math.sqrt(self.dim)
         for _ in range(self.steps):
             message = tf.concat([tf.matmul(incoming, self.edge_in(hidden)),
                                  tf.matmul(outgoing, self.edge_out(hidden))], axis=-1)
@@ -78,7 +116,20 @@ class SessionGraph(keras.layers.Layer):
             update = tf.sigmoid(in_z + h_z)
             candidate = tf.tanh(in_n + reset * h_n)
             hidden = candidate + update * (hidden - candidate)
-        return hidden
+            if star is not None:
+                share = tf.sigmoid(tf.reduce_sum(
+                    self.item_query(hidden) * self.star_key(star)[:, None, :], axis=-1,
+                    keepdims=True) / root_d)
+                hidden = hidden + share * (star[:, None, :] - hidden)
+                logits = tf.reduce_sum(self.item_key(hidden) * self.star_query(star)[:, None, :],
+                                       axis=-1, keepdims=True) / root_d
+                weights = tf.nn.softmax(logits + (mask - 1.0) * 1e9, axis=1)
+                star = tf.reduce_sum(weights * hidden, axis=1)
+        if self.highway:
+            gate = tf.sigmoid(self.highway_gate(tf.concat([vectors, hidden], axis=-1)))
+            hidden = hidden + gate * (vectors - hidden)
+        return hidden, star
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "dim": self.dim, "steps": self.steps}
+        return {**super().get_config(), "dim": self.dim, "steps": self.steps,
+                "star": self.star, "highway": self.highway}

@@ -49,6 +49,8 @@ class TrainConfig:
     scale: float = 16.0
     dropout: float = 0.1
     graph_steps: int = 1
+    graph_star: bool = False
+    graph_highway: bool = False
     cold_item_rate: float = 0.1
     price_buckets: int = 10
     min_item_count: int = 1
@@ -67,6 +69,8 @@ class TrainConfig:
                      dim=settings.embedding_dim, max_history=settings.max_history,
                      scale=settings.score_scale, dropout=settings.dropout,
                      graph_steps=settings.session_graph_steps,
+                     graph_star=settings.session_graph_star,
+                     graph_highway=settings.session_graph_highway,
                      cold_item_rate=settings.cold_item_rate,
                      price_buckets=settings.price_buckets,
                      min_item_count=settings.min_item_count,
@@ -127,7 +131,7 @@ def train_model(dataset: Dataset, config: TrainConfig, warm: ModelArtifact | Non
         raise UserError(f"{dataset.name}: no training session has two or more events")
     core = FusionCore(vocab.n_item_indices, vocab.attribute_sizes(), config.dim,
                       config.max_history, config.scale, config.dropout, use_content,
-                      config.graph_steps)
+                      config.graph_steps, config.graph_star, config.graph_highway)
     core.build(None)
     if warm is not None:
         copied = warm_start(core, vocab, warm)

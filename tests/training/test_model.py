@@ -198,6 +198,27 @@ def test_user_embedding_ranks_like_the_collaborative_branch(tmp_path):
     np.testing.assert_allclose(ratio, ratio[0, 0], rtol=1e-3)
 
 
+def test_star_node_and_highway_export_and_serve(tmp_path):
+    """SGNN-HN's parts pass the export checks (ONNX parity, retrieval rows), the worker's cut
+    of the graph, and change what the model computes."""
+    from training.export import export_artifact
+    from training.train import TrainConfig, train_model
+
+    shop = make_shop(n_items=100, n_train=300, n_test=20)
+    config = TrainConfig(**{**SMALL, "epochs": 1, "graph_star": True, "graph_highway": True})
+    result = train_model(shop, config, progress=lambda line: None)
+    names = {w.path for w in result.core.weights}
+    assert any("star_query" in n for n in names) and any("highway_gate" in n for n in names)
+    export_artifact(result, tmp_path / "v", {"version": "v"})
+    model = load_served_model(tmp_path / "v")
+    assert model.scorer.split
+    histories = [[(e.item_id, e.event_type) for e in s.events[:4]] for s in shop.test[:8]]
+    vocab = [str(i) for i in model.item_ids]
+    scores = model.score(histories, [vocab] * len(histories), shop.items)
+    np.testing.assert_allclose(model.query_vectors(histories, shop.items) @ model.item_vectors.T,
+                               scores, rtol=1e-4, atol=1e-4)
+
+
 def test_artifact_layout_and_tampering(trained):
     _, folder = trained
     art = load_artifact(folder)

@@ -49,12 +49,27 @@ def test_messages_equal_the_node_level_graph(seed: int) -> None:
         assert not incoming[row, padded].any() and not incoming[row, :, padded].any()
 
 
-def test_positions_of_one_item_stay_identical() -> None:
+@pytest.mark.parametrize("star, highway", [(False, False), (True, False), (False, True),
+                                           (True, True)])
+def test_positions_of_one_item_stay_identical(star: bool, highway: bool) -> None:
     items = tf.constant([[0, 4, 5, 4, 6, 4]], dtype=tf.int64)
-    layer = SessionGraph(dim=8, steps=2)
+    layer = SessionGraph(dim=8, steps=2, star=star, highway=highway)
     layer.build(None)
     table = tf.random.normal((7, 8), seed=3)
     out = layer(tf.gather(table, items), items).numpy()[0]
     np.testing.assert_allclose(out[1], out[3], atol=1e-6)
     np.testing.assert_allclose(out[1], out[5], atol=1e-6)
     assert not np.allclose(out[1], out[2])
+
+
+def test_padding_does_not_reach_the_star_node() -> None:
+    """Left padding is not part of the session: the star node's mean and attention skip it."""
+    layer = SessionGraph(dim=8, steps=2, star=True, highway=True)
+    layer.build(None)
+    table = tf.random.normal((7, 8), seed=5)
+    short = tf.constant([[4, 5, 4, 6]], dtype=tf.int64)
+    padded = tf.constant([[0, 0, 4, 5, 4, 6]], dtype=tf.int64)
+    out_short, star_short = layer.propagate(tf.gather(table, short), short)
+    out_padded, star_padded = layer.propagate(tf.gather(table, padded), padded)
+    np.testing.assert_allclose(out_padded.numpy()[0, 2:], out_short.numpy()[0], atol=1e-5)
+    np.testing.assert_allclose(star_padded.numpy(), star_short.numpy(), atol=1e-5)
