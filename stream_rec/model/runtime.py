@@ -27,6 +27,7 @@ class ServedModel:
         self.version = artifact.version
         self.item_ids: NDArray[Any] = np.asarray(artifact.item_ids, dtype=object)
         self.item_vectors = artifact.item_embeddings
+        self.item_vectors_and_zero = artifact.item_embeddings_and_zero()
         self.features = FeatureBuilder(artifact)
         self.scorer = OnnxScorer(artifact.model_path, threads=threads)
         if self.scorer.split and len(self.item_ids):

@@ -65,12 +65,14 @@ class ExactRetrieval:
     def propose(self, queries: NDArray[np.float32], table: ItemTable, n: int
                 ) -> NDArray[np.int64]:
         """See ``CandidateSource.propose``."""
-        available, vectors_t = table.available_vocab()
-        n = min(n, len(available))
-        if not n:
+        vectors_t, blocked = table.retrieval_matrix()
+        n = min(n, vectors_t.shape[1] - len(blocked))
+        if n <= 0:
             return np.empty((len(queries), 0), dtype=np.int64)
         sims = queries @ vectors_t  # (B, N): the whole catalog, one matmul for the batch
-        return available[top_n(sims, n)]
+        if len(blocked):
+            sims[:, blocked] = -np.inf  # out of stock or delisted: never among the top n
+        return top_n(sims, n)  # columns are positions
 
 
 class TrendingItems:

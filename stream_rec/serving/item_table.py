@@ -6,11 +6,17 @@ needs per candidate — model input index, attribute indices, category code, tie
 availability, vector — is a gather from these arrays, so no Python loop runs per candidate.
 The arrays are built with the model's own feature code (``FeatureBuilder``), the code offline
 evaluation uses, so online and offline inputs cannot drift apart.
+
+The catalog changes all the time and the table is large (a million items of 100 floats is
+400 MB), so no change copies it whole: arrays grow by doubling their capacity, retrieval's
+(D, N) matrix gains columns for new items in place, and an item that goes out of stock is
+masked in the retrieval scores instead of being cut out of the matrix.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -33,16 +39,22 @@ class ItemTable:
         self.position: dict[str, int] = {item: pos for pos, item in enumerate(vocab)}
         self.n_vocab = len(vocab)
         features = model.features
-        self.model_index = model.artifact.item_index(vocab)
-        self.attributes = features.attributes_of(vocab, catalog)
-        self.keys = stable_item_keys(vocab)
-        self.category = np.full(len(vocab), -1, dtype=np.int64)
-        self.unavailable = np.zeros(len(vocab), dtype=bool)
+        # Each per-position array is a view of the first len(ids) rows of a buffer that
+        # doubles when full, so appending catalog-only items costs amortised O(1) each.
+        self._buffers: dict[str, NDArray[Any]] = {}
+        self.model_index = self._start("model_index", model.artifact.item_index(vocab))
+        self.attributes = self._start("attributes", features.attributes_of(vocab, catalog))
+        self.keys = self._start("keys", stable_item_keys(vocab))
+        self.category = self._start("category", np.full(len(vocab), -1, dtype=np.int64))
+        self.unavailable = self._start("unavailable", np.zeros(len(vocab), dtype=bool))
         self.category_codes: dict[str, int] = {}
-        self._available: tuple[NDArray[np.int64], NDArray[np.float32]] | None = None
-        self._norms: tuple[object, NDArray[np.float32]] | None = None
+        # Retrieval's matrix, column p = position p, built at the first lookup (see
+        # ``retrieval_matrix``); the positions it must not return; column norms.
+        self._columns: NDArray[np.float32] | None = None
+        self._blocked: NDArray[np.int64] | None = None
+        self._norms: NDArray[np.float32] | None = None
+        self._stale_columns: list[int] = []  # catalog-only positions whose column is out of date
         self._id_array: NDArray[np.object_] | None = None
-        self._vectors_and_zero: NDArray[np.float32] | None = None
         self._new_items: list[int] = []  # catalog-only positions, oldest first
         # Catalog-only items join retrieval when the model can build their rows from their
         # attributes (fused retrieval with the content branch: ServedModel.catalog_rows).
@@ -57,6 +69,21 @@ class ItemTable:
         for item_id in delisted:
             self.delist(item_id)
 
+    def _start(self, name: str, values: NDArray[Any]) -> NDArray[Any]:
+        self._buffers[name] = values
+        return values
+
+    def _grown(self, name: str, row: Any) -> NDArray[Any]:
+        """The view of ``name`` with ``row`` appended (the buffer doubles when full)."""
+        used = len(self.ids) - 1  # the new id is already in ``ids``
+        buffer = self._buffers[name]
+        if used == len(buffer):
+            bigger = np.empty((max(2 * used, 64),) + buffer.shape[1:], dtype=buffer.dtype)
+            bigger[:used] = buffer[:used]
+            buffer = self._buffers[name] = bigger
+        buffer[used] = row
+        return buffer[:used + 1]
+
     # -- catalog changes ---------------------------------------------------------------------
     def upsert(self, item: CatalogItem, catalog: dict[str, CatalogItem]) -> None:
         pos = self.position.get(item.item_id)
@@ -64,7 +91,7 @@ class ItemTable:
             pos = self._append(item, catalog)
         elif pos >= self.n_vocab:
             self.attributes[pos] = self.model.features.attributes_of([item.item_id], catalog)[0]
-            self._catalog_changed()
+            self._column_changed(pos)
         self.category[pos] = self._code(item.category)
         self._set_unavailable(pos, not item.in_stock)
 
@@ -77,30 +104,25 @@ class ItemTable:
         pos = len(self.ids)
         self.ids.append(item.item_id)
         self.position[item.item_id] = pos
-        oov = self.model.artifact.item_index([item.item_id])
-        self.model_index = np.concatenate([self.model_index, oov])
-        attrs = self.model.features.attributes_of([item.item_id], catalog)
-        self.attributes = np.concatenate([self.attributes, attrs])
-        self.keys = np.concatenate([self.keys, stable_item_keys([item.item_id])])
-        self.category = np.append(self.category, -1)
-        self.unavailable = np.append(self.unavailable, False)
+        self.model_index = self._grown("model_index",
+                                       self.model.artifact.item_index([item.item_id])[0])
+        self.attributes = self._grown(
+            "attributes", self.model.features.attributes_of([item.item_id], catalog)[0])
+        self.keys = self._grown("keys", stable_item_keys([item.item_id])[0])
+        self.category = self._grown("category", np.int64(-1))
+        self.unavailable = self._grown("unavailable", np.bool_(False))
         self._new_items.append(pos)
-        self._catalog_changed()
+        self._column_changed(pos)
         return pos
+
+    def _column_changed(self, pos: int) -> None:
+        if self._catalog_retrieval:  # its retrieval column is rebuilt at the next lookup
+            self._stale_columns.append(pos)
 
     def _set_unavailable(self, pos: int, gone: bool) -> None:
         if self.unavailable[pos] != gone:
             self.unavailable[pos] = gone
-            if pos < self.n_vocab:
-                self._available = None
-            else:
-                self._catalog_changed()
-
-    def _catalog_changed(self) -> None:
-        """A catalog-only item came, went or changed: rebuild the retrieval matrix at the next
-        lookup (once per batch however many changed) when catalog-only items are in it."""
-        if self._catalog_retrieval:
-            self._available = None
+            self._blocked = None
 
     def _code(self, category: str | None) -> int:
         if category is None:
@@ -108,34 +130,57 @@ class ItemTable:
         return self.category_codes.setdefault(category, len(self.category_codes))
 
     # -- lookups for the hot path ----------------------------------------------------------
-    def available_vocab(self) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
-        """Positions that may be recommended, and their retrieval vectors as a contiguous
-        (D, N) matrix for the retrieval matmul (rebuilt only after a change): the vocabulary,
-        and catalog-only items too when the model builds their rows from their attributes.
+    def retrieval_matrix(self) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """(D, n) retrieval vectors of positions ``0..n-1``, and the positions among them that
+        may not be recommended now (out of stock or delisted: mask their scores). The columns
+        are the vocabulary, then the catalog-only items when the model builds their rows from
+        their attributes.
 
         Stored transposed: ``queries @ vectors_t`` ran ~8 % faster than ``queries @ vectors.T``
-        on a (D, N) view (OpenBLAS, 43,097 x 100, batches of 32 to 256)."""
-        if self._available is None:
-            positions = np.flatnonzero(~self.unavailable[: self.n_vocab])
-            vectors = self.model.item_vectors[positions]
-            if self._catalog_retrieval and len(self.ids) > self.n_vocab:
-                extra = self.n_vocab + np.flatnonzero(~self.unavailable[self.n_vocab:])
-                rows = self.model.catalog_rows(self.attributes[extra])
-                if rows is not None and len(extra):
-                    positions = np.concatenate([positions, extra])
-                    vectors = np.concatenate([vectors, rows])
-            self._available = (positions, np.ascontiguousarray(vectors.T))
-        return self._available
+        on a (D, N) view (OpenBLAS, 43,097 x 100, batches of 32 to 256). Once built, it only
+        gains or rewrites the columns of catalog-only items (a batch's changes at once)."""
+        n = len(self.ids) if self._catalog_retrieval else self.n_vocab
+        columns = self._columns
+        if columns is None or n > columns.shape[1]:
+            columns = self._columns = self._columns_for(n)
+        if self._stale_columns:
+            stale = np.unique(np.asarray(self._stale_columns, dtype=np.int64))
+            stale = stale[stale < n]
+            self._stale_columns = []
+            if len(stale):
+                rows = self.model.catalog_rows(self.attributes[stale])
+                if rows is not None:
+                    columns[:, stale] = rows.T
+                    self._norms = None
+        if self._blocked is None:
+            self._blocked = np.flatnonzero(self.unavailable[:n])
+        return columns[:, :n], self._blocked
 
-    def available_norms(self) -> NDArray[np.float32]:
-        """The norms of ``available_vocab``'s vectors (1 where a vector is zero), for cosine
-        similarity; computed once per availability change."""
-        available = self.available_vocab()
-        if self._norms is None or self._norms[0] is not available:
-            norms = np.linalg.norm(available[1], axis=0).astype(np.float32)
+    def _columns_for(self, n: int) -> NDArray[np.float32]:
+        """A (D, capacity) buffer holding the current columns, with room for as many
+        catalog-only items again (at least 1,024)."""
+        vectors = self.model.item_vectors
+        room = 2 * max(n - self.n_vocab, 512) if self._catalog_retrieval else 0
+        capacity = self.n_vocab + room
+        columns = np.zeros((vectors.shape[1], capacity), dtype=np.float32)
+        columns[:, : self.n_vocab] = vectors.T
+        old = self._columns
+        if old is not None:  # catalog-only columns already built
+            columns[:, self.n_vocab: old.shape[1]] = old[:, self.n_vocab:]
+        elif self._catalog_retrieval:
+            self._stale_columns = list(range(self.n_vocab, n))
+        self._norms = None
+        return columns
+
+    def retrieval_norms(self) -> NDArray[np.float32]:
+        """The norms of ``retrieval_matrix``'s columns (1 where a column is zero), for cosine
+        similarity; computed again only after columns were written."""
+        columns, _ = self.retrieval_matrix()
+        if self._norms is None or len(self._norms) < columns.shape[1]:
+            norms = np.linalg.norm(columns, axis=0).astype(np.float32)
             norms[norms == 0] = 1.0
-            self._norms = (available, norms)
-        return self._norms[1]
+            self._norms = norms
+        return self._norms[: columns.shape[1]]
 
     def new_items(self, n: int) -> list[int]:
         """The n newest catalog-only items that may be recommended, newest first."""
@@ -162,9 +207,6 @@ class ItemTable:
     def vectors(self, positions: NDArray[np.int64]) -> PoolVectors:
         """Item vectors for diversity, gathered when read; catalog-only items (and padding)
         get zeros."""
-        if self._vectors_and_zero is None:  # the model's vectors and one zero row after them
-            vectors = self.model.item_vectors
-            self._vectors_and_zero = np.concatenate(
-                [vectors, np.zeros((1, vectors.shape[1]), dtype=vectors.dtype)])
+        rows = self.model.item_vectors_and_zero  # the zero row is at n_vocab
         inside = (positions >= 0) & (positions < self.n_vocab)
-        return PoolVectors(self._vectors_and_zero, np.where(inside, positions, self.n_vocab))
+        return PoolVectors(rows, np.where(inside, positions, self.n_vocab))

@@ -281,14 +281,8 @@ def similar_items(recommender: Recommender, item_id: str, n: int,
 def _nearest(recommender: Recommender, item_id: str, in_stock: bool) -> Pool:
     table, scorer = recommender.table, recommender.scorer
     assert table is not None and scorer is not None
-    if in_stock:  # the matrix retrieval uses: available items only
-        available, vectors_t = table.available_vocab()
-        norms = table.available_norms()
-    else:  # out-of-stock items too (delisted ones are filtered out afterwards)
-        vectors_t = table.model.item_vectors.T
-        available = np.arange(table.n_vocab)
-        norms = np.linalg.norm(vectors_t, axis=0)
-        norms[norms == 0] = 1.0
+    vectors_t, blocked = table.retrieval_matrix()  # the matrix retrieval uses
+    norms = table.retrieval_norms()
     position = table.position.get(item_id, -1)
     if 0 <= position < table.n_vocab:
         query = table.model.item_vectors[position].astype(np.float32)
@@ -296,12 +290,15 @@ def _nearest(recommender: Recommender, item_id: str, in_stock: bool) -> Pool:
         queries = scorer.queries([[(item_id, TYPE_CODE["view"])]], recommender.catalog.items)
         query = np.asarray(queries.embedding[0], dtype=np.float32)
     sims = (query @ vectors_t) / (norms * (float(np.linalg.norm(query)) or 1.0))
+    if in_stock:  # else out-of-stock items too (delisted ones are filtered out afterwards)
+        sims[blocked] = -np.inf
     width = min(SIMILAR_POOL + 1, len(sims))
     if not width:
         return Pool((), np.zeros(0, dtype=np.float32), "")
     top = np.argpartition(-sims, width - 1)[:width]
     top = top[np.argsort(-sims[top], kind="stable")]
-    ids = tuple(table.ids[p] for p in available[top])
+    top = top[np.isfinite(sims[top])]
+    ids = tuple(table.ids[p] for p in top)
     return Pool(ids, sims[top].astype(np.float32), "0" * len(ids))
 
 

@@ -20,8 +20,8 @@ SAMPLE_PER_PICK = 16  # sample size, in multiples of n: larger = tighter thresho
 def top_n(scores: NDArray[np.floating], n: int) -> NDArray[np.int64]:
     """(B, n) column indices of each row's n largest scores, best first.
 
-    Scores must be finite. Ties at the n-th place are broken arbitrarily (as by
-    ``argpartition``).
+    Scores must be finite or -inf (a masked column), with at least n finite ones per row.
+    Ties at the n-th place are broken arbitrarily (as by ``argpartition``).
     """
     n_rows, n_cols = scores.shape
     if not 0 < n <= n_cols:

@@ -1,0 +1,78 @@
+"""The serving item table: growth by appending, availability as a mask, the zero row."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from stream_rec.core.catalog import CatalogItem, parse_catalog_item
+from stream_rec.rerank import stable_item_keys
+from stream_rec.serving.candidates import ExactRetrieval
+from stream_rec.serving.item_table import ItemTable
+from tests.unit.test_pools import MODEL_ITEMS, random_vectors, served_model
+
+
+def _item(item_id: str, category: str, in_stock: bool = True) -> CatalogItem:
+    return parse_catalog_item(item_id, json.dumps({"category": category,
+                                                   "in_stock": in_stock}).encode())
+
+
+def test_many_catalog_only_items_keep_every_array_in_line(tmp_path: Path) -> None:
+    model = served_model(tmp_path / "m", random_vectors(1))
+    catalog = {i: _item(i, "c0") for i in MODEL_ITEMS}
+    table = ItemTable(model, catalog)
+    new = [f"new-{n}" for n in range(300)]  # several doublings of the buffers
+    for n, item_id in enumerate(new):
+        catalog[item_id] = _item(item_id, f"c{n % 7}", in_stock=n % 5 != 0)
+        table.upsert(catalog[item_id], catalog)
+    size = len(MODEL_ITEMS) + len(new)
+    assert len(table.ids) == size
+    for array in (table.model_index, table.attributes, table.keys, table.category,
+                  table.unavailable):
+        assert len(array) == size
+    positions = np.array([table.position[i] for i in new])
+    np.testing.assert_array_equal(table.keys[positions], stable_item_keys(new))
+    np.testing.assert_array_equal(table.unavailable[positions],
+                                  [n % 5 == 0 for n in range(len(new))])
+    codes = [table.category_codes[f"c{n % 7}"] for n in range(len(new))]
+    np.testing.assert_array_equal(table.category[positions], codes)
+    assert (table.model_index[positions] == model.artifact.item_index(["never-seen"])[0]).all()
+    # The newest first, out-of-stock ones left out.
+    assert table.new_items(3) == [table.position[i] for i in ("new-299", "new-298", "new-297")]
+
+
+def test_retrieval_never_returns_an_unavailable_item_and_takes_it_back(tmp_path: Path) -> None:
+    vectors = random_vectors(2)
+    model = served_model(tmp_path / "m", vectors)
+    catalog = {i: _item(i, "c0") for i in MODEL_ITEMS}
+    table = ItemTable(model, catalog)
+    query = vectors[3:4] * 5.0
+    retrieval = ExactRetrieval()
+    everything = retrieval.propose(query, table, len(MODEL_ITEMS))[0]
+    assert everything[0] == 3 and sorted(everything) == list(range(len(MODEL_ITEMS)))
+    table.upsert(_item("i3", "c0", in_stock=False), catalog)
+    table.delist("i7")
+    open_now = retrieval.propose(query, table, len(MODEL_ITEMS))[0]
+    assert sorted(open_now) == sorted(set(range(len(MODEL_ITEMS))) - {3, 7})
+    assert list(open_now) == [p for p in everything if p not in (3, 7)]  # same order
+    table.upsert(_item("i3", "c0"), catalog)
+    assert retrieval.propose(query, table, 1)[0][0] == 3
+    matrix, blocked = table.retrieval_matrix()
+    assert matrix.shape == (vectors.shape[1], len(MODEL_ITEMS)) and list(blocked) == [7]
+    np.testing.assert_allclose(matrix, vectors.T)  # the vocabulary, no copy per change
+
+
+def test_diversity_vectors_are_the_models_and_zero_for_catalog_only_items(tmp_path: Path
+                                                                           ) -> None:
+    vectors = random_vectors(3)
+    model = served_model(tmp_path / "m", vectors)
+    catalog = {i: _item(i, "c0") for i in MODEL_ITEMS} | {"extra": _item("extra", "c1")}
+    table = ItemTable(model, catalog)
+    positions = np.array([[0, table.position["extra"], -1, 9]])
+    got = np.asarray(table.vectors(positions))
+    np.testing.assert_allclose(got[0, [0, 3]], vectors[[0, 9]])
+    assert not got[0, 1].any() and not got[0, 2].any()
+    # The zero row lives beside the model's own vectors: no second copy of the table.
+    assert np.shares_memory(model.item_vectors, model.item_vectors_and_zero)
