@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -115,21 +115,32 @@ class Recommender:
         # of those arms (version -> scorer and item table); swapped whole, like ``model``.
         self.arm_models: dict[str, tuple[Scorer, ItemTable]] = {}
 
-    def swap_model(self, model: ServedModel | None) -> None:
-        """Serve ``model`` from the next batch on; builds its item table first."""
-        table = None if model is None else ItemTable(model, self.catalog.items,
-                                                     self.catalog.delisted)
+    def item_table_for(self, model: ServedModel) -> ItemTable:
+        """``model``'s item table over the current catalog, its retrieval matrix built.
+
+        Seconds at a million items: the worker calls it on a helper thread while it holds
+        catalog changes back (``WorkerRuntime.catalog_held``), then swaps on the event loop."""
+        table = ItemTable(model, self.catalog.items, self.catalog.delisted)
+        table.retrieval_matrix()
+        return table
+
+    def swap_model(self, model: ServedModel | None, table: ItemTable | None = None) -> None:
+        """Serve ``model`` from the next batch on, with ``table`` (``item_table_for``; built
+        here when not given)."""
+        if model is not None and table is None:
+            table = self.item_table_for(model)
         scorer = None if model is None else ModelScorer(model)
-        self.model, self.scorer, self.table = model, scorer, table
+        self.model, self.scorer, self.table = model, scorer, None if model is None else table
         self._serve_learnt()
 
-    def set_arm_models(self, models: Sequence[ServedModel]) -> None:
+    def set_arm_models(self, models: Sequence[ServedModel],
+                       tables: Mapping[str, ItemTable] | None = None) -> None:
         """Serve these versions, beside the main model, to requests that ask for them; a
-        version already served keeps its item table."""
-        kept = self.arm_models
+        version already served keeps its item table, a new one gets ``tables[version]`` or
+        one built here."""
+        kept, tables = self.arm_models, tables or {}
         self.arm_models = {m.version: kept[m.version] if m.version in kept else
-                           (ModelScorer(m), ItemTable(m, self.catalog.items,
-                                                      self.catalog.delisted))
+                           (ModelScorer(m), tables.get(m.version) or self.item_table_for(m))
                            for m in models}
         self._serve_learnt()
 

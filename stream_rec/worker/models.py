@@ -28,6 +28,7 @@ from stream_rec.model import (
 )
 from stream_rec.model.artifact import MANIFEST, sha256_of
 from stream_rec.model.registry import is_version_name
+from stream_rec.serving.item_table import ItemTable
 from stream_rec.worker.heap import settle
 from stream_rec.worker.runtime import WorkerRuntime
 
@@ -109,7 +110,11 @@ async def swap_to(runtime: WorkerRuntime, version: str | None) -> bool:
         log.info("no model in registry %s yet: serving fallback lists",
                  runtime.settings.registry_dir)
         return False
-    runtime.recommender.swap_model(model)
+    # The item table (a Python pass over the catalog, seconds at a million items) is built
+    # off the event loop, the catalog held still meanwhile.
+    with runtime.catalog_held():
+        table = await asyncio.to_thread(runtime.recommender.item_table_for, model)
+        runtime.recommender.swap_model(model, table)
     metrics.model_swaps += 1
     metrics.model_version = model.version
     metrics.model_unservable = metrics.model_refusal = ""
@@ -179,6 +184,7 @@ async def serve_arm_models(runtime: WorkerRuntime) -> None:
     if wanted == sorted(served):
         return
     models: list[ServedModel] = []
+    tables: dict[str, ItemTable] = {}
     costs = dict(runtime.metrics.arm_model_bytes)
     for version in wanted:
         if version in served:
@@ -195,7 +201,12 @@ async def serve_arm_models(runtime: WorkerRuntime) -> None:
             continue
         models.append(model)
         costs[version] = max(0, resident_bytes() - before)
-    runtime.recommender.set_arm_models(models)
+    with runtime.catalog_held():
+        for model in models:
+            if model.version not in served:
+                tables[model.version] = await asyncio.to_thread(
+                    runtime.recommender.item_table_for, model)
+        runtime.recommender.set_arm_models(models, tables)
     runtime.metrics.arm_model_bytes = {m.version: costs.get(m.version, 0) for m in models}
     for model in models:
         log.info("serving model %s to its experiment arm beside %s (about %.1f MB more "

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 from aiokafka import ConsumerRecord
 from threadpoolctl import threadpool_limits
@@ -78,8 +79,8 @@ class WorkerRuntime:
         self._events: dict[str, asyncio.Event] = {}
         self._thread = (ThreadPoolExecutor(1, thread_name_prefix="recommend")
                         if settings.recommend_in_thread else None)
-        self._in_flight = False
-        self._deferred: list[ConsumerRecord] = []  # catalog records that arrived mid-batch
+        self._holds = 0  # catalog_held scopes open now
+        self._deferred: list[ConsumerRecord] = []  # catalog records that arrived meanwhile
         self._catalog_faults = OncePerInterval(60.0)  # one traceback per exception type
 
     async def recommend(self, requests: Sequence[RecRequest], clock: StageClock
@@ -89,16 +90,25 @@ class WorkerRuntime:
         errors = self.handler.errors
         if self._thread is None or not requests:
             return recommend_isolated(self.recommender, requests, clock, errors)
-        self._in_flight = True
-        try:
+        with self.catalog_held():
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._thread, recommend_isolated,
                                               self.recommender, requests, clock, errors)
+
+    @contextmanager
+    def catalog_held(self) -> Iterator[None]:
+        """Catalog records wait while a thread reads the catalog and item tables (a batch
+        being recommended, an item table being built); they are applied, in order, when the
+        last such scope ends."""
+        self._holds += 1
+        try:
+            yield
         finally:
-            self._in_flight = False
-            deferred, self._deferred = self._deferred, []
-            for record in deferred:
-                self.apply_catalog_record(record)
+            self._holds -= 1
+            if not self._holds:
+                deferred, self._deferred = self._deferred, []
+                for record in deferred:
+                    self.apply_catalog_record(record)
 
     def _event(self, name: str) -> asyncio.Event:
         # Created on first use so that it binds to the worker's running loop.
@@ -160,7 +170,7 @@ class WorkerRuntime:
         that stopped the feed would stop every worker at every start. A message that cannot be
         used is skipped, counted (``catalog_rejected``) and logged with where it is.
         """
-        if self._in_flight:
+        if self._holds:
             self._deferred.append(record)
             return
         try:
