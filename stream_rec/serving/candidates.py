@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 from stream_rec.core.trending import Trending
 from stream_rec.serving.item_table import ItemTable
 from stream_rec.serving.lists import REASON_NEW, REASON_SIMILAR, REASON_TRENDING
-from stream_rec.serving.retrieval import top_n
+from stream_rec.serving.retrieval import masked_top_n
 
 History = Sequence[tuple[str, int]]  # (raw item id, event type code), oldest first
 
@@ -69,10 +69,9 @@ class ExactRetrieval:
         n = min(n, vectors_t.shape[1] - len(blocked))
         if n <= 0:
             return np.empty((len(queries), 0), dtype=np.int64)
-        sims = queries @ vectors_t  # (B, N): the whole catalog, one matmul for the batch
-        if len(blocked):
-            sims[:, blocked] = -np.inf  # out of stock or delisted: never among the top n
-        return top_n(sims, n)  # columns are positions
+        # The whole catalog, matmuls for the batch; out-of-stock and delisted items are never
+        # among the top n. Columns are positions.
+        return masked_top_n(queries, vectors_t, blocked, n)
 
 
 class TrendingItems:

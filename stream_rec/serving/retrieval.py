@@ -62,3 +62,36 @@ def top_n(scores: NDArray[np.floating], n: int) -> NDArray[np.int64]:
 def _sorted_top(scores: NDArray[np.floating], top: NDArray[np.int64]) -> NDArray[np.int64]:
     order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
     return np.take_along_axis(top, order, axis=1).astype(np.int64)
+
+
+CHUNK_COLUMNS = 131_072  # columns scored at once: (B, 131,072) floats is 32 MB at B = 64
+
+
+def masked_top_n(queries: NDArray[np.float32], vectors_t: NDArray[np.float32],
+                 blocked: NDArray[np.int64], n: int, chunk: int = CHUNK_COLUMNS
+                 ) -> NDArray[np.int64]:
+    """``top_n(queries @ vectors_t, n)`` with the ``blocked`` columns left out (sorted column
+    indices; at least n columns must be open), without ever holding the whole (B, N) score
+    matrix: at a million items and 256 shoppers that is 1 GB, and a fresh allocation of that
+    size costs its page faults on every batch. Columns go through one reused buffer a chunk at
+    a time; each chunk's best n are kept and the best n of those returned."""
+    n_cols = vectors_t.shape[1]
+    if n_cols <= chunk:
+        sims = queries @ vectors_t
+        if len(blocked):
+            sims[:, blocked] = -np.inf
+        return top_n(sims, n)
+    buffer = np.empty((len(queries), chunk), dtype=np.float32)
+    kept_scores, kept_cols = [], []
+    for lo in range(0, n_cols, chunk):
+        hi = min(lo + chunk, n_cols)
+        sims = buffer if hi - lo == chunk else np.empty((len(queries), hi - lo), np.float32)
+        np.matmul(queries, vectors_t[:, lo:hi], out=sims)
+        inside = blocked[np.searchsorted(blocked, lo):np.searchsorted(blocked, hi)]
+        if len(inside):
+            sims[:, inside - lo] = -np.inf
+        top = top_n(sims, min(n, hi - lo))
+        kept_scores.append(np.take_along_axis(sims, top, axis=1))
+        kept_cols.append(top + lo)
+    scores, cols = np.concatenate(kept_scores, axis=1), np.concatenate(kept_cols, axis=1)
+    return np.take_along_axis(cols, top_n(scores, n), axis=1)

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream_rec.serving.retrieval import top_n
+from stream_rec.serving.retrieval import masked_top_n, top_n
 
 
 def assert_exact_top(scores: np.ndarray, got: np.ndarray, n: int) -> None:
@@ -44,3 +44,25 @@ def test_a_row_whose_sample_misleads_falls_back_to_an_exact_pick() -> None:
 def test_rejects_an_impossible_n() -> None:
     with pytest.raises(ValueError):
         top_n(np.zeros((2, 5), dtype=np.float32), 6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.integers(1, 5), cols=st.integers(1, 3000), dim=st.integers(1, 8),
+       n=st.integers(1, 80), chunk=st.integers(1, 1200), blocked_share=st.floats(0, 0.9),
+       seed=st.integers(0, 2**32 - 1), levels=st.sampled_from([3, 0]))
+def test_masked_top_n_by_chunks_is_the_top_n_of_the_open_columns(
+        rows: int, cols: int, dim: int, n: int, chunk: int, blocked_share: float, seed: int,
+        levels: int) -> None:
+    rng = np.random.default_rng(seed)
+    queries = rng.standard_normal((rows, dim)).astype(np.float32)
+    vectors_t = (rng.integers(0, levels, (dim, cols)) if levels  # ties across chunks
+                 else rng.standard_normal((dim, cols))).astype(np.float32)
+    blocked = np.flatnonzero(rng.random(cols) < blocked_share)
+    n = min(n, cols - len(blocked))
+    if n <= 0:
+        return
+    got = masked_top_n(queries, vectors_t, blocked, n, chunk=chunk)
+    assert not np.isin(got, blocked).any()
+    scores = queries @ vectors_t
+    scores[:, blocked] = -np.inf
+    assert_exact_top(scores, got, n)
