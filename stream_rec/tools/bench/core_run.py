@@ -16,6 +16,7 @@ from typing import Any
 from stream_rec.config import Settings, load_settings
 from stream_rec.errors import UserError
 from stream_rec.serving.recommender import Recommender
+from stream_rec.tools.bench.catalog_churn import catalog_churn
 from stream_rec.tools.bench.model import current_version, ensure_bench_model, training_record
 from stream_rec.tools.bench.startup_cost import (
     artifact_mb,
@@ -114,6 +115,9 @@ def run_bench_core(options: CoreOptions) -> dict[str, Any]:
                       progress=lambda done, _total: bar.update(done - bar.done))
     bar.close()
     after_run = memory_now()
+    one_batch = events[:batch]  # served again after each catalog change
+    churn = catalog_churn(recommender, lambda: run_core(
+        recommender, one_batch, batch=batch, warmup=0, config=batch_config(settings)))
     swap = None
     if options.hot_swap and registry is not None and version is not None:
         some = events[: 2 * batch]  # two batches: what the worker serves meanwhile
@@ -127,6 +131,7 @@ def run_bench_core(options: CoreOptions) -> dict[str, Any]:
         "rss_mb": {**start.rss_mb, "after_run": round(after_run.rss_mb, 1),
                    "peak_run": round(after_run.peak_mb, 1)},
         "hot_swap": swap,
+        "catalog_churn": churn,
     }
     if registry is not None and version is not None:
         out.update(_model_facts(registry, version))
