@@ -35,6 +35,7 @@ from training.train import TrainResult
 from training.warm_start import WEIGHTS_FILE, save_weights
 
 PARITY_TOLERANCE = 1e-4
+STAND_IN_ROWS = 3  # padding, the unknown item and one vocabulary item (export_onnx)
 SHAPES = {
     "history_items": ["batch", "history"],
     "history_events": ["batch", "history"],
@@ -114,6 +115,50 @@ def check_retrieval(model: Any, core: FusionCore, vectors: np.ndarray, attrs: np
                           f"|query . item - score| = {worst:.2e}")
 
 
+def export_onnx(core: FusionCore, path: Path) -> None:
+    """Write ``core`` as an ONNX model, its item table put in after the conversion.
+
+    Converting a model holds many copies of every weight (graph freezing and the converter's
+    optimiser passes each copy the graph): harmless for the small layers, out of memory for a
+    million-item table. So a copy of the model whose item table has only its first rows is
+    converted, and the real table then replaces that stand-in in the ONNX file. The table is
+    read by Gather ops only (``ItemTower``), so nothing else in the graph depends on its
+    length; the parity check that follows runs the written file against the real model.
+    """
+    table = core.items.table.numpy()
+    rows = min(STAND_IN_ROWS, core.n_item_indices)
+    stand_in = FusionCore.from_config({**core.get_config(), "n_item_indices": rows})
+    stand_in.build(None)
+    if len(stand_in.weights) != len(core.weights):
+        raise ExportError("the stand-in model does not have the model's weights")
+    for source, target in zip(core.weights, stand_in.weights, strict=True):
+        target.assign(table[:rows] if source is core.items.table else source.numpy())
+    small = build_model(stand_in)
+    small(random_inputs(stand_in, 2, 3, 4, False, 0))
+    with contextlib.redirect_stdout(sys.stderr):  # the exporter talks; keep stdout clean
+        small.export(str(path), format="onnx", verbose=False)
+    _put_item_table(path, table[:rows], table)
+
+
+def _put_item_table(path: Path, stand_in: np.ndarray, table: np.ndarray) -> None:
+    """Replace the stand-in item table in the ONNX file at ``path`` by ``table``."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph_model = onnx.load(str(path))
+    found = [init for init in graph_model.graph.initializer
+             if tuple(init.dims) == stand_in.shape
+             and np.array_equal(numpy_helper.to_array(init), stand_in)]
+    if len(found) != 1:
+        raise ExportError(f"expected one item table in the exported graph, found {len(found)}")
+    found[0].CopyFrom(numpy_helper.from_array(np.ascontiguousarray(table, dtype=np.float32),
+                                              found[0].name))
+    try:
+        onnx.save(graph_model, str(path))
+    except ValueError as exc:  # a protobuf file holds at most 2 GB
+        raise ExportError(f"the model does not fit one ONNX file: {exc}") from None
+
+
 def export_artifact(result: TrainResult, folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     """Write the artifact folder for ``result``; return the manifest written."""
     folder = Path(folder)
@@ -129,8 +174,7 @@ def _export(result: TrainResult, folder: Path, manifest: dict[str, Any]) -> dict
     core = result.core
     model = build_model(core)
     model(random_inputs(core, 2, 3, 4, False, 0))  # a reloaded model must be called once
-    with contextlib.redirect_stdout(sys.stderr):  # the exporter talks; keep stdout clean
-        model.export(str(folder / MODEL_FILE), format="onnx", verbose=False)
+    export_onnx(core, folder / MODEL_FILE)
     worst = check_parity(model, core, folder / MODEL_FILE)
     (folder / ITEM_IDS_FILE).write_text(json.dumps(result.vocab.item_ids), encoding="utf-8")
     attrs = result.item_attributes[FIRST_ITEM_INDEX:, : len(result.vocab.attribute_names)]

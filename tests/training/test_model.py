@@ -258,3 +258,19 @@ def test_warm_start_keeps_shared_items(shop, trained):
         old = old / np.linalg.norm(old)
         got = table[new_row] / np.linalg.norm(table[new_row])
         np.testing.assert_allclose(got, old, atol=1e-5)
+
+
+def test_the_real_item_table_is_put_into_the_exported_graph(trained):
+    """The graph is converted with a stand-in table of three rows (export_onnx); the file
+    holds the model's own table, once."""
+    import onnx
+    from onnx import numpy_helper
+
+    result, folder = trained
+    table = result.core.items.table.numpy()
+    graph = onnx.load(str(folder / "model.onnx")).graph
+    tables = [numpy_helper.to_array(i) for i in graph.initializer
+              if tuple(i.dims) == table.shape]
+    assert len(tables) == 1 and np.array_equal(tables[0], table)
+    assert not [i for i in graph.initializer if tuple(i.dims) == (3, table.shape[1])
+                and np.array_equal(numpy_helper.to_array(i), table[:3])]
