@@ -121,10 +121,10 @@ def test_the_dataset_is_generated_once_and_then_read_from_the_cache(cache: Path)
     assert catalog_folder(SyntheticConfig(n_items=300, seed=1)) != folder
 
 
-def test_a_model_whose_export_cannot_fit_is_refused_before_training(
+def test_a_model_whose_training_cannot_fit_is_refused_before_it_starts(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(catalog_data, "available_memory", lambda: 20 * 2**30)
-    check_export_memory(200_000, 100)  # ~11 GB: measured to fit
+    check_export_memory(200_000, 100)  # ~5 GB: measured to fit
     with pytest.raises(UserError, match="1,000,000 items x 100 dims"):
         check_export_memory(1_000_000, 100)
 

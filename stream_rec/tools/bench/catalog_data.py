@@ -109,11 +109,12 @@ def ensure_catalog_model(config: SyntheticConfig, epochs: int) -> Path | None:
     return bench_model.ensure_bench_model(spec, epochs, env=TRAIN_ENV, tag=tag)
 
 
-# Peak resident memory of `stream-rec train`, reached at its ONNX export, in copies of the item
-# table (items x dim float32): measured 3.4 GB for 43,000 items (198 copies) and 11.7 GB for
-# 200,000 (146), dim 100; most of it is TensorFlow's graph freezing and tf2onnx's optimiser,
-# which deep-copies the whole graph, constants included, for every pass.
-EXPORT_TABLE_COPIES = 150
+# Peak resident memory of `stream-rec train`, in copies of the item table (items x dim
+# float32). The ONNX conversion no longer holds copies of the table (training/export.py
+# converts a stand-in), but the peak still grows with the catalog: measured 1.96 GB for 43,000
+# items and 6.3 GB for 200,000, dim 100 (1 epoch): ~27.6 KB, some 70 rows' worth, per item
+# (before the stand-in export: 3.1 and 12.0 GB).
+EXPORT_TABLE_COPIES = 70
 
 
 def check_export_memory(n_items: int, dim: int) -> None:
@@ -123,9 +124,9 @@ def check_export_memory(n_items: int, dim: int) -> None:
     if available is not None and need > available:
         raise UserError(
             f"training a model of {n_items:,} items x {dim} dims is expected to need about "
-            f"{need / 2**30:.0f} GB at its ONNX export (the exporter holds ~"
-            f"{EXPORT_TABLE_COPIES} copies of the {n_items * dim * 4 / 2**20:.0f} MB item "
-            f"table), more than the {available / 2**30:.0f} GB available here: not started. "
+            f"{need / 2**30:.0f} GB at its peak (~{EXPORT_TABLE_COPIES} times the "
+            f"{n_items * dim * 4 / 2**20:.0f} MB item table, measured at 43k and 200k items), "
+            f"more than the {available / 2**30:.0f} GB available here: not started. "
             "Serve a model trained elsewhere with --registry DIR, or lower "
             f"{env_name('embedding_dim')}.")
 
