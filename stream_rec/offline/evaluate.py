@@ -63,6 +63,9 @@ class Pools:
         return int(self.targets.shape[0])
 
 
+SCORES_PER_RUN = 2**24  # scores per onnxruntime run at most (64 MB of float32)
+
+
 def candidate_universe(item_ids: Sequence[str], dataset: Dataset) -> list[str]:
     """The model's vocabulary, then the dataset's described items it does not know."""
     known = set(item_ids)
@@ -88,6 +91,9 @@ def prepare_pools(artifact: ModelArtifact, dataset: Dataset, pool: int = 200, k:
     scorer = OnnxScorer(artifact.model_path, threads=threads)
     shared = features.candidate_inputs(universe, dataset.items)
     keep = min(max(pool, k), len(universe))
+    # onnxruntime keeps several (cases x universe) intermediates per run: fewer cases a run
+    # on a large catalog bounds them (a 200,000-item run of 256 peaked at 6 GB).
+    batch_size = max(8, min(batch_size, SCORES_PER_RUN // len(universe)))
     candidates = np.empty((len(cases), keep), dtype=np.int64)
     scores = np.empty((len(cases), keep), dtype=np.float32)
     started, last_report = time.monotonic(), time.monotonic()

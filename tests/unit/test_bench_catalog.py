@@ -124,9 +124,9 @@ def test_the_dataset_is_generated_once_and_then_read_from_the_cache(cache: Path)
 def test_a_model_whose_training_cannot_fit_is_refused_before_it_starts(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(catalog_data, "available_memory", lambda: 20 * 2**30)
-    check_export_memory(200_000, 100)  # ~5 GB: measured to fit
-    with pytest.raises(UserError, match="1,000,000 items x 100 dims"):
-        check_export_memory(1_000_000, 100)
+    check_export_memory(200_000, 100)  # ~4 GB: measured to fit
+    with pytest.raises(UserError, match="2,000,000 items x 100 dims"):
+        check_export_memory(2_000_000, 100)
 
 
 def test_startup_times_from_the_worker_log() -> None:

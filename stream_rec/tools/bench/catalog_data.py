@@ -110,11 +110,10 @@ def ensure_catalog_model(config: SyntheticConfig, epochs: int) -> Path | None:
 
 
 # Peak resident memory of `stream-rec train`, in copies of the item table (items x dim
-# float32). The ONNX conversion no longer holds copies of the table (training/export.py
-# converts a stand-in), but the peak still grows with the catalog: measured 1.96 GB for 43,000
-# items and 6.3 GB for 200,000, dim 100 (1 epoch): ~27.6 KB, some 70 rows' worth, per item
-# (before the stand-in export: 3.1 and 12.0 GB).
-EXPORT_TABLE_COPIES = 70
+# float32), from two measured points (1 epoch, dim 100): 1.96 GB at 43,000 items and 3.8 GB
+# at 200,000, ~30 rows' worth per item. (Before the stand-in ONNX export and the bounded
+# evaluation runs: 3.1 and 12.0 GB, ~150 copies.)
+EXPORT_TABLE_COPIES = 30
 
 
 def check_export_memory(n_items: int, dim: int) -> None:
