@@ -274,3 +274,19 @@ def test_the_real_item_table_is_put_into_the_exported_graph(trained):
     assert len(tables) == 1 and np.array_equal(tables[0], table)
     assert not [i for i in graph.initializer if tuple(i.dims) == (3, table.shape[1])
                 and np.array_equal(numpy_helper.to_array(i), table[:3])]
+
+
+def test_evaluation_runs_of_a_few_cases_give_the_same_pools(shop, trained, monkeypatch):
+    """A large catalog gets fewer cases per onnxruntime run (SCORES_PER_RUN): same pools."""
+    from stream_rec.offline import evaluate
+
+    _, folder = trained
+    artifact = load_artifact(folder)
+    whole = prepare_pools(artifact, shop, pool=30, k=10, threads=1, progress=lambda line: None)
+    monkeypatch.setattr(evaluate, "SCORES_PER_RUN", 5 * len(whole.universe))  # 8 cases a run
+    small = prepare_pools(artifact, shop, pool=30, k=10, threads=1, progress=lambda line: None)
+    # Best first, the same scores (a near-tie may swap two items between run sizes).
+    np.testing.assert_allclose(small.scores, whole.scores, rtol=1e-5, atol=1e-5)
+    same = np.mean([len(set(a) & set(b)) / len(a)
+                    for a, b in zip(small.candidates, whole.candidates, strict=True)])
+    assert same > 0.99
