@@ -212,3 +212,23 @@ def test_bench_serves_the_synthetic_catalog_model(tmp_path: Path,
     options = runner.BenchOptions(plan=BenchPlan(), catalog_items=43000)
     assert runner.model_registry(options, tmp_path) == tmp_path / "catalog-model"
     assert asked == [43000]
+
+
+def test_a_cached_model_from_other_training_code_is_trained_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from stream_rec.model.registry import open_registry
+    from tests.unit.fake_artifact import make_artifact
+
+    registry = tmp_path / "data-1ep"
+    make_artifact(registry / "20240101T000000Z", version="20240101T000000Z")
+    open_registry(registry).promote("20240101T000000Z")
+    record = bench_model.training_record_path(registry)
+    monkeypatch.setattr(bench_model, "can_train", lambda: True)
+    assert not bench_model.cached_model_fresh(registry)  # trained by code that left no digest
+    record.write_text(json.dumps({"training_code": "older"}))
+    assert not bench_model.cached_model_fresh(registry)
+    record.write_text(json.dumps({"training_code": bench_model.training_code_digest()}))
+    assert bench_model.cached_model_fresh(registry) and bench_model.training_code_digest()
+    record.write_text(json.dumps({"training_code": "older"}))
+    monkeypatch.setattr(bench_model, "can_train", lambda: False)
+    assert bench_model.cached_model_fresh(registry)  # nothing can train here: it serves

@@ -104,7 +104,7 @@ def ensure_catalog_model(config: SyntheticConfig, epochs: int) -> Path | None:
     dim = load_settings().embedding_dim
     tag = f"-d{dim}"  # STREAM_REC_EMBEDDING_DIM reaches the training: one registry per width
     registry = bench_model.cache_registry(spec, epochs, tag)
-    if not (registry.exists() and bench_model.current_version(registry)):
+    if not (registry.exists() and bench_model.cached_model_fresh(registry)):
         check_export_memory(config.n_items, dim)
     return bench_model.ensure_bench_model(spec, epochs, env=TRAIN_ENV, tag=tag)
 

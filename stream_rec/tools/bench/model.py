@@ -2,13 +2,16 @@
 
 Targets are about a catalog of realistic size (diginetica: 43,097 items), not about accuracy,
 so one epoch is enough. The registry is kept in ``~/.cache/stream-rec/bench-model/<dataset>``
-and reused by later runs; a lock keeps two runs from training at once. Without the training
+and reused by later runs; a lock keeps two runs from training at once. A cached model trained
+by other training or export code than this checkout's (``training_code_digest``) is trained
+again, so that a benchmark never measures what an older exporter wrote. Without the training
 extra (no TensorFlow) the bench measures the worker's fallback lists and says so.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import importlib.util
 import json
 import logging
@@ -56,6 +59,26 @@ def training_record_path(registry_dir: Path) -> Path:
     return registry_dir.parent / f"{registry_dir.name}.training.json"
 
 
+def training_code_digest() -> str:
+    """A digest of the training package's source (what trains and exports a model)."""
+    spec = importlib.util.find_spec("training")
+    if spec is None or not spec.submodule_search_locations:
+        return ""
+    digest = hashlib.sha256()
+    for path in sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def cached_model_fresh(registry_dir: Path) -> bool:
+    """A current model trained by this checkout's training code (or unknown code, when this
+    checkout cannot train: then the cached model is the best there is)."""
+    if not current_version(registry_dir):
+        return False
+    record = training_record(registry_dir) or {}
+    return not can_train() or record.get("training_code") == training_code_digest()
+
+
 def training_record(registry_dir: Path) -> dict[str, Any] | None:
     """The training record of a cached registry (None for one trained elsewhere or earlier)."""
     try:
@@ -79,7 +102,7 @@ def ensure_bench_model(data_spec: str, epochs: int = 1,
     registry_dir.mkdir(parents=True, exist_ok=True)
     with open(registry_dir.parent / f".{registry_dir.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if current_version(registry_dir):
+        if cached_model_fresh(registry_dir):
             return registry_dir
         if not can_train():
             log.warning("no cached bench model and no training extra installed: measuring the "
@@ -93,10 +116,13 @@ def ensure_bench_model(data_spec: str, epochs: int = 1,
         if returncode != 0:
             raise UserError(f"training the bench model failed (exit {returncode}); "
                             f"run `{' '.join(argv[2:])}` to see why")
-        if current_version(registry_dir) is None:
+        versions = open_registry(registry_dir).versions()
+        if not versions:
             raise UserError(f"`stream-rec train` left no model in {registry_dir}")
+        open_registry(registry_dir).promote(versions[-1])  # the one just trained
         training_record_path(registry_dir).write_text(json.dumps(
-            {**record, "data": data_spec, "epochs": epochs, "env": dict(env or {})}) + "\n")
+            {**record, "data": data_spec, "epochs": epochs, "env": dict(env or {}),
+             "training_code": training_code_digest()}) + "\n")
         return registry_dir
 
 
