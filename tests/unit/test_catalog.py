@@ -191,3 +191,20 @@ def test_a_fault_in_applying_costs_one_record_and_one_traceback_a_minute(
     lines = [r for r in caplog.records if "could not be applied" in r.getMessage()]
     assert [f"@{n} " in r.getMessage() for n, r in enumerate(lines)] == [True] * 3
     assert [bool(r.exc_info) for r in lines] == [True, False, False]
+
+
+def test_catalog_records_wait_for_the_last_hold_and_keep_their_order(
+        runtime: WorkerRuntime) -> None:
+    """A batch on its thread and an item table being built overlap: records that come meanwhile
+    are applied once both are done, in the order they came (a delisting after an update)."""
+    items = runtime.recommender.catalog.items
+    with runtime.catalog_held():
+        with runtime.catalog_held():
+            runtime.apply_catalog_record(record(b"sku-1", b'{"category": "c1"}', offset=1))
+        runtime.apply_catalog_record(record(b"sku-2", b'{"category": "c2"}', offset=2))
+        assert "sku-1" not in items and "sku-2" not in items  # the outer hold is still open
+        runtime.apply_catalog_record(record(b"sku-1", None, offset=3))  # delisted after
+    assert "sku-1" not in items and items["sku-2"].category == "c2"
+    assert "sku-1" in runtime.recommender.catalog.delisted
+    runtime.apply_catalog_record(record(b"sku-3", b'{"category": "c3"}', offset=4))
+    assert items["sku-3"].category == "c3"  # no hold: applied at once
