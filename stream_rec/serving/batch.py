@@ -277,13 +277,7 @@ class BatchHandler:
         if isinstance(parsed, ForgetUser):
             shopper = batch._shoppers.get(key)
             forgets = shopper.forgets + 1 if shopper else 1
-            # Only the offsets of this batch's retried messages stay (nothing about the
-            # shopper): after a crash between the state and metrics writes, the batch's
-            # replay must still tell its retries before the forget from the originals, or
-            # they would count in the online metrics. A forget with no event after it still
-            # leaves a tombstone (``finish``).
-            kept = UserState(retries=shopper.state.retries) if shopper else UserState()
-            batch._shoppers[key] = _Shopper(kept, index, forgets)
+            batch._shoppers[key] = _Shopper(UserState(), index, forgets)
             batch.counts.forget_requests += 1
             log.info("forgetting user %r (request %s)", parsed.user_id, parsed.request_id)
             return
@@ -476,7 +470,7 @@ class BatchHandler:
                     state, shown_items=shopper.shown[0], shown_counts=shopper.shown[1],
                     sent_lists=tuple((lid, made_in.get(lid, group))
                                      for lid, group in state.sent_lists))
-            if shopper.forgets and replace(shopper.state, retries=()) == UserState():
+            if shopper.forgets and shopper.state == UserState():
                 # Tombstones: the changelog (and so every standby) forgets too.
                 state_writes.append(TableWrite(key, None, shopper.owner))
             else:

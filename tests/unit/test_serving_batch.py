@@ -521,17 +521,9 @@ def _totals(store: Store) -> dict[str, float]:
     return totals
 
 
-_RETRY = (b"u1", b'{"event_id": "e0", "user_id": "u1", "item_id": "i0", "type": "view", '
-          b'"ts": 1749000000000}')
-
-
 @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
 @given(message_values, st.lists(st.integers(1, 15), min_size=1, max_size=6),
        st.integers(0, 50), st.sampled_from(["state", "metrics", "both", "neither"]))
-# Retries, then a forget request and the event again, all in the batch whose state was
-# written before the crash: the replay must still know which messages were retries.
-@example([_RETRY] * 3 + [(b"u1", b'{"type": "forget_user", "user_id": "u1"}'), _RETRY],
-         [12], 0, "state")
 def test_online_figures_are_exact_across_a_crash_at_any_batch(
         values: list[tuple[bytes | None, bytes | None]], sizes: list[int], crash_at: int,
         written: str) -> None:
