@@ -4,7 +4,7 @@
 # Exits non-zero when anything fails or when no test ran.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash deploy/setup.sh train dev
+bash deploy/setup.sh train dev ann
 # Fetch the broker's jars up front so a network problem shows here, not inside a test.
 .venv/bin/python -c 'from stream_rec.tools.broker import ensure_jars; from stream_rec.config import load_settings; ensure_jars(load_settings())'
 .venv/bin/ruff check stream_rec training tests

@@ -281,6 +281,15 @@ class Settings:
     candidate_pool: int = _setting(
         200, "Candidates retrieved and scored per event.", _integer(at_least=1))
     list_length: int = _setting(20, "Items per recommendation list.", _integer(at_least=1))
+    retrieval_index: bool = _setting(
+        True, "Retrieve candidates through the model artifact's approximate-nearest-neighbour "
+        "graph when it ships one (see retrieval_index_min_items; needs faiss: pip install "
+        "'stream-rec[ann]'); false retrieves by the exact product over the whole catalog.",
+        _BOOLEAN)
+    retrieval_ef_search: int = _setting(
+        256, "Beam width of the approximate-retrieval graph search (at least candidate_pool "
+        "is used): wider finds more of the exact candidates and costs more CPU.",
+        _integer(at_least=1))
     pool_kept: int = _setting(
         200, "Candidates kept with each shopper's latest list, which requests with parameters "
         "re-rank (GET /users/{id}/recommendations/?n=...); 0 keeps none (requests then "
@@ -377,6 +386,11 @@ class Settings:
         20, "List length K of the offline metrics (P@K, MRR@K, ...).", _integer(at_least=1))
     eval_batch_size: int = _setting(
         256, "Test cases scored per onnxruntime call in evaluate.", _integer(at_least=1))
+    retrieval_index_min_items: int = _setting(
+        200_000, "A trained model of at least this many items ships an approximate-retrieval "
+        "graph (faiss HNSW, built by the trainer; needs faiss) that the worker retrieves "
+        "through (retrieval_index); below it the exact product is faster. 0 = never.",
+        _integer(at_least=0))
     promotion_metric: str = _setting(
         "MRR@20", "Metric the trainer's promotion gate compares.", _METRIC)
     promotion_tolerance: float = _setting(

@@ -17,6 +17,7 @@ from typing import Any
 
 from stream_rec.config import Settings
 from stream_rec.datasets import Dataset
+from stream_rec.model.ann import add_index, faiss_module
 from stream_rec.model.artifact import ModelArtifact, load_artifact, verify_folder, write_manifest
 from stream_rec.model.registry import ModelRegistry
 from stream_rec.offline.evaluate import evaluate
@@ -80,6 +81,15 @@ def build_candidate(dataset: Dataset, data_spec: str, registry: ModelRegistry,
                      "warm_start_from": warm.version if warm is not None else None}})
     candidate = Candidate(version, staging, {}, result.wall_time_s)
     try:
+        n_items = len(result.vocab.item_ids)
+        if 0 < settings.retrieval_index_min_items <= n_items:
+            if faiss_module() is None:
+                progress(f"{n_items:,} items: no approximate-retrieval index (faiss is not "
+                         "installed: pip install 'stream-rec[ann]'); workers retrieve exactly")
+            else:
+                progress(f"building the approximate-retrieval index over {n_items:,} items ...")
+                manifest = add_index(staging, manifest)
+                progress(f"  built in {manifest['model']['ann']['build_s']} s")
         if evaluate_test and dataset.test_cases():
             progress("evaluating on the test split through onnxruntime ...")
             candidate.metrics = evaluate(load_artifact(staging), dataset, k=settings.eval_k,

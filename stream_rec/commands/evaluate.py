@@ -30,6 +30,15 @@ def register(sub: Any, settings: Settings) -> None:
     parser.add_argument("--pool", metavar=f.N, type=f.setting("candidate_pool"),
                         help="candidates re-ranked per case "
                              f"({f.shown(settings, 'candidate_pool')})")
+    parser.add_argument(
+        "--retrieval", choices=("all", "worker"), default="all",
+        help="all: score every catalog item (the model's own ranking); worker: retrieve the "
+             "pool as the worker does, exactly and through the approximate-retrieval index "
+             "(the artifact's, or one built for the run), score only the pool, and print "
+             "both with the index's recall@pool (default %(default)s)")
+    parser.add_argument("--ef-search", metavar=f.N, type=f.setting("retrieval_ef_search"),
+                        help="--retrieval worker: the index search's beam width "
+                             f"({f.shown(settings, 'retrieval_ef_search')})")
     f.add_threads(parser)
     parser.set_defaults(func=run)
 
@@ -62,10 +71,13 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UserError(str(exc)) from None
     dataset = load_dataset(args.data, settings)
-    pools = prepare_pools(artifact, dataset, pool=max(pool, k), k=k,
-                          batch_size=settings.eval_batch_size, threads=args.threads)
-    # The worker's similarity, so offline lists are the ones the worker would send.
-    metrics = summarise(pools, policy, k, category_weight=settings.rerank_category_weight)
+    if args.retrieval == "worker":
+        metrics = _through_retrieval(artifact, dataset, settings, args, policy, max(pool, k), k)
+    else:
+        pools = prepare_pools(artifact, dataset, pool=max(pool, k), k=k,
+                              batch_size=settings.eval_batch_size, threads=args.threads)
+        # The worker's similarity, so offline lists are the ones the worker would send.
+        metrics = summarise(pools, policy, k, category_weight=settings.rerank_category_weight)
     metrics["model_version"] = artifact.version
     metrics["rerank"] = policy.to_dict()
     if args.json:
@@ -77,3 +89,23 @@ def run(args: argparse.Namespace) -> int:
             if key not in ("n_cases", "model_version", "rerank"):
                 print(f"  {key}: {value}")
     return 0
+
+
+def _through_retrieval(artifact: Any, dataset: Any, settings: Settings,
+                       args: argparse.Namespace, policy: Any, pool: int, k: int
+                       ) -> dict[str, Any]:
+    """Metrics of the approximate-retrieval path, with the exact path's beside them
+    (``exact_retrieval``) and the index's recall of the exact pool."""
+    from stream_rec.offline.evaluate import summarise
+    from stream_rec.offline.retrieval_path import retrieval_pools
+
+    found = retrieval_pools(artifact, dataset, pool=pool, k=k,
+                            batch_size=settings.eval_batch_size,
+                            ef_search=args.ef_search or settings.retrieval_ef_search,
+                            threads=args.threads)
+    weight = settings.rerank_category_weight
+    metrics = summarise(found.index, policy, k, category_weight=weight)
+    metrics["exact_retrieval"] = summarise(found.exact, policy, k, category_weight=weight)
+    metrics[f"recall@{pool}"] = round(found.recall, 4)
+    metrics["index"] = found.index_info
+    return metrics

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from stream_rec.model.ann import AnnIndex, load_index
 from stream_rec.model.artifact import ModelArtifact, load_artifact
 from stream_rec.model.features import Catalog, FeatureBuilder, HistoryEvent
 from stream_rec.model.scorer import OnnxScorer
@@ -22,7 +23,8 @@ from stream_rec.model.scorer import OnnxScorer
 class ServedModel:
     """One model version, ready to score. Build it with ``load_served_model``."""
 
-    def __init__(self, artifact: ModelArtifact, threads: int = 1) -> None:
+    def __init__(self, artifact: ModelArtifact, threads: int = 1,
+                 retrieval_index: bool = True, ef_search: int = 256) -> None:
         self.artifact = artifact
         self.version = artifact.version
         self.item_ids: NDArray[Any] = np.asarray(artifact.item_ids, dtype=object)
@@ -30,6 +32,11 @@ class ServedModel:
         self.item_vectors_and_zero = artifact.item_embeddings_and_zero()
         self.features = FeatureBuilder(artifact)
         self.scorer = OnnxScorer(artifact.model_path, threads=threads)
+        # The approximate-retrieval graph the trainer shipped (``model/ann.py``), if any and
+        # wanted; None: retrieval is exact.
+        self.ann: AnnIndex | None = load_index(
+            artifact.path, artifact.manifest, len(artifact.item_ids),
+            artifact.item_embeddings.shape[1], ef_search) if retrieval_index else None
         if self.scorer.split and len(self.item_ids):
             self._check_split()
 
@@ -82,6 +89,10 @@ class ServedModel:
         return scores
 
 
-def load_served_model(folder: str | Path, threads: int = 1) -> ServedModel:
-    """Verify the artifact in ``folder`` and open it for scoring (raises ArtifactError)."""
-    return ServedModel(load_artifact(folder), threads=threads)
+def load_served_model(folder: str | Path, threads: int = 1, retrieval_index: bool = True,
+                      ef_search: int = 256) -> ServedModel:
+    """Verify the artifact in ``folder`` and open it for scoring (raises ArtifactError);
+    ``retrieval_index``: use its approximate-retrieval graph if it has one (``ef_search``, the
+    graph search's beam width)."""
+    return ServedModel(load_artifact(folder), threads=threads, retrieval_index=retrieval_index,
+                       ef_search=ef_search)

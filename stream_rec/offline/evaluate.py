@@ -72,7 +72,8 @@ def candidate_universe(item_ids: Sequence[str], dataset: Dataset) -> list[str]:
     return [*item_ids, *sorted(i for i in dataset.items if i not in known)]
 
 
-def _history(case: TestCase) -> list[tuple[str, str]]:
+def history_of(case: TestCase) -> list[tuple[str, str]]:
+    """A test case's history as the model's features take it: (item, event type)."""
     return [(e.item_id, e.event_type) for e in case.history]
 
 
@@ -99,7 +100,7 @@ def prepare_pools(artifact: ModelArtifact, dataset: Dataset, pool: int = 200, k:
     started, last_report = time.monotonic(), time.monotonic()
     for lo in range(0, len(cases), batch_size):
         chunk = cases[lo:lo + batch_size]
-        inputs = {**features.history_inputs([_history(c) for c in chunk], dataset.items),
+        inputs = {**features.history_inputs([history_of(c) for c in chunk], dataset.items),
                   **shared}
         batch_scores, _ = scorer.run(inputs)
         top = np.argpartition(-batch_scores, keep - 1, axis=1)[:, :keep]
@@ -117,10 +118,11 @@ def prepare_pools(artifact: ModelArtifact, dataset: Dataset, pool: int = 200, k:
     vectors = np.zeros((len(universe), artifact.item_embeddings.shape[1]), dtype=np.float32)
     vectors[: len(artifact.item_ids)] = artifact.item_embeddings
     return Pools(universe, candidates, scores, targets, cold, vectors,
-                 stable_item_keys(universe), _category_codes(universe, dataset))
+                 stable_item_keys(universe), category_codes(universe, dataset))
 
 
-def _category_codes(universe: list[str], dataset: Dataset) -> NDArray[np.int64] | None:
+def category_codes(universe: list[str], dataset: Dataset) -> NDArray[np.int64] | None:
+    """Dense category codes of the universe's items (-1 unknown); None without categories."""
     raw = [dataset.items.get(i, {}).get(CATEGORY_ATTRIBUTE) for i in universe]
     if all(v is None for v in raw):
         return None

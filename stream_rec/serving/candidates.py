@@ -3,8 +3,8 @@
 A source proposes item-table positions for each shopper of a batch, all for one reason.
 ``gather`` puts the sources' proposals side by side and blanks (-1) an item a shopper already
 got from an earlier source, so scores and reasons stay with the first source that found it.
-Retrieval over the whole catalog is one source; an approximate-nearest-neighbour index for a
-catalog of millions would be another class with the same ``propose``, not a change elsewhere.
+Retrieval over the whole catalog is one source: exact (``ExactRetrieval``), or through the
+model's approximate-nearest-neighbour graph when its artifact ships one (``IndexRetrieval``).
 
 A source sees the batch's shoppers as the model's query vectors. One that needs more (what
 each shopper has just viewed, as ``learnt_candidates.LearntColdItems`` does) also has
@@ -72,6 +72,43 @@ class ExactRetrieval:
         # The whole catalog, matmuls for the batch; out-of-stock and delisted items are never
         # among the top n. Columns are positions.
         return masked_top_n(queries, vectors_t, blocked, n)
+
+
+class IndexRetrieval:
+    """``ExactRetrieval``'s n items, found through the served model's approximate-retrieval
+    graph (``model/ann.py``) when it has one; exactly otherwise.
+
+    The graph holds the model's vocabulary; out-of-stock and delisted items are filtered
+    inside its search. Catalog-only items (listed after training, their rows built from
+    attributes and what the stream taught) are not in it: they are scored exactly, few as
+    they are, and the best n of both kept."""
+
+    reason = REASON_SIMILAR
+
+    def __init__(self) -> None:
+        self.exact = ExactRetrieval()
+
+    def propose(self, queries: NDArray[np.float32], table: ItemTable, n: int
+                ) -> NDArray[np.int64]:
+        """See ``CandidateSource.propose``."""
+        index = table.model.ann
+        if index is None or n <= 0:
+            return self.exact.propose(queries, table, n)
+        vectors_t, blocked = table.retrieval_matrix()  # brings catalog-only columns up to date
+        n_vocab = table.n_vocab
+        scores, positions = index.search(queries, min(n, n_vocab), table.vocab_allowed())
+        extra = vectors_t[:, n_vocab:]
+        extra_blocked = blocked[blocked >= n_vocab] - n_vocab
+        m = min(n, extra.shape[1] - len(extra_blocked))
+        if m > 0:
+            picked = masked_top_n(queries, extra, extra_blocked, m)
+            picked_scores = np.einsum("bd,dbm->bm", queries, extra[:, picked])
+            scores = np.concatenate([scores, picked_scores], axis=1)
+            positions = np.concatenate([positions, picked + n_vocab], axis=1)
+        best = np.argsort(-scores, axis=1, kind="stable")[:, :n]
+        out = np.take_along_axis(positions, best, axis=1)
+        out[~np.isfinite(np.take_along_axis(scores, best, axis=1))] = -1
+        return out
 
 
 class TrendingItems:

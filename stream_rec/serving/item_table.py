@@ -24,6 +24,7 @@ from numpy.typing import NDArray
 
 from stream_rec.core.catalog import CatalogItem
 from stream_rec.model import ServedModel
+from stream_rec.model.ann import allowed_bitmap
 from stream_rec.rerank import stable_item_keys
 from stream_rec.rerank.pool_vectors import PoolVectors
 from stream_rec.serving.stream_vectors import StreamVectors, no_stream_vectors
@@ -55,6 +56,9 @@ class ItemTable:
         self._blocked: NDArray[np.int64] | None = None
         self._norms: NDArray[np.float32] | None = None
         self._stale_columns: list[int] = []  # catalog-only positions whose column is out of date
+        # The approximate-retrieval graph's filter: (bitmap of the vocabulary positions that
+        # may be recommended, or None when all may), built at the first lookup after a change
+        self._vocab_allowed: tuple[NDArray[np.uint8] | None] | None = None
         self._lock = threading.Lock()
         self._id_array: NDArray[np.object_] | None = None
         self._new_items: list[int] = []  # catalog-only positions, oldest first
@@ -125,6 +129,8 @@ class ItemTable:
         if self.unavailable[pos] != gone:
             self.unavailable[pos] = gone
             self._blocked = None
+            if pos < self.n_vocab:
+                self._vocab_allowed = None
 
     def _code(self, category: str | None) -> int:
         if category is None:
@@ -158,6 +164,17 @@ class ItemTable:
             if self._blocked is None:
                 self._blocked = np.flatnonzero(self.unavailable[:n])
             return columns[:, :n], self._blocked
+
+    def vocab_allowed(self) -> NDArray[np.uint8] | None:
+        """The vocabulary positions that may be recommended now, as the bitmap the model's
+        approximate-retrieval graph filters its search with (``model/ann.allowed_bitmap``);
+        None when every one may."""
+        with self._lock:
+            if self._vocab_allowed is None:
+                blocked = np.flatnonzero(self.unavailable[: self.n_vocab])
+                self._vocab_allowed = (
+                    allowed_bitmap(blocked, self.n_vocab) if len(blocked) else None,)
+            return self._vocab_allowed[0]
 
     def _columns_for(self, n: int) -> NDArray[np.float32]:
         """A (D, capacity) buffer holding the current columns, with room for as many

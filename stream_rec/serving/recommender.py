@@ -42,7 +42,7 @@ from stream_rec.rerank import (
 from stream_rec.rerank.pool_vectors import PoolVectors
 from stream_rec.serving.candidates import (
     CandidateSource,
-    ExactRetrieval,
+    IndexRetrieval,
     NewItems,
     TrendingItems,
     gather,
@@ -99,7 +99,7 @@ class Recommender:
         self.catalog = catalog or CatalogView()
         self.trending = trending or Trending()
         self.sources: list[tuple[CandidateSource, int]] = list(sources) if sources else [
-            (ExactRetrieval(), config.pool),
+            (IndexRetrieval(), config.pool),
             (LearntColdItems(), config.stream_item_candidates),
             (TrendingItems(self.trending), config.trending_candidates),
             (NewItems(), config.new_item_candidates)]

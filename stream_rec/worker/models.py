@@ -60,7 +60,9 @@ def load_checked(settings: Settings, version: str | None) -> ServedModel | None:
                 return None
         elif version not in registry.versions():  # an exact version name, never an alias
             raise RegistryError(f"registry {settings.registry_dir} has no version {version!r}")
-        model = load_served_model(registry.path(version), threads=settings.onnx_threads)
+        model = load_served_model(registry.path(version), threads=settings.onnx_threads,
+                                  retrieval_index=settings.retrieval_index,
+                                  ef_search=settings.retrieval_ef_search)
         if model.version != version:
             raise ArtifactError(f"folder {version} holds a manifest of version {model.version}")
         smoke_test(model)

@@ -19,8 +19,8 @@ SMALL_ENV = {"STREAM_REC_EMBEDDING_DIM": "16", "STREAM_REC_TRAIN_BATCH_SIZE": "1
              "STREAM_REC_MAX_HISTORY": "8", "STREAM_REC_EVAL_BATCH_SIZE": "64"}
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **SMALL_ENV, "TF_CPP_MIN_LOG_LEVEL": "3"}
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **SMALL_ENV, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
     return subprocess.run([sys.executable, "-m", "stream_rec.cli", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
 
