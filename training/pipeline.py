@@ -88,7 +88,7 @@ def build_candidate(dataset: Dataset, data_spec: str, registry: ModelRegistry,
                          "installed: pip install 'stream-rec[ann]'); workers retrieve exactly")
             else:
                 progress(f"building the approximate-retrieval index over {n_items:,} items ...")
-                manifest = add_index(staging, manifest)
+                manifest = add_index(staging, manifest, progress)
                 progress(f"  built in {manifest['model']['ann']['build_s']} s")
         if evaluate_test and dataset.test_cases():
             progress("evaluating on the test split through onnxruntime ...")

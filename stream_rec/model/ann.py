@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,9 +47,11 @@ def faiss_module() -> Any | None:
 
 
 def build_index(vectors: NDArray[np.float32], m: int = HNSW_M,
-                ef_construction: int = EF_CONSTRUCTION, threads: int = 0) -> Any:
+                ef_construction: int = EF_CONSTRUCTION, threads: int = 0,
+                progress: Callable[[str], None] | None = None) -> Any:
     """An HNSW inner-product graph over the rows of ``vectors`` (id = row). ``threads`` 0
-    leaves faiss's default (every core): the trainer builds it, the worker never does."""
+    leaves faiss's default (every core): the trainer builds it, the worker never does.
+    ``progress`` hears how far it got, every 100,000 rows."""
     faiss = faiss_module()
     if faiss is None:
         raise RuntimeError("faiss is not installed (pip install 'stream-rec[ann]')")
@@ -57,16 +60,21 @@ def build_index(vectors: NDArray[np.float32], m: int = HNSW_M,
     index = faiss.IndexHNSWFlat(vectors.shape[1], m, faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efConstruction = ef_construction
     # Rows in chunks, so the caller can follow a build that takes minutes at a million items.
+    started = time.perf_counter()
     for lo in range(0, len(vectors), 100_000):
         index.add(np.ascontiguousarray(vectors[lo:lo + 100_000], dtype=np.float32))
+        if progress is not None and len(vectors) > 100_000:
+            progress(f"  indexed {min(lo + 100_000, len(vectors)):,}/{len(vectors):,} items "
+                     f"({time.perf_counter() - started:.0f} s)")
     return index
 
 
-def write_index(folder: Path, vectors: NDArray[np.float32]) -> dict[str, Any]:
+def write_index(folder: Path, vectors: NDArray[np.float32],
+                progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Build the graph over ``vectors`` into ``folder``/ANN_INDEX_FILE; what the manifest
     says about it (``model.ann``)."""
     started = time.perf_counter()
-    index = build_index(vectors)
+    index = build_index(vectors, progress=progress)
     faiss = faiss_module()
     assert faiss is not None  # build_index raised otherwise
     faiss.write_index(index, str(folder / ANN_INDEX_FILE))
@@ -75,13 +83,14 @@ def write_index(folder: Path, vectors: NDArray[np.float32]) -> dict[str, Any]:
             "build_s": round(time.perf_counter() - started, 1)}
 
 
-def add_index(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+def add_index(folder: Path, manifest: dict[str, Any],
+              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Build the graph over the artifact's retrieval rows in ``folder`` and list it in the
     manifest (written again, checksums and all); the new manifest."""
     from stream_rec.model.artifact import ITEM_EMBEDDINGS_FILE, write_manifest
 
     vectors = np.load(folder / ITEM_EMBEDDINGS_FILE, allow_pickle=False)
-    info = write_index(folder, vectors)
+    info = write_index(folder, vectors, progress)
     model = {**manifest.get("model", {}), "ann": info}
     return write_manifest(folder, {**manifest, "model": model},
                           files=[*manifest.get("files", {}), ANN_INDEX_FILE])

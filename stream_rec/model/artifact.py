@@ -9,6 +9,8 @@ Layout (all plain files, no pickle):
   content branch both branches side by side, so D is twice the embedding width)
 - ``item_attributes.npy`` — (N, A) int64 attribute indices of each vocabulary item
 - ``attributes.json`` — attribute names, per-attribute value vocabularies, price boundaries
+- ``ann_index.faiss`` — optional: an approximate-retrieval graph over the retrieval rows
+  (``model/ann.py``), shipped with large catalogs
 - ``manifest.json`` — version, created_at, training data range, offline metrics, model
   settings, input/output signature and the sha256 of every other file
 

@@ -64,7 +64,7 @@ def retrieval_pools(artifact: ModelArtifact, dataset: Dataset, pool: int = 200, 
         say(f"the artifact ships no approximate-retrieval index: building one over "
             f"{len(artifact.item_ids):,} items ...")
         started = time.perf_counter()
-        model.ann = AnnIndex(build_index(artifact.item_embeddings), ef_search)
+        model.ann = AnnIndex(build_index(artifact.item_embeddings, progress=say), ef_search)
         info = {"built_for_this_evaluation": True,
                 "build_s": round(time.perf_counter() - started, 1)}
     info["ef_search"] = ef_search

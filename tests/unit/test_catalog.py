@@ -208,3 +208,19 @@ def test_catalog_records_wait_for_the_last_hold_and_keep_their_order(
     assert "sku-1" in runtime.recommender.catalog.delisted
     runtime.apply_catalog_record(record(b"sku-3", b'{"category": "c3"}', offset=4))
     assert items["sku-3"].category == "c3"  # no hold: applied at once
+
+
+def test_attributes_read_as_a_mapping_and_share_their_names() -> None:
+    one = parse_catalog_item("a", b'{"category": "shoes", "brand": "Acme", "size": 42}')
+    two = parse_catalog_item("b", b'{"brand": "Other", "size": "9", "category": "bags"}')
+    assert one.attributes == {"brand": "Acme", "size": "42"}
+    assert dict(two.attributes) == {"brand": "Other", "size": "9"}
+    assert one.attribute("size") == "42" and one.attribute("colour") is None
+    assert "brand" in one.attributes and len(one.attributes) == 2
+    with pytest.raises(KeyError):
+        one.attributes["colour"]
+    # Equal to an item built with a plain dict, and one copy of the names for both items.
+    assert one == CatalogItem("a", "shoes", True, None, {"brand": "Acme", "size": "42"})
+    assert one.attributes._names is two.attributes._names  # type: ignore[attr-defined]
+    assert one.to_dict() == {"brand": "Acme", "size": "42", "category": "shoes",
+                             "in_stock": True}
