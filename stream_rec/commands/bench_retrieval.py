@@ -32,6 +32,10 @@ def register(sub: Any, settings: Settings) -> None:
                              "candidate_pool)")
     parser.add_argument("--seed", metavar=f.N, type=f.count(), default=0,
                         help="seed of the prefixes drawn (default %(default)s)")
+    parser.add_argument("--shipped-only", action="store_true",
+                        help="measure only the approximate-retrieval index the model's "
+                             "artifact ships (at several efSearch), building none (at a "
+                             "million items each build takes minutes)")
     f.add_json(parser)
     parser.set_defaults(func=run)
 
@@ -47,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from stream_rec.model.registry import open_registry
     from stream_rec.serving.scoring import ModelScorer
     from stream_rec.tools.bench.model import current_version, ensure_bench_model
-    from stream_rec.tools.bench.retrieval import candidates, compare
+    from stream_rec.tools.bench.retrieval import candidates, compare, shipped_candidates
     from stream_rec.tools.bench.workload import DEFAULT_DATA, load_workload
 
     threadpool_limits(1)  # one thread, as the worker's retrieval (blas_threads)
@@ -70,7 +74,11 @@ def run(args: argparse.Namespace) -> int:
     queries = np.vstack([np.asarray(scorer.queries(histories[i:i + 256], {}).embedding,
                                     dtype=np.float32) for i in range(0, len(histories), 256)])
     vectors = np.ascontiguousarray(model.item_vectors, dtype=np.float32)
-    indexes, notes = candidates()
+    indexes, notes = ([], []) if args.shipped_only else candidates()
+    if model.ann is not None:
+        indexes = shipped_candidates(model.ann) + indexes
+    elif args.shipped_only:
+        notes.append("the model's artifact ships no approximate-retrieval index")
     print(f"bench-retrieval: {len(vectors)} items x {vectors.shape[1]}, {len(queries)} queries, "
           f"k={args.k}", file=sys.stderr, flush=True)
     rows = compare(vectors, queries, args.k, indexes)

@@ -78,6 +78,22 @@ def candidates() -> tuple[list[Candidate], list[str]]:
     return found, notes
 
 
+SHIPPED_EF_SEARCH = (200, 256, 400)  # the shipped graph's search beam widths measured
+
+
+def shipped_candidates(index: Any, ef_values: Sequence[int] = SHIPPED_EF_SEARCH
+                       ) -> list[Candidate]:
+    """The model artifact's own graph (``model/ann.AnnIndex``) at several beam widths: built
+    by the trainer, so nothing is built here."""
+    from stream_rec.model.ann import AnnIndex
+
+    def at(ef: int) -> Callable[[NDArray[np.float32]], Search]:
+        searcher = AnnIndex(index.index, ef)
+        return lambda vectors: lambda queries, k: searcher.search(queries, k)[1]
+
+    return [Candidate("shipped-hnsw", {"efSearch": ef}, at(ef)) for ef in ef_values]
+
+
 def compare(vectors: NDArray[np.float32], queries: NDArray[np.float32], k: int,
             indexes: Sequence[Candidate], batch: int = 256) -> list[dict[str, Any]]:
     """One row per index (exact first): build seconds, CPU microseconds per query (batches of
