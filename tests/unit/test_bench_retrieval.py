@@ -31,3 +31,21 @@ def test_exact_search_is_the_true_top_k_and_an_index_is_scored_against_it() -> N
     assert [r["library"] for r in rows] == ["exact", "half"]
     assert rows[0]["recall_at_k"] == 1.0 and rows[1]["recall_at_k"] == 0.5
     assert rows[1]["params"] == {"a": 1} and rows[1]["us_per_query"] >= 0
+
+
+def test_the_shipped_graph_is_measured_at_each_beam_width_without_a_build() -> None:
+    import pytest
+
+    pytest.importorskip("faiss")
+    from stream_rec.model.ann import AnnIndex, build_index
+    from stream_rec.tools.bench.retrieval import shipped_candidates
+
+    rng = np.random.default_rng(4)
+    vectors = rng.normal(size=(300, 8)).astype(np.float32)
+    queries = rng.normal(size=(20, 8)).astype(np.float32)
+    shipped = AnnIndex(build_index(vectors, threads=1), 64)
+    rows = compare(vectors, queries, 20, shipped_candidates(shipped, (32, 300)))
+    assert [(r["library"], r["params"]) for r in rows[1:]] == [
+        ("shipped-hnsw", {"efSearch": 32}), ("shipped-hnsw", {"efSearch": 300})]
+    assert rows[2]["recall_at_k"] == 1.0  # a beam as wide as the catalog finds all of it
+    assert rows[1]["build_s"] < 1.0
