@@ -17,14 +17,19 @@ from typing import Any
 
 from stream_rec.config import Settings
 from stream_rec.datasets import Dataset
-from stream_rec.model.ann import add_index, faiss_module
+from stream_rec.model.ann import ANN_INDEX_FILE, add_index, faiss_module
 from stream_rec.model.artifact import ModelArtifact, load_artifact, verify_folder, write_manifest
 from stream_rec.model.registry import ModelRegistry
-from stream_rec.offline.evaluate import evaluate
+from stream_rec.offline.evaluate import evaluate, metrics_for
+from stream_rec.offline.retrieval_path import retrieval_pools
 from training.export import export_artifact, new_version
 from training.train import TrainConfig, train_model
 
 BUILD_PREFIX = "stream-rec-build-"
+# The trainer's check of a new approximate-retrieval index: test cases sampled, and the recall
+# of the exact pool below which the index is not shipped.
+INDEX_CHECK_CASES = 2_000
+MIN_INDEX_RECALL = 0.95
 
 
 @dataclass
@@ -90,6 +95,8 @@ def build_candidate(dataset: Dataset, data_spec: str, registry: ModelRegistry,
                 progress(f"building the approximate-retrieval index over {n_items:,} items ...")
                 manifest = add_index(staging, manifest, progress)
                 progress(f"  built in {manifest['model']['ann']['build_s']} s")
+                if dataset.test_cases():
+                    manifest = check_index(staging, manifest, dataset, settings, progress)
         if evaluate_test and dataset.test_cases():
             progress("evaluating on the test split through onnxruntime ...")
             candidate.metrics = evaluate(load_artifact(staging), dataset, k=settings.eval_k,
@@ -102,6 +109,38 @@ def build_candidate(dataset: Dataset, data_spec: str, registry: ModelRegistry,
         candidate.discard()
         raise
     return candidate
+
+
+def check_index(staging: Path, manifest: dict[str, Any], dataset: Dataset,
+                settings: Settings, progress: Callable[[str], None]) -> dict[str, Any]:
+    """Recall of the new index against exact retrieval on a sample of the test split, noted
+    in the manifest (``model.ann.check``); an index below ``MIN_INDEX_RECALL`` is dropped, so
+    workers retrieve exactly rather than miss candidates."""
+    cases = dataset.test_cases()
+    step = max(1, len(cases) // INDEX_CHECK_CASES)
+    found = retrieval_pools(load_artifact(staging), dataset, pool=settings.candidate_pool,
+                            k=settings.eval_k, batch_size=settings.eval_batch_size,
+                            ef_search=settings.retrieval_ef_search, threads=2,
+                            cases=cases[::step][:INDEX_CHECK_CASES], progress=progress)
+    k = settings.eval_k
+    exact, approx = metrics_for(found.exact, k=k), metrics_for(found.index, k=k)
+    check = {"cases": exact["n_cases"], "ef_search": settings.retrieval_ef_search,
+             f"recall@{settings.candidate_pool}": round(found.recall, 4),
+             **{f"{name} exact / index": [exact[name], approx[name]]
+                for name in (f"P@{k}", f"MRR@{k}")}}
+    progress(f"  index check on {check['cases']:,} test cases: recall@"
+             f"{settings.candidate_pool} {found.recall:.4f}, P@{k} {exact[f'P@{k}']:.2f} exact "
+             f"/ {approx[f'P@{k}']:.2f} through the index")
+    model = dict(manifest["model"])
+    files = list(manifest["files"])
+    if found.recall < MIN_INDEX_RECALL:
+        progress(f"  recall below {MIN_INDEX_RECALL}: the index is left out; workers will "
+                 "retrieve exactly")
+        (staging / ANN_INDEX_FILE).unlink()
+        files.remove(ANN_INDEX_FILE)
+        model["ann"] = {**model["ann"], "dropped": True}
+    model["ann"] = {**model["ann"], "check": check}
+    return write_manifest(staging, {**manifest, "model": model}, files=files)
 
 
 def register(candidate: Candidate, registry: ModelRegistry, settings: Settings,

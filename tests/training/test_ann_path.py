@@ -41,10 +41,14 @@ def test_catalog_only_items_are_retrieved_beside_the_graph(shop, trained, tmp_pa
     queries = model.query_vectors(histories, catalog)
     exact = ExactRetrieval().propose(queries, table, 80)
     found = IndexRetrieval().propose(queries, table, 80)
-    new_positions = {table.position[i] for i in new}
-    assert any(set(row.tolist()) & new_positions for row in found)  # the merge is exercised
-    for want, got in zip(exact, found, strict=True):
-        assert set(got.tolist()) == set(want.tolist())
+    catalog_only = set(range(table.n_vocab, len(table.ids)))
+    assert any(set(row.tolist()) & catalog_only for row in found)  # the merge is exercised
+    columns, _ = table.retrieval_matrix()
+    for query, want, got in zip(queries, exact, found, strict=True):
+        # The same candidates, up to items that tie (same attributes, same row).
+        np.testing.assert_allclose(np.sort(query @ columns[:, got]),
+                                   np.sort(query @ columns[:, want]), rtol=1e-5, atol=1e-6)
+        assert len(set(got.tolist()) ^ set(want.tolist())) <= 6
         assert table.position["new-3"] not in got and table.position[vocab_gone] not in got
 
 
@@ -60,6 +64,8 @@ def test_the_trainer_ships_an_index_and_evaluate_reads_the_worker_path(tmp_path)
     manifest = json.loads((registry / version / "manifest.json").read_text())
     assert ANN_INDEX_FILE in manifest["files"]
     assert manifest["model"]["ann"]["n_items"] == manifest["model"]["n_items"]
+    check = manifest["model"]["ann"]["check"]  # the trainer's own recall check
+    assert check["recall@200"] == 1.0 and check["cases"] == 40 * 5
     out = _cli("evaluate", "--model", version, "--registry", str(registry), "--data",
                f"events:{data}", "--k", "10", "--pool", "30", "--json", "--threads", "1",
                "--retrieval", "worker")
@@ -75,3 +81,20 @@ def test_the_trainer_ships_an_index_and_evaluate_reads_the_worker_path(tmp_path)
                  f"events:{data}", "--k", "10", "--pool", "30", "--json", "--threads", "1")
     assert every.returncode == 0, every.stderr[-2000:]
     assert np.isclose(json.loads(every.stdout)["P@10"], exact["P@10"])
+
+
+def test_an_index_that_misses_too_much_is_not_shipped(shop, trained, tmp_path, monkeypatch):
+    from stream_rec.config import load_settings
+    from training import pipeline
+
+    _, source = trained
+    folder = tmp_path / "v1"
+    shutil.copytree(source, folder)
+    manifest = add_index(folder, json.loads((folder / "manifest.json").read_text()))
+    monkeypatch.setattr(pipeline, "MIN_INDEX_RECALL", 1.01)  # no index can reach it
+    said: list[str] = []
+    checked = pipeline.check_index(folder, manifest, shop, load_settings(), said.append)
+    assert ANN_INDEX_FILE not in checked["files"] and not (folder / ANN_INDEX_FILE).exists()
+    assert checked["model"]["ann"]["dropped"] is True
+    assert any("left out" in line for line in said)
+    assert load_served_model(folder).ann is None  # the folder verifies, and serves exactly
