@@ -94,11 +94,9 @@ class IndexRetrieval:
         index = table.model.ann
         if index is None or n <= 0:
             return self.exact.propose(queries, table, n)
-        vectors_t, blocked = table.retrieval_matrix()  # brings catalog-only columns up to date
         n_vocab = table.n_vocab
         scores, positions = index.search(queries, min(n, n_vocab), table.vocab_allowed())
-        extra = vectors_t[:, n_vocab:]
-        extra_blocked = blocked[blocked >= n_vocab] - n_vocab
+        extra, extra_blocked = table.catalog_matrix()
         m = min(n, extra.shape[1] - len(extra_blocked))
         if m > 0:
             picked = masked_top_n(queries, extra, extra_blocked, m)

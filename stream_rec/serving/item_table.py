@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,16 @@ from stream_rec.model.ann import allowed_bitmap
 from stream_rec.rerank import stable_item_keys
 from stream_rec.rerank.pool_vectors import PoolVectors
 from stream_rec.serving.stream_vectors import StreamVectors, no_stream_vectors
+
+
+@dataclass
+class _Columns:
+    """Retrieval columns of positions ``first..``, transposed, in a buffer with room to grow."""
+
+    first: int
+    buffer: NDArray[np.float32] | None = None
+    stale: list[int] = field(default_factory=list)  # catalog-only positions to write again
+    norms: NDArray[np.float32] | None = None
 
 
 class ItemTable:
@@ -50,12 +61,12 @@ class ItemTable:
         self.category = self._start("category", np.full(len(vocab), -1, dtype=np.int64))
         self.unavailable = self._start("unavailable", np.zeros(len(vocab), dtype=bool))
         self.category_codes: dict[str, int] = {}
-        # Retrieval's matrix, column p = position p, built at the first lookup (see
-        # ``retrieval_matrix``); the positions it must not return; column norms.
-        self._columns: NDArray[np.float32] | None = None
+        # Retrieval's matrix, column p = position p (``retrieval_matrix``), and the catalog-only
+        # items' columns alone (``catalog_matrix``: retrieval through the model's graph needs
+        # only those), each built at its first lookup; the positions retrieval must not return.
+        self._all = _Columns(0)
+        self._catalog_only = _Columns(len(vocab))
         self._blocked: NDArray[np.int64] | None = None
-        self._norms: NDArray[np.float32] | None = None
-        self._stale_columns: list[int] = []  # catalog-only positions whose column is out of date
         # The approximate-retrieval graph's filter: (bitmap of the vocabulary positions that
         # may be recommended, or None when all may), built at the first lookup after a change
         self._vocab_allowed: tuple[NDArray[np.uint8] | None] | None = None
@@ -123,7 +134,9 @@ class ItemTable:
 
     def _column_changed(self, pos: int) -> None:
         if self._catalog_retrieval:  # its retrieval column is rebuilt at the next lookup
-            self._stale_columns.append(pos)
+            for columns in (self._all, self._catalog_only):
+                if columns.buffer is not None:  # (a first build writes every column)
+                    columns.stale.append(pos)
 
     def _set_unavailable(self, pos: int, gone: bool) -> None:
         if self.unavailable[pos] != gone:
@@ -148,22 +161,17 @@ class ItemTable:
         on a (D, N) view (OpenBLAS, 43,097 x 100, batches of 32 to 256). Once built, it only
         gains or rewrites the columns of catalog-only items (a batch's changes at once)."""
         with self._lock:  # a batch's thread and an HTTP request may both bring it up to date
-            n = len(self.ids) if self._catalog_retrieval else self.n_vocab
-            columns = self._columns
-            if columns is None or n > columns.shape[1]:
-                columns = self._columns = self._columns_for(n)
-            if self._stale_columns:
-                stale = np.unique(np.asarray(self._stale_columns, dtype=np.int64))
-                stale = stale[stale < n]
-                self._stale_columns = []
-                if len(stale):
-                    rows = self.model.catalog_rows(self.attributes[stale])
-                    if rows is not None:
-                        columns[:, stale] = rows.T
-                        self._norms = None
-            if self._blocked is None:
-                self._blocked = np.flatnonzero(self.unavailable[:n])
-            return columns[:, :n], self._blocked
+            return self._up_to_date(self._all), self._blocked_now()
+
+    def catalog_matrix(self) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """``retrieval_matrix`` without the vocabulary: (D, m) columns of the catalog-only
+        positions ``n_vocab..``, and which of them (counted from ``n_vocab``) may not be
+        recommended. Retrieval through the model's graph needs only these, so at a million
+        items it holds no second copy of the vocabulary's rows."""
+        with self._lock:
+            columns = self._up_to_date(self._catalog_only)
+            blocked = self._blocked_now()
+            return columns, blocked[blocked >= self.n_vocab] - self.n_vocab
 
     def vocab_allowed(self) -> NDArray[np.uint8] | None:
         """The vocabulary positions that may be recommended now, as the bitmap the model's
@@ -176,31 +184,58 @@ class ItemTable:
                     allowed_bitmap(blocked, self.n_vocab) if len(blocked) else None,)
             return self._vocab_allowed[0]
 
-    def _columns_for(self, n: int) -> NDArray[np.float32]:
-        """A (D, capacity) buffer holding the current columns, with room for as many
-        catalog-only items again (at least 1,024)."""
+    def _blocked_now(self) -> NDArray[np.int64]:
+        if self._blocked is None:
+            n = len(self.ids) if self._catalog_retrieval else self.n_vocab
+            self._blocked = np.flatnonzero(self.unavailable[:n])
+        return self._blocked
+
+    def _up_to_date(self, columns: _Columns) -> NDArray[np.float32]:
+        """``columns``' buffer brought up to date: grown to every retrievable position, the
+        catalog-only columns written since the last lookup rewritten (under the lock)."""
+        n = len(self.ids) if self._catalog_retrieval else self.n_vocab
+        buffer = columns.buffer
+        if buffer is None or n - columns.first > buffer.shape[1]:
+            buffer = self._grown_columns(columns, n)
+        if columns.stale:
+            stale = np.unique(np.asarray(columns.stale, dtype=np.int64))
+            stale = stale[(stale < n) & (stale >= columns.first)]
+            columns.stale = []
+            if len(stale):
+                rows = self.model.catalog_rows(self.attributes[stale])
+                if rows is not None:
+                    buffer[:, stale - columns.first] = rows.T
+                    columns.norms = None
+        return buffer[:, : n - columns.first]
+
+    def _grown_columns(self, columns: _Columns, n: int) -> NDArray[np.float32]:
+        """A (D, capacity) buffer for ``columns`` holding the current ones, with room for as
+        many catalog-only items again (at least 1,024)."""
         vectors = self.model.item_vectors
         room = 2 * max(n - self.n_vocab, 512) if self._catalog_retrieval else 0
-        columns = np.zeros((vectors.shape[1], self.n_vocab + room), dtype=np.float32)
-        old = self._columns
+        buffer = np.zeros((vectors.shape[1], self.n_vocab + room - columns.first),
+                          dtype=np.float32)
+        old = columns.buffer
         if old is not None:  # a plain copy of the columns built so far (the transpose is slow)
-            columns[:, : old.shape[1]] = old
+            buffer[:, : old.shape[1]] = old
         else:
-            columns[:, : self.n_vocab] = vectors.T
+            if columns.first == 0:
+                buffer[:, : self.n_vocab] = vectors.T
             if self._catalog_retrieval:
-                self._stale_columns = list(range(self.n_vocab, n))
-        self._norms = None
-        return columns
+                columns.stale = list(range(self.n_vocab, n))
+        columns.buffer, columns.norms = buffer, None
+        return buffer
 
     def retrieval_norms(self) -> NDArray[np.float32]:
         """The norms of ``retrieval_matrix``'s columns (1 where a column is zero), for cosine
         similarity; computed again only after columns were written."""
         columns, _ = self.retrieval_matrix()
-        if self._norms is None or len(self._norms) < columns.shape[1]:
+        norms = self._all.norms
+        if norms is None or len(norms) < columns.shape[1]:
             norms = np.linalg.norm(columns, axis=0).astype(np.float32)
             norms[norms == 0] = 1.0
-            self._norms = norms
-        return self._norms[: columns.shape[1]]
+            self._all.norms = norms
+        return norms[: columns.shape[1]]
 
     def new_items(self, n: int) -> list[int]:
         """The n newest catalog-only items that may be recommended, newest first."""

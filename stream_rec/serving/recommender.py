@@ -121,7 +121,10 @@ class Recommender:
         Seconds at a million items: the worker calls it on a helper thread while it holds
         catalog changes back (``WorkerRuntime.catalog_held``), then swaps on the event loop."""
         table = ItemTable(model, self.catalog.items, self.catalog.delisted)
-        table.retrieval_matrix()
+        if model.ann is None:
+            table.retrieval_matrix()
+        else:  # retrieval goes through the graph: only catalog-only items need columns
+            table.catalog_matrix()
         return table
 
     def swap_model(self, model: ServedModel | None, table: ItemTable | None = None) -> None:
