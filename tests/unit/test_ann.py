@@ -56,8 +56,10 @@ def test_index_retrieval_finds_what_exact_retrieval_finds_and_skips_unavailable_
         assert not {ITEMS[p] for p in got} & out_of_stock
         scores = model.item_vectors[got] @ query
         assert (np.diff(scores) <= 1e-6).all()  # best first, as exact retrieval orders them
-    # Retrieval through the graph built no second copy of the vocabulary's rows.
-    assert table._all.buffer is None
+    # Retrieval through the graph builds no second copy of the vocabulary's rows.
+    fresh = ItemTable(model, catalog)
+    IndexRetrieval().propose(queries, fresh, 50)
+    assert fresh._all.buffer is None
     # Back in stock: the item may come back through the graph too.
     back = parse_catalog_item("i7", json.dumps({"category": "c"}).encode())
     table.upsert(back, catalog)
