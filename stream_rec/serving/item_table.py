@@ -49,7 +49,7 @@ class ItemTable:
         self.model = model
         vocab = [str(i) for i in model.item_ids]
         self.ids: list[str] = list(vocab)
-        self.position: dict[str, int] = {item: pos for pos, item in enumerate(vocab)}
+        self.position: dict[str, int] = model.artifact.position_map()
         self.n_vocab = len(vocab)
         features = model.features
         # Each per-position array is a view of the first len(ids) rows of a buffer that
