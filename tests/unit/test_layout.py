@@ -115,7 +115,7 @@ def test_compose_file_has_kafka_worker_and_trainer() -> None:
     worker_runs = [line for line in (ROOT / "deploy/Dockerfile.worker").read_text().splitlines()
                    if "pip install" in line]
     assert worker_runs and not any("[train" in line for line in worker_runs)
-    assert '".[train]"' in (ROOT / "deploy/Dockerfile.trainer").read_text()
+    assert '".[train,ann]"' in (ROOT / "deploy/Dockerfile.trainer").read_text()
     for dockerfile in ("deploy/Dockerfile.worker", "deploy/Dockerfile.trainer"):
         text = (ROOT / dockerfile).read_text()
         assert "pip install --no-cache-dir -c deploy/constraints.txt" in text
