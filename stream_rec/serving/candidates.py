@@ -21,6 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from stream_rec.core.trending import Trending
+from stream_rec.model.ann import AnnIndex
 from stream_rec.serving.item_table import ItemTable
 from stream_rec.serving.lists import REASON_NEW, REASON_SIMILAR, REASON_TRENDING
 from stream_rec.serving.retrieval import masked_top_n
@@ -94,19 +95,32 @@ class IndexRetrieval:
         index = table.model.ann
         if index is None or n <= 0:
             return self.exact.propose(queries, table, n)
-        n_vocab = table.n_vocab
-        scores, positions = index.search(queries, min(n, n_vocab), table.vocab_allowed())
-        extra, extra_blocked = table.catalog_matrix()
-        m = min(n, extra.shape[1] - len(extra_blocked))
-        if m > 0:
-            picked = masked_top_n(queries, extra, extra_blocked, m)
-            picked_scores = np.einsum("bd,dbm->bm", queries, extra[:, picked])
-            scores = np.concatenate([scores, picked_scores], axis=1)
-            positions = np.concatenate([positions, picked + n_vocab], axis=1)
-        best = np.argsort(-scores, axis=1, kind="stable")[:, :n]
-        out = np.take_along_axis(positions, best, axis=1)
-        out[~np.isfinite(np.take_along_axis(scores, best, axis=1))] = -1
-        return out
+        return index_top_n(index, queries, table, n)[1]
+
+
+def index_top_n(index: AnnIndex, queries: NDArray[np.float32], table: ItemTable, n: int,
+                available_only: bool = True
+                ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """(B, <= n) inner products and positions, best first: the vocabulary through the
+    model's graph, the catalog-only items exactly; -inf and -1 where fewer were found.
+    ``available_only`` leaves out-of-stock and delisted items out."""
+    n_vocab = table.n_vocab
+    scores, positions = index.search(queries, min(n, n_vocab),
+                                     table.vocab_allowed() if available_only else None)
+    extra, extra_blocked = table.catalog_matrix()
+    if not available_only:
+        extra_blocked = extra_blocked[:0]
+    m = min(n, extra.shape[1] - len(extra_blocked))
+    if m > 0:
+        picked = masked_top_n(queries, extra, extra_blocked, m)
+        picked_scores = np.einsum("bd,dbm->bm", queries, extra[:, picked])
+        scores = np.concatenate([scores, picked_scores], axis=1)
+        positions = np.concatenate([positions, picked + n_vocab], axis=1)
+    best = np.argsort(-scores, axis=1, kind="stable")[:, :n]
+    scores = np.take_along_axis(scores, best, axis=1)
+    out = np.take_along_axis(positions, best, axis=1)
+    out[~np.isfinite(scores)] = -1
+    return scores, out
 
 
 class TrendingItems:

@@ -40,6 +40,7 @@ from stream_rec.core.rounding import round6
 from stream_rec.core.state import HistoryEntry, UserState
 from stream_rec.rerank import RerankPolicy, rerank_batch, stable_item_keys
 from stream_rec.rerank.pool_vectors import PoolVectors
+from stream_rec.serving.candidates import index_top_n
 from stream_rec.serving.lists import (
     REASON_CODE,
     REASON_NEW,
@@ -281,14 +282,21 @@ def similar_items(recommender: Recommender, item_id: str, n: int,
 def _nearest(recommender: Recommender, item_id: str, in_stock: bool) -> Pool:
     table, scorer = recommender.table, recommender.scorer
     assert table is not None and scorer is not None
-    vectors_t, blocked = table.retrieval_matrix()  # the matrix retrieval uses
-    norms = table.retrieval_norms()
     position = table.position.get(item_id, -1)
     if 0 <= position < table.n_vocab:
         query = table.model.item_vectors[position].astype(np.float32)
     else:  # the model never saw it: its vector for a one-view history, through attributes
         queries = scorer.queries([[(item_id, TYPE_CODE["view"])]], recommender.catalog.items)
         query = np.asarray(queries.embedding[0], dtype=np.float32)
+    index = table.model.ann
+    if index is not None:  # the graph, as retrieval uses it (retrieval rows have unit norm)
+        found, top = index_top_n(index, query[None], table, SIMILAR_POOL + 1, in_stock)
+        kept = top[0] >= 0
+        ids = tuple(table.ids[p] for p in top[0][kept])
+        sims = found[0][kept] / (float(np.linalg.norm(query)) or 1.0)
+        return Pool(ids, sims.astype(np.float32), "0" * len(ids))
+    vectors_t, blocked = table.retrieval_matrix()  # the matrix retrieval uses
+    norms = table.retrieval_norms()
     sims = (query @ vectors_t) / (norms * (float(np.linalg.norm(query)) or 1.0))
     if in_stock:  # else out-of-stock items too (delisted ones are filtered out afterwards)
         sims[blocked] = -np.inf

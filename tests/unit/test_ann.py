@@ -88,3 +88,30 @@ def test_an_index_that_does_not_fit_the_vectors_is_refused(tmp_path: Path) -> No
     manifest = model.artifact.manifest
     with pytest.raises(ValueError, match="holds 300 x 4 rows"):
         load_index(folder, manifest, 299, 4, 256)
+
+
+@pytest.mark.parametrize("in_stock", [True, False])
+def test_similar_items_through_the_graph_are_the_exact_ones(tmp_path: Path,
+                                                            in_stock: bool) -> None:
+    from stream_rec.serving.recommender import Recommender, RecommenderConfig
+    from stream_rec.serving.request_lists import similar_items
+
+    bodies = []
+    for indexed in (True, False):
+        model = _indexed_model(tmp_path / f"m{indexed}")
+        if not indexed:
+            model.ann = None
+        rec = Recommender(RecommenderConfig(k=5, pool=20))
+        for item in ITEMS:
+            rec.upsert_item(parse_catalog_item(item, json.dumps(
+                {"category": "c", "in_stock": item not in ("i11", "i12")}).encode()))
+        rec.swap_model(model)
+        bodies.append(similar_items(rec, "i10", 30, None, in_stock))
+        assert rec.table is not None
+        assert (rec.table._all.buffer is None) is indexed  # no full matrix beside a graph
+    graph, exact = ([(i["item_id"], i["score"]) for i in body["items"]]
+                    for body in bodies if body is not None)
+    assert [i for i, _ in graph] == [i for i, _ in exact]
+    np.testing.assert_allclose([s for _, s in graph], [s for _, s in exact], atol=1e-5)
+    if in_stock:
+        assert not {"i11", "i12"} & set(dict(graph))
