@@ -82,12 +82,9 @@ def prepare_pools(artifact: ModelArtifact, dataset: Dataset, pool: int = 200, k:
                   cases: Sequence[TestCase] | None = None,
                   progress: Callable[[str], None] | None = None) -> Pools:
     """Score the whole catalog once per test case and keep the top ``max(pool, k)``."""
-    from stream_rec.rerank import stable_item_keys
-
     say = progress or (lambda line: print(line, file=sys.stderr, flush=True))
     cases = dataset.test_cases() if cases is None else list(cases)
     universe = candidate_universe(artifact.item_ids, dataset)
-    position = {item: n for n, item in enumerate(universe)}
     features = FeatureBuilder(artifact)
     scorer = OnnxScorer(artifact.model_path, threads=threads)
     shared = features.candidate_inputs(universe, dataset.items)
@@ -112,6 +109,16 @@ def prepare_pools(artifact: ModelArtifact, dataset: Dataset, pool: int = 200, k:
             last_report = time.monotonic()
             say(f"  scored {lo + len(chunk):,}/{len(cases):,} test cases "
                 f"({time.monotonic() - started:.0f} s)")
+    return pools_of(artifact, dataset, cases, universe, candidates, scores)
+
+
+def pools_of(artifact: ModelArtifact, dataset: Dataset, cases: Sequence[TestCase],
+             universe: list[str], candidates: NDArray[np.int64], scores: NDArray[np.float32]
+             ) -> Pools:
+    """``Pools`` around the cases' candidates (universe positions) and their scores."""
+    from stream_rec.rerank import stable_item_keys
+
+    position = {item: n for n, item in enumerate(universe)}
     targets = np.fromiter((position.get(c.target.item_id, -1) for c in cases), dtype=np.int64,
                           count=len(cases))
     cold = artifact.positions([c.target.item_id for c in cases]) < 0

@@ -26,7 +26,7 @@ from stream_rec.datasets import Dataset, TestCase
 from stream_rec.model.ann import AnnIndex, build_index
 from stream_rec.model.artifact import ModelArtifact
 from stream_rec.model.runtime import ServedModel
-from stream_rec.offline.evaluate import Pools, candidate_universe, category_codes, history_of
+from stream_rec.offline.evaluate import Pools, candidate_universe, history_of, pools_of
 from stream_rec.offline.replay import catalog_messages
 from stream_rec.serving.candidates import ExactRetrieval, IndexRetrieval
 from stream_rec.serving.item_table import ItemTable
@@ -95,15 +95,7 @@ def retrieval_pools(artifact: ModelArtifact, dataset: Dataset, pool: int = 200, 
             last_report = time.monotonic()
             say(f"  retrieved and scored {lo + len(chunk):,}/{len(cases):,} test cases "
                 f"({time.monotonic() - started:.0f} s)")
-    targets = np.fromiter((position.get(c.target.item_id, -1) for c in cases), dtype=np.int64,
-                          count=len(cases))
-    cold = artifact.positions([c.target.item_id for c in cases]) < 0
-    vectors = np.zeros((len(universe), artifact.item_embeddings.shape[1]), dtype=np.float32)
-    vectors[: len(artifact.item_ids)] = artifact.item_embeddings
-    from stream_rec.rerank import stable_item_keys
-
-    base = Pools(universe, exact.candidates, exact.scores, targets, cold, vectors,
-                 stable_item_keys(universe), category_codes(universe, dataset))
+    base = pools_of(artifact, dataset, cases, universe, exact.candidates, exact.scores)
     recall = found / max(1, len(cases) * keep)
     return RetrievalPools(base, replace(base, candidates=approx.candidates,
                                         scores=approx.scores), recall, info)
