@@ -93,7 +93,7 @@ def build_candidate(dataset: Dataset, data_spec: str, registry: ModelRegistry,
                          "installed: pip install 'stream-rec[ann]'); workers retrieve exactly")
             else:
                 progress(f"building the approximate-retrieval index over {n_items:,} items ...")
-                manifest = add_index(staging, manifest, progress)
+                manifest = add_index(staging, manifest, settings.retrieval_index_kind, progress)
                 progress(f"  built in {manifest['model']['ann']['build_s']} s")
                 if dataset.test_cases():
                     manifest = check_index(staging, manifest, dataset, settings, progress)

@@ -102,7 +102,7 @@ def _through_retrieval(artifact: Any, dataset: Any, settings: Settings,
     found = retrieval_pools(artifact, dataset, pool=pool, k=k,
                             batch_size=settings.eval_batch_size,
                             ef_search=args.ef_search or settings.retrieval_ef_search,
-                            threads=args.threads)
+                            threads=args.threads, kind=settings.retrieval_index_kind)
     weight = settings.rerank_category_weight
     metrics = summarise(found.index, policy, k, category_weight=weight)
     metrics["exact_retrieval"] = summarise(found.exact, policy, k, category_weight=weight)

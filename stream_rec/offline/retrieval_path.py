@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 
 from stream_rec.core.catalog import CatalogItem, parse_catalog_item
 from stream_rec.datasets import Dataset, TestCase
-from stream_rec.model.ann import AnnIndex, build_index
+from stream_rec.model.ann import DEFAULT_KIND, AnnIndex, build_index
 from stream_rec.model.artifact import ModelArtifact
 from stream_rec.model.runtime import ServedModel
 from stream_rec.offline.evaluate import Pools, candidate_universe, history_of, pools_of
@@ -51,11 +51,12 @@ def dataset_catalog(dataset: Dataset) -> dict[str, CatalogItem]:
 
 def retrieval_pools(artifact: ModelArtifact, dataset: Dataset, pool: int = 200, k: int = 20,
                     batch_size: int = 256, ef_search: int = 256, threads: int = 2,
+                    kind: str = DEFAULT_KIND,
                     cases: Sequence[TestCase] | None = None,
                     progress: Callable[[str], None] | None = None) -> RetrievalPools:
     """Per test case, ``pool`` candidates retrieved exactly and through the approximate
-    graph (the artifact's, or one built now when it ships none), each pool scored by the
-    model and sorted, best first."""
+    graph (the artifact's, or one of ``kind`` built now when it ships none), each pool scored
+    by the model and sorted, best first."""
     say = progress or (lambda line: print(line, file=sys.stderr, flush=True))
     cases = dataset.test_cases() if cases is None else list(cases)
     model = ServedModel(artifact, threads=threads, retrieval_index=True, ef_search=ef_search)
@@ -64,8 +65,9 @@ def retrieval_pools(artifact: ModelArtifact, dataset: Dataset, pool: int = 200, 
         say(f"the artifact ships no approximate-retrieval index: building one over "
             f"{len(artifact.item_ids):,} items ...")
         started = time.perf_counter()
-        model.ann = AnnIndex(build_index(artifact.item_embeddings, progress=say), ef_search)
-        info = {"built_for_this_evaluation": True,
+        model.ann = AnnIndex(build_index(artifact.item_embeddings, kind, progress=say),
+                             ef_search)
+        info = {"built_for_this_evaluation": True, "kind": kind,
                 "build_s": round(time.perf_counter() - started, 1)}
     info["ef_search"] = ef_search
     catalog = dataset_catalog(dataset)

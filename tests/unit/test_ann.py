@@ -115,3 +115,19 @@ def test_similar_items_through_the_graph_are_the_exact_ones(tmp_path: Path,
     np.testing.assert_allclose([s for _, s in graph], [s for _, s in exact], atol=1e-5)
     if in_stock:
         assert not {"i11", "i12"} & set(dict(graph))
+
+
+def test_the_quantised_graph_loads_and_finds_nearly_all_of_the_exact_pool(
+        tmp_path: Path) -> None:
+    folder = tmp_path / "m"
+    served_model(folder, random_vectors(6, len(ITEMS)), items=ITEMS)
+    written = add_index(folder, json.loads((folder / "manifest.json").read_text()), "hnsw-sq8")
+    assert written["model"]["ann"]["kind"] == "hnsw-sq8" and written["model"]["ann"]["M"] == 16
+    model = load_served_model(folder, ef_search=512)
+    table = ItemTable(model, _catalog(set(ITEMS) - {"i3"}))
+    queries = random_vectors(7, 16) * 3.0
+    exact = ExactRetrieval().propose(queries, table, 30)
+    found = IndexRetrieval().propose(queries, table, 30)
+    shared = [len(set(f.tolist()) & set(e.tolist())) for f, e in zip(found, exact, strict=True)]
+    assert sum(shared) >= 0.9 * exact.size  # 8-bit rows: near ties may swap at the edge
+    assert table.position["i3"] not in found
