@@ -387,7 +387,7 @@ class Settings:
     eval_batch_size: int = _setting(
         256, "Test cases scored per onnxruntime call in evaluate.", _integer(at_least=1))
     retrieval_index_kind: str = _setting(
-        "hnsw-flat", "The approximate-retrieval graph the trainer builds: hnsw-flat (rows as "
+        "hnsw-sq8", "The approximate-retrieval graph the trainer builds: hnsw-flat (rows as "
         "float32, 32 links an item) or hnsw-sq8 (rows as 8-bit codes, 16 links: less than "
         "half the memory and a third less CPU per search, a little lower recall).",
         _one_of("hnsw-flat", "hnsw-sq8"))

@@ -34,10 +34,11 @@ ANN_INDEX_FILE = "ann_index.faiss"
 # The graphs the trainer can build (setting ``retrieval_index_kind``): name -> (graph degree M,
 # rows stored as 8-bit codes). "hnsw-flat" keeps the rows as float32 (recall@200 0.996 at
 # efSearch 256 on the 1M synthetic catalog, ~400 bytes an item at width 32); "hnsw-sq8"
-# half the links and a quarter of the row bytes (0.984, ~176 bytes an item, a third less CPU).
-# The pool is scored exactly afterwards either way.
+# half the links and a quarter of the row bytes (0.984, ~176 bytes an item, a third less
+# search CPU). The pool is scored exactly afterwards either way: on diginetica both gave the
+# exact path's P@20 and MRR@20 (docs/performance.md), so the smaller one is the default.
 INDEX_KINDS: dict[str, tuple[int, bool]] = {"hnsw-flat": (32, False), "hnsw-sq8": (16, True)}
-DEFAULT_KIND = "hnsw-flat"
+DEFAULT_KIND = "hnsw-sq8"
 EF_CONSTRUCTION = 128  # build-time beam: costs build time, not search time
 
 

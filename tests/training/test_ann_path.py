@@ -24,7 +24,7 @@ def test_catalog_only_items_are_retrieved_beside_the_graph(shop, trained, tmp_pa
     _, source = trained
     folder = tmp_path / "v1"
     shutil.copytree(source, folder)
-    add_index(folder, json.loads((folder / "manifest.json").read_text()))
+    add_index(folder, json.loads((folder / "manifest.json").read_text()), "hnsw-flat")
     model = load_served_model(folder, ef_search=1024)
     assert model.ann is not None
     catalog = {i: parse_catalog_item(i, json.dumps(a).encode()) for i, a in shop.items.items()}
@@ -57,7 +57,9 @@ def test_the_trainer_ships_an_index_and_evaluate_reads_the_worker_path(tmp_path)
                                tmp_path / "shop")
     registry = tmp_path / "registry"
     trained = _cli("train", "--data", f"events:{data}", "--registry", str(registry),
-                   "--epochs", "2", env={"STREAM_REC_RETRIEVAL_INDEX_MIN_ITEMS": "1"})
+                   "--epochs", "2", env={"STREAM_REC_RETRIEVAL_INDEX_MIN_ITEMS": "1",
+                                         # float rows, so the comparisons below are exact
+                                         "STREAM_REC_RETRIEVAL_INDEX_KIND": "hnsw-flat"})
     assert trained.returncode == 0, trained.stderr[-2000:]
     assert "approximate-retrieval index" in trained.stderr
     version = next(p.name for p in registry.iterdir() if (p / "manifest.json").is_file())
@@ -69,6 +71,7 @@ def test_the_trainer_ships_an_index_and_evaluate_reads_the_worker_path(tmp_path)
     out = _cli("evaluate", "--model", version, "--registry", str(registry), "--data",
                f"events:{data}", "--k", "10", "--pool", "30", "--json", "--threads", "1",
                "--retrieval", "worker")
+    assert manifest["model"]["ann"]["kind"] == "hnsw-flat"
     assert out.returncode == 0, out.stderr[-2000:]
     metrics = json.loads(out.stdout)
     assert metrics["recall@30"] == 1.0  # 60 items: the graph search is exact

@@ -23,7 +23,7 @@ ITEMS = tuple(f"i{n}" for n in range(300))
 def _indexed_model(folder: Path, seed: int = 1):
     served_model(folder, random_vectors(seed, len(ITEMS)), items=ITEMS)
     manifest = json.loads((folder / "manifest.json").read_text())
-    written = add_index(folder, manifest)
+    written = add_index(folder, manifest, "hnsw-flat")  # float rows: its search is exact here
     assert ANN_INDEX_FILE in written["files"] and written["model"]["ann"]["n_items"] == 300
     return load_served_model(folder, ef_search=512)
 

@@ -43,7 +43,7 @@ def test_the_shipped_graph_is_measured_at_each_beam_width_without_a_build() -> N
     rng = np.random.default_rng(4)
     vectors = rng.normal(size=(300, 8)).astype(np.float32)
     queries = rng.normal(size=(20, 8)).astype(np.float32)
-    shipped = AnnIndex(build_index(vectors, threads=1), 64)
+    shipped = AnnIndex(build_index(vectors, "hnsw-flat", threads=1), 64)
     rows = compare(vectors, queries, 20, shipped_candidates(shipped, (32, 300)))
     assert [(r["library"], r["params"]) for r in rows[1:]] == [
         ("shipped-hnsw", {"efSearch": 32}), ("shipped-hnsw", {"efSearch": 300})]
