@@ -120,7 +120,10 @@ async def swap_to(runtime: WorkerRuntime, version: str | None) -> bool:
     metrics.model_swaps += 1
     metrics.model_version = model.version
     metrics.model_unservable = metrics.model_refusal = ""
-    log.info("now serving model version %s", model.version)
+    log.info("now serving model version %s (retrieval: %s)", model.version,
+             "exact" if model.ann is None else
+             f"through its {model.artifact.manifest['model']['ann'].get('kind', 'hnsw')} graph "
+             f"of {model.ann.n_items:,} items")
     if runtime.settings.gc_freeze and runtime.ready:  # at startup the agent settles once
         settle(f"swap to model {model.version}")
     return True

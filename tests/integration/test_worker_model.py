@@ -227,3 +227,35 @@ def _per_user(recs: list[dict[str, Any]]) -> list[list[str]]:
     for rec in recs:
         users.setdefault(rec["user_id"], []).append(rec["model_version"])
     return list(users.values())
+
+
+def test_a_model_that_ships_a_retrieval_graph_is_served_through_it(
+        broker: str, new_topic, tmp_path: Path, data_dir: Path, trained_registry: Path) -> None:
+    pytest.importorskip("faiss")
+    from stream_rec.model.ann import add_index
+
+    registry = tmp_path / "registry"
+    shutil.copytree(trained_registry, registry)
+    folder = registry / FileRegistry(registry).resolve(None)
+    add_index(folder, json.loads((folder / "manifest.json").read_text()))
+    settings = isolated_settings(broker, new_topic, tmp_path, registry_dir=str(registry))
+    produce(broker, settings.items_topic, _catalog(data_dir))
+    worker = WorkerProcess(settings, tmp_path / "worker.log").start()
+    recs = TopicReader(broker, settings.recommendations_topic)
+    try:
+        by_category = _model_items_by_category(data_dir, registry)
+        items = by_category[max(by_category, key=lambda c: len(by_category[c]))][:3]
+        first = _list_for(recs, _send(settings, "graph-shopper", items, "view")[-1])
+        assert first["model_version"] == folder.name and not first["fallback"]
+        assert len(first["items"]) == settings.list_length
+        assert "through its hnsw-sq8 graph" in (tmp_path / "worker.log").read_text()
+        # A delisted item is filtered inside the graph search: it never comes back.
+        top = _items(first)[0]
+        produce(settings.broker, settings.items_topic, [(top.encode(), None)])
+        _lists_until(settings, recs, "graph-shopper", items, lambda r: top not in _items(r))
+        later = [_list_for(recs, i)
+                 for i in _send(settings, "graph-shopper", items, "view", 900)]
+        assert all(top not in _items(r) and not r["fallback"] for r in later)
+    finally:
+        worker.stop()
+        recs.close()
