@@ -360,6 +360,12 @@ class Settings:
         16.0, "Scale of the cosine scores (inverse temperature).", _number(above=0.0))
     dropout: float = _setting(
         0.1, "Dropout on history item vectors while training.", _fraction(below_one=True))
+    item_dropout: float = _setting(
+        0.0, "Share of the history's item vectors dropped whole while training (0 = off).",
+        _fraction(below_one=True))
+    item_weight_decay: float = _setting(
+        0.0, "Decoupled weight decay of the item-table rows a training step touches, times the"
+        " learning rate (0 = off).", _number(at_least=0.0))
     session_graph_steps: int = _setting(
         1, "Propagation steps over the session's item-transition graph (0 = attention only).",
         _integer(at_least=0))

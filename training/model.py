@@ -216,12 +216,20 @@ class FusionCore(keras.layers.Layer):
             layers += [self.content, self.content_attention]
         return layers
 
-    def users(self, inputs: dict[str, tf.Tensor], training: bool = False
-              ) -> tuple[tf.Tensor, tf.Tensor | None, tf.Tensor]:
-        """(collab shopper (B, D), content shopper (B, D) or None, gate weights (B, n))."""
+    def users(self, inputs: dict[str, tf.Tensor], training: bool = False,
+              item_dropout: float = 0.0) -> tuple[tf.Tensor, tf.Tensor | None, tf.Tensor]:
+        """(collab shopper (B, D), content shopper (B, D) or None, gate weights (B, n)).
+
+        ``item_dropout`` (training only): that share of the history's item vectors is zeroed
+        whole (the position and its event type stay), so no single item row carries a
+        shopper; not part of the exported model.
+        """
         items, events = inputs["history_items"], inputs["history_events"]
         mask = tf.cast(items > 0, tf.float32)
         vectors = self.items(items)
+        if training and item_dropout > 0:
+            keep = tf.random.uniform(tf.shape(items)) >= item_dropout
+            vectors = vectors * tf.cast(keep, vectors.dtype)[..., None]
         star = None
         if self.graph is not None:
             vectors, star = self.graph.propagate(vectors, items)

@@ -4,7 +4,9 @@ Keras' Adam updates a 4-million-entry embedding table with a dozen separate elem
 per step, which on a 2-core CPU costs more than the forward pass. Here dense weights use
 TensorFlow's fused ``ResourceApplyAdam`` kernel, and embedding tables (whose gradients arrive
 as ``IndexedSlices``) update only the rows the step touched ("lazy Adam", as common for
-embeddings): a few thousand rows instead of the whole catalog.
+embeddings): a few thousand rows instead of the whole catalog. Optionally, the rows a step
+touched of chosen tables also shrink by ``weight_decay`` times the current learning rate
+(decoupled weight decay, as AdamW, applied lazily like the update itself).
 """
 
 from __future__ import annotations
@@ -24,9 +26,12 @@ class FusedAdam:
 
     def __init__(self, variables: Sequence[tf.Variable], peak_lr: float, total_steps: int,
                  beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-7,
-                 lazy: bool = True) -> None:
+                 lazy: bool = True, weight_decay: float = 0.0,
+                 decayed: Sequence[tf.Variable] = ()) -> None:
         self.variables = list(variables)
         self.lazy = lazy
+        self.weight_decay = float(weight_decay)
+        self.decayed = {id(v) for v in decayed} if self.weight_decay > 0 else set()
         self.peak_lr = peak_lr
         self.total_steps = tf.Variable(float(max(1, total_steps)), trainable=False)
         self.beta1, self.beta2, self.epsilon = beta1, beta2, epsilon
@@ -56,7 +61,8 @@ class FusedAdam:
             if grad is None:
                 continue
             if isinstance(grad, tf.IndexedSlices) and self.lazy:
-                self._sparse(var, m, v, grad, lr * tf.sqrt(1.0 - b2_power) / (1.0 - b1_power))
+                self._sparse(var, m, v, grad, lr * tf.sqrt(1.0 - b2_power) / (1.0 - b1_power),
+                             lr * self.weight_decay if id(var) in self.decayed else None)
                 continue
             tf.raw_ops.ResourceApplyAdam(
                 var=var.handle, m=m.handle, v=v.handle, beta1_power=b1_power,
@@ -64,13 +70,14 @@ class FusedAdam:
                 epsilon=self.epsilon, grad=tf.convert_to_tensor(grad))
 
     def _sparse(self, var: tf.Variable, m: tf.Variable, v: tf.Variable,
-                grad: tf.IndexedSlices, lr_t: tf.Tensor) -> None:
+                grad: tf.IndexedSlices, lr_t: tf.Tensor, decay: tf.Tensor | None) -> None:
         rows, slot = tf.unique(grad.indices)
         g = tf.math.unsorted_segment_sum(grad.values, slot, tf.size(rows))
         m_rows = self.beta1 * tf.gather(m, rows) + (1.0 - self.beta1) * g
         v_rows = self.beta2 * tf.gather(v, rows) + (1.0 - self.beta2) * tf.square(g)
         tf.raw_ops.ResourceScatterUpdate(resource=m.handle, indices=rows, updates=m_rows)
         tf.raw_ops.ResourceScatterUpdate(resource=v.handle, indices=rows, updates=v_rows)
-        tf.raw_ops.ResourceScatterSub(
-            resource=var.handle, indices=rows,
-            updates=lr_t * m_rows / (tf.sqrt(v_rows) + self.epsilon))
+        update = lr_t * m_rows / (tf.sqrt(v_rows) + self.epsilon)
+        if decay is not None:
+            update += decay * tf.gather(var, rows)
+        tf.raw_ops.ResourceScatterSub(resource=var.handle, indices=rows, updates=update)

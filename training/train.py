@@ -48,6 +48,8 @@ class TrainConfig:
     max_history: int = 50
     scale: float = 16.0
     dropout: float = 0.1
+    item_dropout: float = 0.0  # share of history item vectors dropped whole per step
+    item_weight_decay: float = 0.0  # decoupled decay of the item-table rows a step touches
     graph_steps: int = 1
     graph_star: bool = False
     graph_highway: bool = False
@@ -68,6 +70,8 @@ class TrainConfig:
                      negatives=settings.train_negatives, learning_rate=settings.learning_rate,
                      dim=settings.embedding_dim, max_history=settings.max_history,
                      scale=settings.score_scale, dropout=settings.dropout,
+                     item_dropout=settings.item_dropout,
+                     item_weight_decay=settings.item_weight_decay,
                      graph_steps=settings.session_graph_steps,
                      graph_star=settings.session_graph_star,
                      graph_highway=settings.session_graph_highway,
@@ -279,7 +283,8 @@ def _make_step(core: FusionCore, config: TrainConfig, use_content: bool,
                item_attrs: np.ndarray, universe_items: np.ndarray, universe_attrs: np.ndarray,
                total_steps: int) -> tuple[Callable[..., tf.Tensor], FusedAdam]:
     optimizer = FusedAdam(core.trainable_variables, config.learning_rate, total_steps,
-                          lazy=config.lazy_embeddings)
+                          lazy=config.lazy_embeddings, weight_decay=config.item_weight_decay,
+                          decayed=[core.items.table])
     attr_table = tf.constant(item_attrs)
     u_items = tf.constant(universe_items)
     u_attrs = tf.constant(universe_attrs)
@@ -311,7 +316,8 @@ def _make_step(core: FusionCore, config: TrainConfig, use_content: bool,
         else:
             pick = tf.range(n_universe, dtype=tf.int64)
         with tf.GradientTape() as tape:
-            user, content_user, gates = core.users(inputs, training=True)
+            user, content_user, gates = core.users(inputs, training=True,
+                                                   item_dropout=config.item_dropout)
             neg_vec, neg_content = core.candidates(
                 cold(tf.gather(u_items, pick)),
                 tf.gather(u_attrs, pick) if use_content else None)

@@ -290,3 +290,31 @@ def test_evaluation_runs_of_a_few_cases_give_the_same_pools(shop, trained, monke
     same = np.mean([len(set(a) & set(b)) / len(a)
                     for a, b in zip(small.candidates, whole.candidates, strict=True)])
     assert same > 0.99
+
+
+def test_item_dropout_acts_only_while_training(tmp_path):
+    """Whole history item vectors are dropped in training steps only; serving never sees it,
+    and a model trained with it exports and passes the parity checks."""
+    from training.export import export_artifact
+    from training.model import FusionCore
+    from training.train import TrainConfig, train_model
+
+    core = FusionCore(30, [], 16, 6, 8.0, dropout=0.0, use_content=False, graph_steps=1)
+    core.build(None)
+    inputs = {"history_items": tf.constant([[0, 5, 7, 9, 11, 13]] * 64, tf.int64),
+              "history_events": tf.constant([[0, 2, 2, 2, 2, 2]] * 64, tf.int64)}
+    plain = core.users(inputs, training=False)[0].numpy()
+    serving = core.users(inputs, training=False, item_dropout=0.5)[0].numpy()
+    np.testing.assert_allclose(serving, plain, atol=1e-6)
+    same = core.users(inputs, training=True, item_dropout=0.0)[0].numpy()
+    np.testing.assert_allclose(same, plain, atol=1e-6)
+    dropped = core.users(inputs, training=True, item_dropout=0.5)[0].numpy()
+    changed = np.abs(dropped - plain).max(axis=1) > 1e-4
+    assert changed.mean() > 0.5  # each row keeps all 5 items with chance 1/32
+
+    shop = make_shop(n_items=100, n_train=300, n_test=20)
+    result = train_model(shop, TrainConfig(**{**SMALL, "epochs": 1, "item_dropout": 0.3}),
+                         progress=lambda line: None)
+    assert result.summary()["config"]["item_dropout"] == 0.3
+    export_artifact(result, tmp_path / "v", {"version": "v"})  # parity checks included
+    assert load_served_model(tmp_path / "v").item_vectors.shape[0] == len(result.vocab.item_ids)
