@@ -11,6 +11,8 @@ a typo stops a command at once instead of deep inside Kafka, RocksDB or TensorFl
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import logging
 import math
 import os
 import re
@@ -516,7 +518,30 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     env = os.environ if environ is None else environ
     values = {name: parse_setting(name, env[env_name(name)])
               for name in _FIELDS if env_name(name) in env}
+    _warn_unknown(env)
     return Settings(**values).with_overrides(**overrides)
+
+
+# STREAM_REC_* variables that are not settings but are read elsewhere on purpose (the set-up
+# script, test switches), so they get no warning.
+NOT_SETTINGS = frozenset({"STREAM_REC_APT_UPDATED", "STREAM_REC_TEST_GUARANTEE",
+                          "STREAM_REC_SCREENSHOT"})
+_warned: set[str] = set()
+
+
+def _warn_unknown(env: Mapping[str, str]) -> None:
+    """Say (once per name and process) which STREAM_REC_* variables are no setting: a
+    misspelt or retired name would otherwise be ignored without a word, and a run would
+    quietly use the default."""
+    known = {env_name(name) for name in _FIELDS}
+    for variable in env:
+        if (variable.startswith(ENV_PREFIX) and variable not in known
+                and variable not in NOT_SETTINGS and variable not in _warned):
+            _warned.add(variable)
+            close = difflib.get_close_matches(variable, known, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            logging.getLogger(__name__).warning(
+                "%s is not a stream-rec setting%s: ignored", variable, hint)
 
 
 def settings_reference() -> Iterator[tuple[str, str, Any, str]]:

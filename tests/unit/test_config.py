@@ -150,3 +150,15 @@ def test_parse_setting_reads_one_value_as_the_environment_would() -> None:
     assert parse_setting("rerank_exclude_purchased", "off") is False
     with pytest.raises(SettingsError, match="^STREAM_REC_PARTITIONS=0: expected"):
         parse_setting("partitions", "0")
+
+
+def test_a_misspelt_variable_is_named_once_with_the_setting_it_resembles(
+        caplog: pytest.LogCaptureFixture) -> None:
+    env = {"STREAM_REC_ITEM_DROPOT": "0.2", "STREAM_REC_TEST_GUARANTEE": "exactly_once",
+           "STREAM_REC_PARTITIONS": "3"}
+    with caplog.at_level("WARNING", logger="stream_rec.config"):
+        assert load_settings(env).item_dropout == Settings().item_dropout
+        load_settings(env)
+    warnings = [r.getMessage() for r in caplog.records]
+    assert warnings == ["STREAM_REC_ITEM_DROPOT is not a stream-rec setting (did you mean "
+                        "STREAM_REC_ITEM_DROPOUT?): ignored"]
