@@ -48,4 +48,3 @@ def test_the_shipped_graph_is_measured_at_each_beam_width_without_a_build() -> N
     assert [(r["library"], r["params"]) for r in rows[1:]] == [
         ("shipped-hnsw", {"efSearch": 32}), ("shipped-hnsw", {"efSearch": 300})]
     assert rows[2]["recall_at_k"] == 1.0  # a beam as wide as the catalog finds all of it
-    assert rows[1]["build_s"] < 1.0
