@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import uuid
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
@@ -19,24 +18,10 @@ import pytest
 
 from stream_rec.config import load_settings
 from stream_rec.tools.broker import LocalBroker
+from tests.helpers import free_port_pair
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("STREAM_REC_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
-
-
-def _free_port_pair() -> int:
-    """A port p such that p and p + 1 (the controller) are both free on 127.0.0.1."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return int(port)
-    raise RuntimeError("no two adjacent free ports on 127.0.0.1")
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -75,7 +60,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if external:
         yield external
         return
-    settings = load_settings(kafka_port=_free_port_pair(), kafka_controller_port=0)
+    settings = load_settings(kafka_port=free_port_pair(), kafka_controller_port=0)
     local = LocalBroker(settings, data_dir=tmp_path_factory.mktemp("kafka"))
     local.start(timeout_s=180)
     try:

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import _free_port_pair
-from tests.helpers import free_port
+from tests.helpers import free_port, free_port_pair
 
 pytestmark = pytest.mark.integration
 
@@ -22,7 +21,7 @@ pytestmark = pytest.mark.integration
 def test_demo_streams_and_stops(tmp_path: Path, trained_registry: Path, data_dir: Path) -> None:
     if os.environ.get("STREAM_REC_BROKER"):
         pytest.skip("the demo starts its own broker")
-    port = _free_port_pair()
+    port = free_port_pair()
     env = {**os.environ, "STREAM_REC_KAFKA_DATA_DIR": str(tmp_path / "kafka"),
            "STREAM_REC_STATE_DIR": str(tmp_path / "state"),
            "STREAM_REC_WEB_PORT": str(free_port()), "STREAM_REC_DEMO_PORT": "0"}

@@ -27,8 +27,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.conftest import REPO_ROOT, _free_port_pair
-from tests.helpers import free_port
+from tests.conftest import REPO_ROOT
+from tests.helpers import free_port, free_port_pair
 from tests.integration.cdp import Chromium, Page, chromium_binary
 
 pytestmark = pytest.mark.integration
@@ -52,7 +52,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         pytest.skip("the demo starts its own broker")
     pytest.importorskip("tensorflow")  # it trains its model
     tmp = tmp_path_factory.mktemp("demo-page")
-    ports = {"kafka": _free_port_pair(), "worker": free_port(), "page": free_port()}
+    ports = {"kafka": free_port_pair(), "worker": free_port(), "page": free_port()}
     env = {**os.environ, "STREAM_REC_KAFKA_DATA_DIR": str(tmp / "kafka"),
            "STREAM_REC_STATE_DIR": str(tmp / "state"),
            "STREAM_REC_WEB_PORT": str(ports["worker"]),

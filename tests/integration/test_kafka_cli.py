@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import free_port_pair
 
 pytestmark = pytest.mark.integration
 
@@ -19,16 +20,10 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, check=False, env=os.environ.copy())
 
 
-def _free_pair() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_start_twice_status_stop(tmp_path: Path) -> None:
     if os.environ.get("STREAM_REC_BROKER"):
         pytest.skip("an external broker is in use")
-    port = str(_free_pair())
+    port = str(free_port_pair())
     flags = ["--port", port, "--data-dir", str(tmp_path / "kafka"), "--json"]
     started = _cli("start", *flags)
     try:

@@ -18,8 +18,7 @@ from stream_rec.core.state import StateLimits
 from stream_rec.errors import STOP_TIMEOUT_EXIT_STATUS
 from stream_rec.tools.broker import LocalBroker
 from stream_rec.tools.worker_process import WorkerProcess
-from tests.conftest import _free_port_pair
-from tests.helpers import free_port
+from tests.helpers import free_port, free_port_pair
 from tests.integration.test_crash_recovery import N_ITEMS, _category, _clean_replay, _events
 from tests.integration.worker_fixtures import (
     TopicReader,
@@ -126,7 +125,7 @@ def test_takeover_of_partitions_never_committed(broker: str, new_topic, tmp_path
 
 def test_worker_survives_a_broker_outage_and_stops_without_one(tmp_path: Path,
                                                                 new_topic) -> None:
-    own = LocalBroker(load_settings({}, kafka_port=_free_port_pair()),
+    own = LocalBroker(load_settings({}, kafka_port=free_port_pair()),
                       data_dir=tmp_path / "kafka")
     own.start(timeout_s=180)
     try:

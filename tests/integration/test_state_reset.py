@@ -23,7 +23,7 @@ from stream_rec.tools.demo.run import start_state_afresh_if_stale
 from stream_rec.tools.worker_process import WorkerProcess
 from stream_rec.topics import ensure_topics
 from stream_rec.worker.state_folder import tables_dir
-from tests.conftest import _free_port_pair
+from tests.helpers import free_port_pair
 from tests.integration.worker_fixtures import (
     TopicReader,
     event_bytes,
@@ -143,7 +143,7 @@ def test_a_new_broker_is_named_and_the_demo_starts_afresh(broker: str, new_topic
     settings = isolated_settings(broker, new_topic, tmp_path)
     _first_run(settings, tmp_path)
     # The same state folder against a broker whose data was reset: another cluster.
-    fresh = LocalBroker(load_settings({}, kafka_port=_free_port_pair()),
+    fresh = LocalBroker(load_settings({}, kafka_port=free_port_pair()),
                         data_dir=tmp_path / "kafka")
     fresh.start(timeout_s=180)
     try:
