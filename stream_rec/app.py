@@ -56,6 +56,10 @@ def create_app(settings: Settings, *, discover: Sequence[str] = ()) -> faust.App
         # unsent, before it exited to be restarted. aiokafka 0.14 has no separate delivery
         # timeout: this bounds both.
         producer_request_timeout=settings.produce_timeout_s,
+        # A worker that died without leaving holds its partitions until the session times out
+        # (Faust's default 60 s); heartbeats come often enough that three can be missed.
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 10),
         web_bind=settings.web_host,
         web_host=settings.web_host,
         web_port=settings.web_port,

@@ -235,6 +235,13 @@ class Settings:
         30.0, "Longest a worker's stop (SIGTERM) may take before it exits anyway; keep it under "
         "the orchestrator's grace period. Events not yet committed are processed again.",
         _number(above=0.0))
+    session_timeout_s: float = _setting(
+        30.0, "How long the consumer group waits for a worker that stopped answering (killed, "
+        "machine lost) before its partitions move to the others: its shoppers get no lists "
+        "meanwhile. Shorter fails over sooner; too short and a worker stalled by a long pause "
+        "is dropped from the group and rejoins (a rebalance, no lost event). At least 6 s, the "
+        "broker's default group.min.session.timeout.ms.",
+        _number(at_least=6.0))
     produce_timeout_s: float = _setting(
         30.0, "How long the worker's producer keeps trying to deliver a list or a state change "
         "(aiokafka's request timeout; one send may take up to twice this) before the worker "

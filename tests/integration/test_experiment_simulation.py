@@ -39,7 +39,9 @@ FIGURES = ("lists", "impressions", "impressed_items", "clicks", "add_to_carts", 
 
 
 def _base(broker: str, tmp_path: Path) -> Settings:
-    return load_settings({}, broker=broker, state_dir=str(tmp_path / "shared"))
+    # A killed worker's partitions move on after 8 s, not after the default 30 s.
+    return load_settings({}, broker=broker, state_dir=str(tmp_path / "shared"),
+                         session_timeout_s=8.0)
 
 
 def _empty_registry(tmp_path: Path) -> Path:
