@@ -28,7 +28,7 @@ from stream_rec.core.state import StateLimits
 from stream_rec.errors import UNDELIVERED_EXIT_STATUS
 from stream_rec.tools.broker import LocalBroker
 from stream_rec.tools.worker_process import WorkerProcess
-from tests.conftest import _free_port_pair
+from tests.helpers import free_port_pair
 from tests.integration.test_crash_recovery import N_ITEMS, _category, _clean_replay, _events
 from tests.integration.worker_fixtures import (
     TopicReader,
@@ -114,7 +114,7 @@ def _read_to_end(broker: str, topic: str, timeout_s: float = 120) -> dict[int, l
 
 def test_broker_that_stops_answering_stops_the_worker_within_its_produce_timeout(
         new_topic, tmp_path: Path) -> None:
-    own = LocalBroker(load_settings({}, kafka_port=_free_port_pair()),
+    own = LocalBroker(load_settings({}, kafka_port=free_port_pair()),
                       data_dir=tmp_path / "kafka")
     own.start(timeout_s=180)
     try:
