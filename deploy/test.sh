@@ -9,4 +9,5 @@ bash deploy/setup.sh train dev ann
 .venv/bin/python -c 'from stream_rec.tools.broker import ensure_jars; from stream_rec.config import load_settings; ensure_jars(load_settings())'
 .venv/bin/ruff check stream_rec training tests
 .venv/bin/mypy
-exec .venv/bin/python -m pytest "$@"
+# The slowest tests are listed so a test that grows is seen in the CI log.
+exec .venv/bin/python -m pytest --durations=15 "$@"
