@@ -8,8 +8,10 @@ in two where the candidates come in (``split_at_candidates``): the shopper half 
 the candidate half fed with its results. The halves are the exported graph's own nodes and
 weights, checked at load against the whole graph; if the cut is not possible or disagrees,
 the whole graph is used as before. Once the halves agree, the whole graph's session is
-closed: every call goes through the halves, and the process keeps two copies of the weights
-instead of three.
+closed: every call goes through the halves. Their large weights (the item tables) are read
+once and handed to every session (``shared_initialisers``), so the process holds one copy of
+them, not one per session: at a million items that is the largest part of the model's memory
+after the retrieval rows.
 """
 
 from __future__ import annotations
@@ -72,6 +74,11 @@ class OnnxScorer:
         options.intra_op_num_threads = max(1, threads)
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        model = _read_model(Path(model_path)) if split else None
+        # name -> (array, OrtValue wrapping it): both must outlive every session using them.
+        self._shared = shared_initialisers(model) if model is not None else {}
+        for name, (_, value) in self._shared.items():
+            options.add_initializer(name, value)
         whole = ort.InferenceSession(str(model_path), sess_options=options,
                                      providers=["CPUExecutionProvider"])
         self._whole: Any = whole  # None once the halves are verified
@@ -80,19 +87,16 @@ class OnnxScorer:
         # (shopper half, candidate half, tensors carried across, candidate half's inputs)
         self._halves: tuple[Any, Any, list[str], frozenset[str]] | None = None
         try:
-            halves = split_at_candidates(Path(model_path)) if split else None
+            halves = split_at_candidates(model) if model is not None else None
         except Exception as exc:  # noqa: BLE001 - any failure means: use the whole graph
             log.info("model graph not split (%r): candidates are scored with the whole graph",
                      exc)
             halves = None
         if halves is not None:
             shopper, candidates, carried = halves
-            half = ort.InferenceSession(candidates, sess_options=options,
-                                        providers=["CPUExecutionProvider"])
-            self._halves = (
-                ort.InferenceSession(shopper, sess_options=options,
-                                     providers=["CPUExecutionProvider"]),
-                half, carried, frozenset(i.name for i in half.get_inputs()))
+            half = _session_from_bytes(candidates, options)
+            self._halves = (_session_from_bytes(shopper, options), half, carried,
+                            frozenset(i.name for i in half.get_inputs()))
 
     def run(self, inputs: Mapping[str, NDArray[np.int64]]
             ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
@@ -209,9 +213,60 @@ class OnnxScorer:
         return same
 
 
-def split_at_candidates(model_path: Path) -> tuple[bytes, bytes, list[str]] | None:
-    """The graph cut where the candidate inputs enter: (shopper half, candidate half, the
-    tensors passed from one to the other); None when the graph has no such cut.
+def _session_from_bytes(model: bytes, options: Any) -> Any:
+    """A CPU session over a serialised graph, without the copy of the bytes that onnxruntime's
+    Python class keeps (only to build the session again after a provider failure, which a
+    CPU-only session never does): the halves carry the item tables, so each kept copy cost
+    as much memory as a table."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model, sess_options=options,
+                                   providers=["CPUExecutionProvider"])
+    if getattr(session, "_model_bytes", None) is not None:
+        session._model_bytes = None
+    return session
+
+
+SHARE_BYTES = 1 << 20  # initialisers at least this large are held once for all sessions
+
+
+def _read_model(model_path: Path) -> Any | None:
+    """The parsed graph (an ``onnx.ModelProto``), or None when onnx cannot read it (the
+    whole graph is then served as onnxruntime reads it)."""
+    import onnx
+
+    try:
+        return onnx.load(str(model_path))
+    except Exception as exc:  # noqa: BLE001 - any failure means: no split, no sharing
+        log.info("model graph not read by onnx (%r): candidates are scored with the whole "
+                 "graph", exc)
+        return None
+
+
+def shared_initialisers(model: Any) -> dict[str, tuple[NDArray[Any], Any]]:
+    """The graph's large weights, each as an array and an ``OrtValue`` over that array.
+
+    Given to every session through ``SessionOptions.add_initializer``, onnxruntime uses them in
+    place of its own copy from the file: the whole graph and both halves then share one copy.
+    """
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    shared: dict[str, tuple[NDArray[Any], Any]] = {}
+    for tensor in model.graph.initializer:
+        if tensor.data_location != 0 or not tensor.HasField("raw_data"):
+            continue  # external or typed-field data: left to onnxruntime
+        if len(tensor.raw_data) < SHARE_BYTES:
+            continue
+        array = np.ascontiguousarray(numpy_helper.to_array(tensor)).copy()
+        shared[tensor.name] = (array, ort.OrtValue.ortvalue_from_numpy(array))
+    return shared
+
+
+def split_at_candidates(model: Any) -> tuple[bytes, bytes, list[str]] | None:
+    """The graph (an ``onnx.ModelProto`` or the path of one) cut where the candidate inputs
+    enter: (shopper half, candidate half, the tensors passed from one to the other); None when
+    the graph has no such cut.
 
     Every node that does not depend on a candidate input goes to the shopper half; the
     candidate half takes the candidate inputs plus every tensor the shopper half produces (or
@@ -220,7 +275,8 @@ def split_at_candidates(model_path: Path) -> tuple[bytes, bytes, list[str]] | No
     import onnx
     from onnx.utils import Extractor
 
-    model = onnx.load(str(model_path))
+    if isinstance(model, Path):
+        model = onnx.load(str(model))
     graph = model.graph
     inputs = {i.name for i in graph.input}
     initialisers = {t.name for t in graph.initializer}

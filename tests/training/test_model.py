@@ -154,6 +154,27 @@ def test_graph_cut_at_the_candidates_scores_like_the_whole_graph(shop, trained):
                                rtol=1e-5, atol=1e-6)
 
 
+def test_sessions_share_the_large_weights_and_score_as_before(shop, trained, monkeypatch):
+    import stream_rec.model.scorer as scorer_module
+
+    _, folder = trained
+    histories = [[(e.item_id, e.event_type) for e in s.events] for s in shop.test[:12]]
+    candidates = [[f"i{(n * 5 + row) % 240}" for n in range(25)] for row in range(12)]
+    inputs = load_served_model(folder).features.inputs(histories, candidates, shop.items)
+    alone, users = OnnxScorer(folder / "model.onnx", split=False).run(inputs)
+    # The test model's tables are small: share every weight, so the item table is among them.
+    monkeypatch.setattr(scorer_module, "SHARE_BYTES", 1)
+    shared = OnnxScorer(folder / "model.onnx")
+    assert any("item_tower" in name for name in shared._shared)
+    assert shared.agrees_when_split(inputs) and shared.split
+    scores, shared_users = shared.run(inputs)
+    np.testing.assert_allclose(scores, alone, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(shared_users, users, rtol=1e-5, atol=1e-6)
+    # Neither half keeps a serialised copy of its graph (and its tables) beside the session.
+    assert shared._halves is not None
+    assert all(getattr(half, "_model_bytes", None) is None for half in shared._halves[:2])
+
+
 def test_a_graph_without_candidate_inputs_is_not_cut(tmp_path):
     import onnx
     from onnx import TensorProto, helper
