@@ -258,7 +258,8 @@ def shared_initialisers(model: Any) -> dict[str, tuple[NDArray[Any], Any]]:
             continue  # external or typed-field data: left to onnxruntime
         if len(tensor.raw_data) < SHARE_BYTES:
             continue
-        array = np.ascontiguousarray(numpy_helper.to_array(tensor)).copy()
+        # An owned, writable C-ordered copy: to_array may return a view of the proto's bytes.
+        array = np.array(numpy_helper.to_array(tensor), order="C", copy=True)
         shared[tensor.name] = (array, ort.OrtValue.ortvalue_from_numpy(array))
     return shared
 
