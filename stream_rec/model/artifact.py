@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,11 +164,10 @@ class ModelArtifact:
     def input_names(self) -> list[str]:
         return list(self.manifest["signature"]["inputs"])
 
-    def position_map(self) -> dict[str, int]:
-        """A copy of the raw id -> row map, for a caller that extends it (a dict copy shares
-        the keys and the row numbers: at a million items that is ~30 MB of ints not made
-        again, and no rehashing)."""
-        return dict(self._positions)
+    def position_map(self) -> Mapping[str, int]:
+        """The raw id -> row map itself (not a copy: callers must not change it; an item
+        table keeps the items it adds in a map of its own, ``serving/item_table.Positions``)."""
+        return self._positions
 
     def positions(self, item_ids: Sequence[str]) -> NDArray[np.int64]:
         """Row in ``item_ids``/``item_embeddings`` of each raw id, -1 when unknown."""
@@ -202,12 +201,17 @@ def encode_attribute(vocab: Mapping[str, int], boundaries: NDArray[np.float64] |
     return vocab.get(str(raw), OOV_INDEX)
 
 
-def load_artifact(folder: str | Path) -> ModelArtifact:
-    """Verify and load an artifact folder; raise ArtifactError when anything is wrong."""
+def load_artifact(folder: str | Path,
+                  same_ids: Callable[[str], str] | None = None) -> ModelArtifact:
+    """Verify and load an artifact folder; raise ArtifactError when anything is wrong.
+
+    ``same_ids`` maps an item id to an equal string the process already holds (the worker's
+    catalog, ``CatalogView.shared_id``), so the vocabulary shares those strings instead of
+    keeping its own copy of each."""
     folder = Path(folder)
     manifest = verify_folder(folder)
     try:
-        item_ids = json.loads((folder / ITEM_IDS_FILE).read_text(encoding="utf-8"))
+        item_ids = _read_ids(folder / ITEM_IDS_FILE, same_ids)
         attrs = json.loads((folder / ATTRIBUTES_FILE).read_text(encoding="utf-8"))
         stored = np.load(folder / ITEM_EMBEDDINGS_FILE, mmap_mode="r", allow_pickle=False)
         item_attributes = np.load(folder / ITEM_ATTRIBUTES_FILE, allow_pickle=False)
@@ -228,10 +232,22 @@ def load_artifact(folder: str | Path) -> ModelArtifact:
         vocab.setdefault(name, {})
     bounds = {name: np.asarray(b, dtype=np.float64)
               for name, b in attrs.get("price_boundaries", {}).items()}
-    return ModelArtifact(folder, manifest, [str(i) for i in item_ids], embeddings,
+    return ModelArtifact(folder, manifest, item_ids, embeddings,
                          item_attributes.astype(np.int64, copy=False), names, vocab, bounds,
                          _content_tables(folder, manifest, len(names), embeddings.shape[1]),
                          _with_zero_row=with_zero)
+
+
+def _read_ids(path: Path, same_ids: Callable[[str], str] | None) -> list[str]:
+    """The vocabulary's raw ids (as strings), each replaced by ``same_ids``' equal string."""
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(raw, list):
+        raise ValueError(f"{path.name} holds no list of ids")
+    same = same_ids or (lambda item_id: item_id)
+    # In place: the parsed strings are dropped one by one as their shared twins replace them.
+    for n, item_id in enumerate(raw):
+        raw[n] = same(item_id if isinstance(item_id, str) else str(item_id))
+    return raw
 
 
 def _content_tables(folder: Path, manifest: Mapping[str, Any], n_attributes: int, width: int

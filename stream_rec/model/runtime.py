@@ -7,7 +7,7 @@ through their catalog attributes).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,9 +90,10 @@ class ServedModel:
 
 
 def load_served_model(folder: str | Path, threads: int = 1, retrieval_index: bool = True,
-                      ef_search: int = 256) -> ServedModel:
+                      ef_search: int = 256,
+                      same_ids: Callable[[str], str] | None = None) -> ServedModel:
     """Verify the artifact in ``folder`` and open it for scoring (raises ArtifactError);
     ``retrieval_index``: use its approximate-retrieval graph if it has one (``ef_search``, the
-    graph search's beam width)."""
-    return ServedModel(load_artifact(folder), threads=threads, retrieval_index=retrieval_index,
-                       ef_search=ef_search)
+    graph search's beam width); ``same_ids``: as ``load_artifact``'s."""
+    return ServedModel(load_artifact(folder, same_ids), threads=threads,
+                       retrieval_index=retrieval_index, ef_search=ef_search)

@@ -16,9 +16,9 @@ masked in the retrieval scores instead of being cut out of the matrix.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import numpy as np
 from numpy.typing import NDArray
@@ -29,6 +29,48 @@ from stream_rec.model.ann import allowed_bitmap
 from stream_rec.rerank import stable_item_keys
 from stream_rec.rerank.pool_vectors import PoolVectors
 from stream_rec.serving.stream_vectors import StreamVectors, no_stream_vectors
+
+_T = TypeVar("_T")
+
+
+class Positions:
+    """Raw id -> position: the model's vocabulary (its artifact's own map, shared with every
+    table of that model and never changed) and the catalog-only items appended after it.
+    A table used to copy the vocabulary's map to extend it: ~40 MB at a million items, twice
+    during a model swap."""
+
+    __slots__ = ("_vocab", "_more")
+
+    def __init__(self, vocab: Mapping[str, int]) -> None:
+        self._vocab = vocab
+        self._more: dict[str, int] = {}
+
+    @overload
+    def get(self, item_id: str) -> int | None: ...
+
+    @overload
+    def get(self, item_id: str, default: _T) -> int | _T: ...
+
+    def get(self, item_id: str, default: object = None) -> object:
+        pos = self._vocab.get(item_id)
+        return self._more.get(item_id, default) if pos is None else pos
+
+    def __getitem__(self, item_id: str) -> int:
+        pos = self.get(item_id)
+        if pos is None:
+            raise KeyError(item_id)
+        return pos
+
+    def __contains__(self, item_id: object) -> bool:
+        return item_id in self._vocab or item_id in self._more
+
+    def __setitem__(self, item_id: str, pos: int) -> None:
+        if item_id in self._vocab:  # a vocabulary item keeps its row: it is never appended
+            raise ValueError(f"{item_id!r} is in the model's vocabulary")
+        self._more[item_id] = pos
+
+    def __len__(self) -> int:
+        return len(self._vocab) + len(self._more)
 
 
 @dataclass
@@ -49,7 +91,7 @@ class ItemTable:
         self.model = model
         vocab = [str(i) for i in model.item_ids]
         self.ids: list[str] = list(vocab)
-        self.position: dict[str, int] = model.artifact.position_map()
+        self.position = Positions(model.artifact.position_map())
         self.n_vocab = len(vocab)
         features = model.features
         # Each per-position array is a view of the first len(ids) rows of a buffer that

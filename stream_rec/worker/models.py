@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -45,8 +46,10 @@ NO_MODEL = "no_model"  # the registry has no current version yet
 REFUSED = "refused"  # the version to serve failed a check (the log and /health/ say which)
 
 
-def load_checked(settings: Settings, version: str | None) -> ServedModel | None:
-    """Load ``version`` (default: the registry's current one) and prove it can score.
+def load_checked(settings: Settings, version: str | None,
+                 same_ids: Callable[[str], str] | None = None) -> ServedModel | None:
+    """Load ``version`` (default: the registry's current one) and prove it can score;
+    ``same_ids``: the catalog's strings for the vocabulary (``load_artifact``).
 
     Returns None when the registry has no current model yet. Any failure on the way (a
     missing or changed file, a graph onnxruntime cannot read, a cut that fails, a smoke batch
@@ -62,7 +65,7 @@ def load_checked(settings: Settings, version: str | None) -> ServedModel | None:
             raise RegistryError(f"registry {settings.registry_dir} has no version {version!r}")
         model = load_served_model(registry.path(version), threads=settings.onnx_threads,
                                   retrieval_index=settings.retrieval_index,
-                                  ef_search=settings.retrieval_ef_search)
+                                  ef_search=settings.retrieval_ef_search, same_ids=same_ids)
         if model.version != version:
             raise ArtifactError(f"folder {version} holds a manifest of version {model.version}")
         smoke_test(model)
@@ -97,7 +100,8 @@ async def swap_to(runtime: WorkerRuntime, version: str | None) -> bool:
     """Load in a thread, then swap; True when a model was swapped in."""
     metrics = runtime.metrics
     try:
-        model = await asyncio.to_thread(load_checked, runtime.settings, version)
+        model = await asyncio.to_thread(load_checked, runtime.settings, version,
+                                        runtime.recommender.catalog.shared_id)
     except ModelRefused as exc:
         metrics.model_rejected += 1
         metrics.model_refusal = str(exc)
@@ -197,7 +201,8 @@ async def serve_arm_models(runtime: WorkerRuntime) -> None:
             continue
         before = resident_bytes()
         try:
-            model = await asyncio.to_thread(load_checked, runtime.settings, version)
+            model = await asyncio.to_thread(load_checked, runtime.settings, version,
+                                            runtime.recommender.catalog.shared_id)
         except ModelRefused as exc:
             runtime.metrics.model_rejected += 1
             log.error("experiment arm model refused: %s; its shoppers get the main model", exc)

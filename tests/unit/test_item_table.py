@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from stream_rec.core.catalog import CatalogItem, parse_catalog_item
 from stream_rec.rerank import stable_item_keys
@@ -76,3 +77,41 @@ def test_diversity_vectors_are_the_models_and_zero_for_catalog_only_items(tmp_pa
     assert not got[0, 1].any() and not got[0, 2].any()
     # The zero row lives beside the model's own vectors: no second copy of the table.
     assert np.shares_memory(model.item_vectors, model.item_vectors_and_zero)
+
+
+def test_tables_of_one_model_share_its_vocabulary_map_but_not_their_own_items(
+        tmp_path: Path) -> None:
+    """Each table extends the model's id -> row map without changing it: an item one table
+    appended is unknown to another table of the same model and to the model's features."""
+    model = served_model(tmp_path / "m", random_vectors(1))
+    catalog = {i: _item(i, "c0") for i in MODEL_ITEMS}
+    first, second = ItemTable(model, catalog), ItemTable(model, catalog)
+    first.upsert(_item("only-first", "c1"), catalog)
+    second.upsert(_item("only-second", "c1"), catalog)
+    n = len(MODEL_ITEMS)
+    assert first.position["only-first"] == n and second.position["only-second"] == n
+    assert "only-second" not in first.position and first.position.get("only-second") is None
+    assert first.position.get("only-second", -1) == -1
+    assert [first.position[i] for i in MODEL_ITEMS] == list(range(n))
+    assert len(first.position) == len(second.position) == n + 1
+    # The model still sees only its vocabulary: a table's item is no model row.
+    assert model.index_of(["only-first", MODEL_ITEMS[3]]).tolist() == [-1, 3]
+    with pytest.raises(KeyError):
+        first.position["never-listed"]
+    with pytest.raises(ValueError):
+        first.position[MODEL_ITEMS[0]] = 99  # a vocabulary item keeps its row
+
+
+def test_a_model_loaded_with_the_catalogs_ids_holds_no_copy_of_them(tmp_path: Path) -> None:
+    from stream_rec.model import load_served_model
+    from stream_rec.serving.catalog_view import CatalogView
+
+    served_model(tmp_path / "m", random_vectors(1))
+    view = CatalogView()
+    for item_id in MODEL_ITEMS[:7]:  # some of the vocabulary is not listed (yet)
+        view.upsert(_item("".join(item_id), "c0"))  # a string of its own, equal to the id
+    model = load_served_model(tmp_path / "m", same_ids=view.shared_id)
+    ids = model.artifact.item_ids
+    assert ids == list(MODEL_ITEMS)
+    assert all(ids[n] is view.items[i].item_id for n, i in enumerate(MODEL_ITEMS[:7]))
+    assert model.index_of(list(MODEL_ITEMS)).tolist() == list(range(len(MODEL_ITEMS)))

@@ -157,7 +157,7 @@ def _load(recommender: Recommender, messages: list[tuple[bytes, bytes]], setting
     with_catalog = memory_now()
     model_s = swap_s = None
     if registry is not None and version is not None:
-        model, model_s = load_model(settings, registry, version)
+        model, model_s = load_model(settings, registry, version, recommender)
         swap_s = swap_in(recommender, model)
     with_model = memory_now()
     return _Loaded(

@@ -54,13 +54,17 @@ def read_catalog(recommender: Recommender, messages: Iterable[tuple[bytes, bytes
     return time.perf_counter() - started
 
 
-def load_model(settings: Settings, registry: Path, version: str) -> tuple[ServedModel, float]:
-    """The model, loaded and smoke-tested as a worker loads it; and the wall seconds it took."""
+def load_model(settings: Settings, registry: Path, version: str,
+               recommender: Recommender | None = None) -> tuple[ServedModel, float]:
+    """The model, loaded and smoke-tested as a worker loads it (sharing the id strings of
+    ``recommender``'s catalog, as a worker does); and the wall seconds it took."""
     from stream_rec.worker.models import ModelRefused, load_checked
 
     started = time.perf_counter()
+    same_ids = None if recommender is None else recommender.catalog.shared_id
     try:
-        model = load_checked(settings.with_overrides(registry_dir=str(registry)), version)
+        model = load_checked(settings.with_overrides(registry_dir=str(registry)), version,
+                             same_ids)
     except ModelRefused as exc:
         raise UserError(f"the worker would refuse this model: {exc}") from exc
     if model is None:
@@ -85,7 +89,7 @@ def hot_swap(recommender: Recommender, settings: Settings, registry: Path, versi
     caches are built by its first batches), so the peak counts a batch's own memory too.
     """
     reset_peak_memory()
-    model, load_s = load_model(settings, registry, version)
+    model, load_s = load_model(settings, registry, version, recommender)
     serve()
     swap_s = swap_in(recommender, model)  # the old model is let go here
     serve()
