@@ -132,21 +132,9 @@ class ModelArtifact:
     # present with fused retrieval and the content branch (CONTENT_TABLES_FILE)
     content_tables: tuple[list[NDArray[np.float32]], NDArray[np.float32]] | None = None
     _positions: dict[str, int] = field(default_factory=dict, repr=False)
-    _with_zero_row: NDArray[np.float32] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self._positions = {item: pos for pos, item in enumerate(self.item_ids)}
-
-    def item_embeddings_and_zero(self) -> NDArray[np.float32]:
-        """(N + 1, D): ``item_embeddings`` and one zero row after them, for gathers where
-        some positions have no vector. ``load_artifact`` reads the file into such a buffer, so
-        this shares memory with ``item_embeddings`` instead of copying the table."""
-        if self._with_zero_row is None:
-            rows = np.zeros((self.item_embeddings.shape[0] + 1, self.item_embeddings.shape[1]),
-                            dtype=np.float32)
-            rows[:-1] = self.item_embeddings
-            self._with_zero_row = rows
-        return self._with_zero_row
 
     @property
     def version(self) -> str:
@@ -213,29 +201,35 @@ def load_artifact(folder: str | Path,
     try:
         item_ids = _read_ids(folder / ITEM_IDS_FILE, same_ids)
         attrs = json.loads((folder / ATTRIBUTES_FILE).read_text(encoding="utf-8"))
-        stored = np.load(folder / ITEM_EMBEDDINGS_FILE, mmap_mode="r", allow_pickle=False)
-        item_attributes = np.load(folder / ITEM_ATTRIBUTES_FILE, allow_pickle=False)
+        embeddings = _mapped(folder / ITEM_EMBEDDINGS_FILE, np.float32)
+        item_attributes = _mapped(folder / ITEM_ATTRIBUTES_FILE, np.int64)
     except (OSError, ValueError) as exc:
         raise ArtifactError(f"{folder}: cannot read artifact files: {exc}") from None
     names = list(attrs.get("names", []))
-    if (stored.ndim != 2 or len(item_ids) != stored.shape[0]
+    if (embeddings.ndim != 2 or len(item_ids) != embeddings.shape[0]
             or item_attributes.shape != (len(item_ids), len(names))):
         raise ArtifactError(f"{folder}: item files disagree on the number of items")
-    # One zero row after the vectors (``item_embeddings_and_zero``), read straight into place.
-    with_zero = np.zeros((stored.shape[0] + 1, stored.shape[1]), dtype=np.float32)
-    with_zero[:-1] = stored
-    del stored  # the memory map
-    embeddings = with_zero[:-1]
     vocab = {name: {str(v): FIRST_ITEM_INDEX + i for i, v in enumerate(values)}
              for name, values in attrs.get("vocabularies", {}).items()}
     for name in names:
         vocab.setdefault(name, {})
     bounds = {name: np.asarray(b, dtype=np.float64)
               for name, b in attrs.get("price_boundaries", {}).items()}
-    return ModelArtifact(folder, manifest, item_ids, embeddings,
-                         item_attributes.astype(np.int64, copy=False), names, vocab, bounds,
-                         _content_tables(folder, manifest, len(names), embeddings.shape[1]),
-                         _with_zero_row=with_zero)
+    return ModelArtifact(folder, manifest, item_ids, embeddings, item_attributes, names, vocab,
+                         bounds,
+                         _content_tables(folder, manifest, len(names), embeddings.shape[1]))
+
+
+def _mapped(path: Path, dtype: type[np.generic]) -> NDArray[Any]:
+    """The array in ``path``, memory-mapped read-only when it is stored as ``dtype`` (as the
+    trainer writes it), else read and converted. Mapped, the vectors are the page cache's
+    pages, read in as they are used: a model loaded beside the one serving (a swap) costs no
+    resident memory for its table until it serves, and the process holds no private copy of
+    the file. Artifact files are never changed in place (``verify_folder``)."""
+    stored = np.load(path, mmap_mode="r", allow_pickle=False)
+    if stored.dtype == dtype and stored.flags.c_contiguous:
+        return stored.view(np.ndarray)  # a plain array over the mapping (kept open by it)
+    return np.ascontiguousarray(stored, dtype=dtype)
 
 
 def _read_ids(path: Path, same_ids: Callable[[str], str] | None) -> list[str]:

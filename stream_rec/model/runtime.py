@@ -29,7 +29,6 @@ class ServedModel:
         self.version = artifact.version
         self.item_ids: NDArray[Any] = np.asarray(artifact.item_ids, dtype=object)
         self.item_vectors = artifact.item_embeddings
-        self.item_vectors_and_zero = artifact.item_embeddings_and_zero()
         self.features = FeatureBuilder(artifact)
         self.scorer = OnnxScorer(artifact.model_path, threads=threads)
         # The approximate-retrieval graph the trainer shipped (``model/ann.py``), if any and

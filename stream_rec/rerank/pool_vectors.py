@@ -16,7 +16,8 @@ from numpy.typing import NDArray
 
 
 class PoolVectors:
-    """A lazy (B, M, D) array: ``table[rows]``, with ``table`` (N, D) and ``rows`` (B, M)."""
+    """A lazy (B, M, D) array: ``table[rows]``, with ``table`` (N, D) and ``rows`` (B, M);
+    a row of -1 (an item without a vector, or padding) reads as zeros."""
 
     ndim = 3
 
@@ -34,9 +35,19 @@ class PoolVectors:
     def __getitem__(self, key: Any) -> Any:
         """Pools only (a slice or an index array): still lazy. Pools and candidates: gathered."""
         if isinstance(key, tuple):
-            return self.table[self.rows[key]]
+            return self._gather(self.rows[key])
         return PoolVectors(self.table, self.rows[key])
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> NDArray[Any]:
-        out = self.table[self.rows]
+        out = self._gather(self.rows)
         return out if dtype is None else out.astype(dtype, copy=False)
+
+    def _gather(self, rows: NDArray[np.integer]) -> NDArray[Any]:
+        # Zeros are written after the gather rather than kept as a row of the table: the
+        # table can then be the model's own (read-only, memory-mapped) vectors.
+        missing = rows < 0
+        if not missing.any():
+            return self.table[rows]
+        out = self.table[np.where(missing, 0, rows)]
+        out[missing] = 0
+        return out

@@ -304,6 +304,5 @@ class ItemTable:
     def vectors(self, positions: NDArray[np.int64]) -> PoolVectors:
         """Item vectors for diversity, gathered when read; catalog-only items (and padding)
         get zeros."""
-        rows = self.model.item_vectors_and_zero  # the zero row is at n_vocab
         inside = (positions >= 0) & (positions < self.n_vocab)
-        return PoolVectors(rows, np.where(inside, positions, self.n_vocab))
+        return PoolVectors(self.model.item_vectors, np.where(inside, positions, -1))

@@ -75,8 +75,8 @@ def test_diversity_vectors_are_the_models_and_zero_for_catalog_only_items(tmp_pa
     got = np.asarray(table.vectors(positions))
     np.testing.assert_allclose(got[0, [0, 3]], vectors[[0, 9]])
     assert not got[0, 1].any() and not got[0, 2].any()
-    # The zero row lives beside the model's own vectors: no second copy of the table.
-    assert np.shares_memory(model.item_vectors, model.item_vectors_and_zero)
+    # The model's own vectors, mapped from its file: no copy of the table in the process.
+    assert not model.item_vectors.flags.writeable and not model.item_vectors.flags.owndata
 
 
 def test_tables_of_one_model_share_its_vocabulary_map_but_not_their_own_items(
