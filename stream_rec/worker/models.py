@@ -121,6 +121,8 @@ async def swap_to(runtime: WorkerRuntime, version: str | None) -> bool:
     with runtime.catalog_held():
         table = await asyncio.to_thread(runtime.recommender.item_table_for, model)
         runtime.recommender.swap_model(model, table)
+    # The old model is let go now, so its arrays and this copy never coincide.
+    await asyncio.to_thread(model.keep_in_memory)
     metrics.model_swaps += 1
     metrics.model_version = model.version
     metrics.model_unservable = metrics.model_refusal = ""
@@ -217,6 +219,9 @@ async def serve_arm_models(runtime: WorkerRuntime) -> None:
                 tables[model.version] = await asyncio.to_thread(
                     runtime.recommender.item_table_for, model)
         runtime.recommender.set_arm_models(models, tables)
+    for model in models:
+        if model.version not in served:
+            await asyncio.to_thread(model.keep_in_memory)
     runtime.metrics.arm_model_bytes = {m.version: costs.get(m.version, 0) for m in models}
     for model in models:
         log.info("serving model %s to its experiment arm beside %s (about %.1f MB more "

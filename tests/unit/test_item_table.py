@@ -115,3 +115,24 @@ def test_a_model_loaded_with_the_catalogs_ids_holds_no_copy_of_them(tmp_path: Pa
     assert ids == list(MODEL_ITEMS)
     assert all(ids[n] is view.items[i].item_id for n, i in enumerate(MODEL_ITEMS[:7]))
     assert model.index_of(list(MODEL_ITEMS)).tolist() == list(range(len(MODEL_ITEMS)))
+
+
+def test_a_served_model_moves_its_mapped_arrays_into_memory_unchanged(tmp_path: Path) -> None:
+    """Loaded, the vectors and attributes are the artifact files' pages; ``keep_in_memory``
+    (called once the model serves) copies them into the process, read-only, same values."""
+    vectors = random_vectors(5)
+    model = served_model(tmp_path / "m", vectors)
+    table = ItemTable(model, {i: _item(i, "c0") for i in MODEL_ITEMS})
+    positions = np.array([[4, -1, 0]])
+    before = np.asarray(table.vectors(positions))
+    mapped = model.item_vectors
+    assert not mapped.flags.owndata and not mapped.flags.writeable
+    model.keep_in_memory()
+    assert model.item_vectors is model.artifact.item_embeddings
+    assert model.item_vectors.flags.owndata and not model.item_vectors.flags.writeable
+    assert model.artifact.item_attributes.flags.owndata
+    np.testing.assert_array_equal(model.item_vectors, mapped)
+    np.testing.assert_array_equal(np.asarray(table.vectors(positions)), before)
+    owned = model.item_vectors
+    model.keep_in_memory()  # nothing left to copy
+    assert model.item_vectors is owned

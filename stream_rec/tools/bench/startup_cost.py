@@ -76,6 +76,7 @@ def swap_in(recommender: Recommender, model: ServedModel) -> float:
     """Serve ``model`` (its item table is built over the catalog now); wall seconds."""
     started = time.perf_counter()
     recommender.swap_model(model)
+    model.keep_in_memory()  # as the worker does once the old model is let go
     return time.perf_counter() - started
 
 
