@@ -154,8 +154,18 @@ def test_graph_cut_at_the_candidates_scores_like_the_whole_graph(shop, trained):
                                rtol=1e-5, atol=1e-6)
 
 
-def test_sessions_share_the_large_weights_and_score_as_before(shop, trained, monkeypatch):
+@pytest.mark.parametrize("weights_out_of_the_graph", [True, False])
+def test_sessions_share_the_large_weights_and_score_as_before(shop, trained, monkeypatch,
+                                                              weights_out_of_the_graph):
+    """The shared weights are taken out of the graph the sessions parse (or, where
+    onnxruntime refuses that, left in it): the scores are the unshared graph's either way."""
     import stream_rec.model.scorer as scorer_module
+
+    if not weights_out_of_the_graph:
+        def refused(*_args):
+            raise RuntimeError("no external initialisers here")
+
+        monkeypatch.setattr(scorer_module, "_session_without_shared_bytes", refused)
 
     _, folder = trained
     histories = [[(e.item_id, e.event_type) for e in s.events] for s in shop.test[:12]]
