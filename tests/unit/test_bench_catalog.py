@@ -191,6 +191,7 @@ def test_bench_core_on_a_synthetic_catalog_with_its_model(
     out = json.loads(capsys.readouterr().out)
     assert out["catalog_items"] == 2000 and out["model_version"]
     assert out["model_load_s"] > 0 and out["hot_swap"]["peak_rss_mb"] > 0
+    assert out["hot_swap"]["peak_over_before_mb"] >= 0
     assert out["artifact_mb"]["total"] > 0 and out["training"]["peak_rss_mb"] > 0
     churn = out["catalog_churn"]  # 1 % of the catalog listed new, batches timed after each
     assert churn["new_items"] == 20 and churn["new_items_s"] > 0

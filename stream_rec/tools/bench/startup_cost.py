@@ -90,12 +90,15 @@ def hot_swap(recommender: Recommender, settings: Settings, registry: Path, versi
     caches are built by its first batches), so the peak counts a batch's own memory too.
     """
     reset_peak_memory()
+    before = memory_now().rss_mb
     model, load_s = load_model(settings, registry, version, recommender)
     serve()
     swap_s = swap_in(recommender, model)  # the old model is let go here
     serve()
+    peak = memory_now().peak_mb
     return {"load_s": round(load_s, 2), "swap_s": round(swap_s, 2),
-            "peak_rss_mb": round(memory_now().peak_mb, 1)}
+            "rss_before_mb": round(before, 1), "peak_rss_mb": round(peak, 1),
+            "peak_over_before_mb": round(peak - before, 1)}
 
 
 def artifact_mb(folder: Path) -> dict[str, float]:
