@@ -24,12 +24,14 @@ def test_many_catalog_only_items_keep_every_array_in_line(tmp_path: Path) -> Non
     model = served_model(tmp_path / "m", random_vectors(1))
     catalog = {i: _item(i, "c0") for i in MODEL_ITEMS}
     table = ItemTable(model, catalog)
-    new = [f"new-{n}" for n in range(300)]  # several doublings of the buffers
+    new = [f"new-{n}" for n in range(2500)]  # the buffers grow twice
     for n, item_id in enumerate(new):
         catalog[item_id] = _item(item_id, f"c{n % 7}", in_stock=n % 5 != 0)
         table.upsert(catalog[item_id], catalog)
     size = len(MODEL_ITEMS) + len(new)
     assert len(table.ids) == size
+    # Grown by a quarter (at least 1,024 rows) at a time, not doubled.
+    assert all(len(b) <= size + max(size // 4, 1024) for b in table._buffers.values())
     for array in (table.model_index, table.attributes, table.keys, table.category,
                   table.unavailable):
         assert len(array) == size
@@ -41,7 +43,7 @@ def test_many_catalog_only_items_keep_every_array_in_line(tmp_path: Path) -> Non
     np.testing.assert_array_equal(table.category[positions], codes)
     assert (table.model_index[positions] == model.artifact.item_index(["never-seen"])[0]).all()
     # The newest first, out-of-stock ones left out.
-    assert table.new_items(3) == [table.position[i] for i in ("new-299", "new-298", "new-297")]
+    assert table.new_items(3) == [table.position[i] for i in ("new-2499", "new-2498", "new-2497")]
 
 
 def test_retrieval_never_returns_an_unavailable_item_and_takes_it_back(tmp_path: Path) -> None:
