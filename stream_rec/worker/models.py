@@ -211,6 +211,9 @@ async def serve_arm_models(runtime: WorkerRuntime) -> None:
             continue
         if model is None:
             continue
+        # An arm's model adds to the main one rather than replacing it: nothing is gained by
+        # keeping its arrays mapped, and its memory cost should count them.
+        await asyncio.to_thread(model.keep_in_memory)
         models.append(model)
         costs[version] = max(0, resident_bytes() - before)
     with runtime.catalog_held():
@@ -219,9 +222,6 @@ async def serve_arm_models(runtime: WorkerRuntime) -> None:
                 tables[model.version] = await asyncio.to_thread(
                     runtime.recommender.item_table_for, model)
         runtime.recommender.set_arm_models(models, tables)
-    for model in models:
-        if model.version not in served:
-            await asyncio.to_thread(model.keep_in_memory)
     runtime.metrics.arm_model_bytes = {m.version: costs.get(m.version, 0) for m in models}
     for model in models:
         log.info("serving model %s to its experiment arm beside %s (about %.1f MB more "
