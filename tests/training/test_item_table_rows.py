@@ -22,6 +22,12 @@ def test_catalog_only_columns_follow_the_catalog(shop, trained):
     model = load_served_model(folder)
     catalog = {i: _catalog_item(i, a) for i, a in shop.items.items()}
     table = ItemTable(model, catalog)
+    # The vocabulary's rows (filled without a lookup per id) are the model's own features.
+    vocab = model.artifact.item_ids
+    np.testing.assert_array_equal(table.attributes[: len(vocab)],
+                                  model.features.attributes_of(vocab, catalog))
+    np.testing.assert_array_equal(table.model_index[: len(vocab)],
+                                  model.artifact.item_index(vocab))
     matrix, _ = table.retrieval_matrix()
     first = matrix.shape[1]
     # More new items than the matrix has room for: it grows, earlier columns stay right.

@@ -138,3 +138,22 @@ def test_a_served_model_moves_its_mapped_arrays_into_memory_unchanged(tmp_path: 
     owned = model.item_vectors
     model.keep_in_memory()  # nothing left to copy
     assert model.item_vectors is owned
+
+
+def test_the_vocabularys_rows_are_what_the_models_features_say(tmp_path: Path) -> None:
+    """The table fills the vocabulary's model indices and attributes without a lookup per id:
+    the same values the model's own feature code gives, in 32 bits."""
+    items = tuple(f"x{n}" for n in range(300))  # row numbers past the interpreter's small ints
+    model = served_model(tmp_path / "a", random_vectors(1, len(items)), items=items)
+    catalog = {i: _item(i, f"c{n % 3}") for n, i in enumerate(items)}
+    table = ItemTable(model, catalog)
+    ids = list(items)
+    np.testing.assert_array_equal(table.model_index[:300], model.artifact.item_index(ids))
+    np.testing.assert_array_equal(table.attributes[:300],
+                                  model.features.attributes_of(ids, catalog))
+    assert table.model_index.dtype == table.attributes.dtype == np.int32
+    # A second model's id -> row map uses the same int objects for its rows.
+    other = served_model(tmp_path / "b", random_vectors(2, len(items)), version="v2",
+                         items=items[::-1])
+    mine, theirs = model.artifact.position_map(), other.artifact.position_map()
+    assert mine["x299"] == 299 and theirs["x0"] == 299 and mine["x299"] is theirs["x0"]
