@@ -28,7 +28,7 @@ class ServedModel:
                  retrieval_index: bool = True, ef_search: int = 256) -> None:
         self.artifact = artifact
         self.version = artifact.version
-        self.item_ids: NDArray[Any] = np.asarray(artifact.item_ids, dtype=object)
+        self.item_ids: list[str] = artifact.item_ids  # the artifact's own list, not a copy
         self.item_vectors = artifact.item_embeddings
         self.features = FeatureBuilder(artifact)
         self.scorer = OnnxScorer(artifact.model_path, threads=threads)
@@ -62,7 +62,7 @@ class ServedModel:
 
     def sample_batch(self) -> tuple[list[list[tuple[str, int]]], list[list[str]]]:
         """A small batch of real ids (and one unknown candidate) to check and warm a model."""
-        sample = [str(i) for i in self.item_ids[:8]]
+        sample = self.item_ids[:8]
         histories = [[(sample[0], 0), (sample[-1], 1)], [(sample[-1], 3)]]
         candidates = [sample + ["never-seen-item"], list(reversed(sample)) + [sample[0]]]
         return histories, candidates

@@ -60,7 +60,7 @@ def probe_collab_part(model: ServedModel, seed: int = 0) -> CollabPart | None:
     if n_items < 2:
         return None
     rng = np.random.default_rng(seed)
-    ids = [str(i) for i in model.item_ids]
+    ids = model.item_ids
     rows = max(ROWS_PER_TYPE, -(-2 * dim // len(EVENT_TYPES)))
     histories = [[(ids[int(i)], code) for i in rng.integers(0, n_items, rng.integers(1, 6))]
                  for code in range(len(EVENT_TYPES)) for _ in range(rows)]
