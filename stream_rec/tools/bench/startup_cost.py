@@ -5,8 +5,8 @@ The worker does the same steps, spread over its start: it applies every catalog 
 (``parse_catalog_item`` then ``Recommender.upsert_item``), loads and smoke-tests the registry's
 model (``worker.models.load_checked``) and swaps it in (``Recommender.swap_model``, which
 builds the model's item table over the catalog). Here each step runs alone, timed by the wall
-clock, without Kafka (a real worker also fetches and decodes the catalog's messages, and does
-the two at once on a busy event loop). A hot swap loads a second copy of the model while the
+clock, without Kafka (a real worker also fetches and decodes the catalog's messages, then
+loads the model, as here). A hot swap loads a second copy of the model while the
 first still serves, as an announced new version is, and the peak resident memory of that
 moment is the figure a worker must fit into.
 
