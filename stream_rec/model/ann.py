@@ -158,8 +158,9 @@ def load_index(folder: Path, manifest: dict[str, Any], n_items: int, width: int,
         log.warning("%s has an approximate-retrieval index but faiss is not installed "
                     "(pip install 'stream-rec[ann]'): retrieving exactly", folder)
         return None
-    # The rows' codes are mapped from the file (as the item vectors are, ``model/artifact``),
-    # the links read: ~30 MB less resident at a million items; same results.
+    # Mapped from the file (as the item vectors are, ``model/artifact``): codes and links are
+    # file pages the kernel can drop under memory pressure, ~20 MB less resident at a million
+    # items than a read copy; same results.
     index = faiss.read_index(str(folder / ANN_INDEX_FILE), getattr(faiss, "IO_FLAG_MMAP_IFC", 0))
     if index.ntotal != n_items or index.d != width:
         raise ValueError(f"{folder / ANN_INDEX_FILE} holds {index.ntotal} x {index.d} rows, "

@@ -4,8 +4,9 @@ Positions ``0..N-1`` are the model's vocabulary (so they line up with its item v
 items only the catalog knows are appended after them as they arrive. Everything the pipeline
 needs per candidate — model input index, attribute indices, category code, tie-break key,
 availability, vector — is a gather from these arrays, so no Python loop runs per candidate.
-The arrays are built with the model's own feature code (``FeatureBuilder``), the code offline
-evaluation uses, so online and offline inputs cannot drift apart.
+Catalog-only rows are built with the model's own feature code (``FeatureBuilder``), the code
+offline evaluation uses; the vocabulary's rows are the artifact's, which that code returns
+for them (tests hold the two together), so online and offline inputs cannot drift apart.
 
 The catalog changes all the time and the table is large (a million items of 100 floats is
 400 MB), so no change copies it whole: arrays grow by a quarter of their size when full,
