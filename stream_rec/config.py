@@ -366,7 +366,7 @@ class Settings:
     max_history: int = _setting(
         50, "Most recent history events the model reads.", _integer(at_least=1))
     score_scale: float = _setting(
-        16.0, "Scale of the cosine scores (inverse temperature).", _number(above=0.0))
+        12.0, "Scale of the cosine scores (inverse temperature).", _number(above=0.0))
     dropout: float = _setting(
         0.1, "Dropout on history item vectors while training.", _fraction(below_one=True))
     item_dropout: float = _setting(

@@ -46,7 +46,7 @@ class TrainConfig:
     learning_rate: float = 0.002
     dim: int = 100
     max_history: int = 50
-    scale: float = 16.0
+    scale: float = 12.0
     dropout: float = 0.1
     item_dropout: float = 0.0  # share of history item vectors dropped whole per step
     item_weight_decay: float = 0.0  # decoupled decay of the item-table rows a step touches
