@@ -48,6 +48,11 @@ def register(sub: Any, settings: Settings) -> None:
                              "75 and 90 %% of the capacity measured in the same run")
     parser.add_argument("--plot", metavar=f.FILE,
                         help="with --latency-curve: draw it into FILE (PNG)")
+    parser.add_argument("--hot-swap", action="store_true",
+                        help="last, make the worker swap to a copy of its model (promoted "
+                             "and announced in a registry of the run's own) while events "
+                             "flow at --rate: its peak memory, the swap's time and the "
+                             "latency meanwhile (key hot_swap)")
     parser.add_argument("--warmup-events", metavar=f.N, type=f.count(), default=500,
                         help="events each target gets before measuring (default %(default)s)")
     f.add_json(parser)
@@ -107,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
     if unknown := sorted(set(targets) - set(TARGETS)):
         raise UserError(f"--targets: unknown {', '.join(unknown)}; choose from "
                         f"{', '.join(TARGETS)}")
+    if args.hot_swap and "pipeline" not in targets:
+        raise UserError("--hot-swap swaps the pipeline's model: add pipeline to --targets")
     if args.catalog_items and args.data:
         raise UserError("--catalog-items replays a synthetic catalog: leave out --data")
     if args.catalog_items:
@@ -132,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
                      warmup_events=args.warmup_events, concurrency=args.concurrency, data=data,
                      seed=args.seed, targets=targets,
                      profile=Path(args.profile) if args.profile else None,
-                     latency_curve=curve)
+                     latency_curve=curve, hot_swap=args.hot_swap)
     soak = None
     if args.soak:
         soak = SoakPlan(duration_s=parse_duration_ms(args.soak) / 1000.0, rate=args.rate,

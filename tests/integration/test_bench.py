@@ -138,3 +138,29 @@ def test_full_bench_with_the_real_catalog_and_model(broker: str, data_dir: Path)
     assert "model served: none" not in out.stderr
     assert all(result[k] > 0 for k in ("pipeline_events_per_s", "faust_passthrough_events_per_s",
                                        "aiokafka_passthrough_events_per_s"))
+
+
+def test_hot_swap_under_traffic_reports_memory_and_keeps_every_event(
+        broker: str, data_dir: Path, trained_registry: Path) -> None:
+    """The worker swaps to a staged copy of its model while events flow; the caller's
+    registry is not touched, and every event sent during the swap gets its list."""
+    from stream_rec.model.registry import FileRegistry
+
+    registry = FileRegistry(trained_registry)
+    versions, current = registry.versions(), registry.current()
+    out = subprocess.run(
+        [sys.executable, "-m", "stream_rec.cli", "bench", "--broker", broker,
+         "--data", f"events:{data_dir / 'jdata2018'}", "--registry", str(trained_registry),
+         "--targets", "pipeline", "--events", "100", "--latency-events", "0",
+         "--warmup-events", "20", "--rate", "50", "--hot-swap", "--json"],
+        capture_output=True, text=True, timeout=600, check=False)
+    assert out.returncode == 0, out.stderr[-3000:]
+    swap = json.loads(out.stdout)["hot_swap"]
+    why = f"{swap}\n{out.stderr[-3000:]}"
+    assert swap["version"].startswith(f"{current}-swap"), why
+    assert swap["events"] >= 200 and swap["latency_ms"]["p99"] > 0, why  # two rounds at least
+    assert swap["swap_s"] > 0 and swap["rss_before_mb"] > 0, why
+    if swap["peak_since_announcement"]:
+        assert swap["peak_rss_mb"] >= swap["rss_before_mb"], why
+    assert swap["rss_after_mb"] > 0, why
+    assert (registry.versions(), registry.current()) == (versions, current)

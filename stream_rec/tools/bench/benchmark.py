@@ -22,6 +22,7 @@ from typing import Any
 
 from stream_rec.config import Settings
 from stream_rec.tools.bench.harness import Flow
+from stream_rec.tools.bench.live_swap import LiveSwap
 from stream_rec.tools.bench.passthrough import AiokafkaPassthrough, FaustPassthrough
 from stream_rec.tools.bench.pipeline import PipelineTarget, pipeline_settings
 from stream_rec.tools.bench.probes import (
@@ -41,7 +42,7 @@ from stream_rec.tools.bench.startup_log import (
     read_log,
     startup_times,
 )
-from stream_rec.tools.bench.stats import per_second
+from stream_rec.tools.bench.stats import latency_summary, per_second
 from stream_rec.tools.bench.topics import create_topics, run_marker, wait_for_topics
 from stream_rec.tools.bench.workload import DEFAULT_DATA, BenchEvent, ShopperStream, Workload
 
@@ -66,6 +67,9 @@ class BenchPlan:
     # The pipeline's latency at several offered rates, events/s; "auto": at CURVE_SHARES of
     # the throughput phase's rate (its capacity), measured in the same run.
     latency_curve: tuple[float, ...] | str | None = None
+    # Last, ask the worker to swap to a copy of its model while traffic flows at ``rate``
+    # (``live_swap``): its peak memory and the latency meanwhile.
+    hot_swap: bool = False
 
     def phase_timeout_s(self, n: int) -> float:
         """Generous: a phase fails only if the target manages under ~50 events/s."""
@@ -87,6 +91,7 @@ class TargetRun:
     curve: list[tuple[float, float | None, list[float]]] = field(default_factory=list)
     # seconds from the process's start to its catalog read, model served, /health ready
     startup: dict[str, float | None] = field(default_factory=dict)
+    swap: dict[str, Any] | None = None  # the hot swap under traffic (``plan.hot_swap``)
 
 
 @dataclass
@@ -113,9 +118,10 @@ def curve_rates(plan: BenchPlan, capacity: float | None) -> list[float]:
 async def drive(target: Target, bootstrap: str, warmup: Sequence[BenchEvent],
                 measured: Sequence[BenchEvent], at_rate: Sequence[BenchEvent], rate: float,
                 plan: BenchPlan, probe: Callable[[str], None] = lambda _: None,
-                more: Callable[[int, str], list[BenchEvent]] | None = None) -> TargetRun:
+                more: Callable[[int, str], list[BenchEvent]] | None = None,
+                swap: Callable[[], dict[str, Any]] | None = None) -> TargetRun:
     """Warm-up, throughput phase, then (if ``at_rate``) the latency phase, and (with ``more``
-    to draw events from) the latency curve, on one ``Flow``."""
+    to draw events from) the latency curve and the hot swap (``swap``), on one ``Flow``."""
     run = TargetRun()
     curve_events: list[BenchEvent] = []
     async with Flow(bootstrap, target.in_topic, target.out_topic, target.partitions) as flow:
@@ -146,12 +152,48 @@ async def drive(target: Target, bootstrap: str, warmup: Sequence[BenchEvent],
                                                   flow.ledger.span_s(phase_ids)),
                               flow.ledger.latencies_ms(phase_ids)))
             curve_events += phase
+        if swap is not None and draw is not None:
+            run.swap, swap_events = await swap_under_traffic(flow, target, swap, draw, plan)
+            curve_events += swap_events
         ledger = flow.ledger
         every = [*warmup, *measured, *at_rate, *curve_events]
         run.checks = {"sent": len(ledger.sent), "matched": len(ledger.arrived),
                       "missing": len(ledger.missing(e.event_id for e in every)),
                       "duplicates": ledger.duplicates, "unknown": ledger.unknown}
     return run
+
+
+async def swap_under_traffic(flow: Flow, target: Target, swap: Callable[[], dict[str, Any]],
+                             draw: Callable[[int, str], list[BenchEvent]], plan: BenchPlan
+                             ) -> tuple[dict[str, Any], list[BenchEvent]]:
+    """Run ``swap`` (blocking) in a thread while events flow at ``plan.rate`` in rounds of
+    about two seconds, until it returns and one more round has passed (the first batches on
+    the new model build its caches); its result with the latency of those events and the
+    resident memory after them."""
+    task = asyncio.ensure_future(asyncio.to_thread(swap))
+    events: list[BenchEvent] = []
+
+    async def one_round() -> None:
+        phase = draw(max(int(plan.rate * 2), 50), "swap")
+        await flow.run_phase(phase, plan.rate, plan.phase_timeout_s(len(phase)),
+                             f"{target.name} during a hot swap", target.check_alive)
+        events.extend(phase)
+
+    try:
+        while not task.done():
+            await one_round()
+        await one_round()
+    finally:
+        if not task.done():  # a failed round: the thread ends at its own timeout
+            task.cancel()
+    result = dict(await task)
+    result["events"] = len(events)
+    result["latency_ms"] = latency_summary(
+        flow.ledger.latencies_ms(e.event_id for e in events))
+    if target.pid is not None:
+        result["rss_after_mb"] = round(read_memory(target.pid).rss_mb, 1)
+    _stderr(f"{target.name}: hot swap {result}")
+    return result, events
 
 
 def mean_batch(before: str | None, after: str | None) -> float | None:
@@ -172,7 +214,8 @@ def measure(target: Target, bootstrap: str, warmup: Sequence[BenchEvent],
             base_url: Callable[[], str | None] = lambda: None,
             profiler: Profiler | None = None,
             more: Callable[[int, str], list[BenchEvent]] | None = None,
-            on_started: Callable[[], None] = lambda: None) -> TargetRun:
+            on_started: Callable[[], None] = lambda: None,
+            swap: Callable[[], dict[str, Any]] | None = None) -> TargetRun:
     """Start ``target``, drive it, read its memory, stop it (always); ``on_started`` runs
     as soon as ``target.start()`` returns (the target is up)."""
     pages: dict[str, str | None] = {}
@@ -195,7 +238,7 @@ def measure(target: Target, bootstrap: str, warmup: Sequence[BenchEvent],
         target.start()
         on_started()
         run = asyncio.run(drive(target, bootstrap, warmup, measured, at_rate, plan.rate, plan,
-                                probe, more))
+                                probe, more, swap))
         if target.pid is not None:
             run.memory = read_memory(target.pid)
     finally:
@@ -226,9 +269,11 @@ def _measure_pipeline(pipeline: PipelineTarget, bootstrap: str, warmup: Sequence
         moments["started"] = (process_start_wall(pipeline.pid) if pipeline.pid is not None
                               else None)
 
+    swap = (LiveSwap(pipeline.settings, lambda: pipeline.pid, lambda: pipeline.base_url)
+            if plan.hot_swap else None)
     run = measure(pipeline, bootstrap, warmup, measured, at_rate, plan,
                   base_url=lambda: pipeline.base_url, profiler=profiler, more=more,
-                  on_started=started)
+                  on_started=started, swap=swap)
     run.health = pipeline.health
     run.startup = startup_times(read_log(pipeline.worker.log_path),
                                 pipeline.settings.items_topic, moments.get("started"),

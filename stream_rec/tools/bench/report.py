@@ -59,6 +59,8 @@ def bench_result(plan: BenchPlan, settings: Settings, runs: dict[str, TargetRun]
     assert tuple(result) == RESULT_KEYS
     if run is not None and run.curve:
         result.update(latency_curve_result(run))
+    if run is not None and run.swap is not None:
+        result["hot_swap"] = run.swap
     return result
 
 

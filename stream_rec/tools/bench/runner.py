@@ -21,6 +21,7 @@ from stream_rec.tools.bench.catalog_data import (
     ensure_catalog_data,
     ensure_catalog_model,
 )
+from stream_rec.tools.bench.live_swap import stage_registry
 from stream_rec.tools.bench.model import current_version, ensure_bench_model
 from stream_rec.tools.bench.pipeline import PipelineTarget, pipeline_settings
 from stream_rec.tools.bench.soak import SoakPlan, run_soak
@@ -143,6 +144,10 @@ def _measure(options: BenchOptions, settings: Settings, run_id: str,
     if options.catalog_items is not None:
         folder = ensure_catalog_data(SyntheticConfig(n_items=options.catalog_items))
     registry = model_registry(options, work_dir) if needs_kafka(options) else work_dir
+    if options.plan.hot_swap and "pipeline" in options.plan.targets:
+        if current_version(registry) is None:
+            raise UserError("--hot-swap needs a model to swap: leave out --no-model")
+        registry = stage_registry(registry, work_dir)  # its versions are the bench's own
     _stderr(f"loading {plan.data}")
     workload = load_workload(plan.data, settings) if folder is None else catalog_workload(folder)
     _stderr(f"{len(workload.sessions)} sessions, {len(workload.catalog)} catalog items; "
