@@ -121,6 +121,11 @@ class _Shopper:
     # rebuilds them in event order, each list recorded before the shopper's next event.
     shown: Shown = ((), ())
     sent: list[tuple[str, str]] = field(default_factory=list)  # (list_id, group), this batch
+    # Ids of the messages a successor replays (the stored state already has them) that were
+    # applied, not retried, when first handled: a replayed message repeating one of them was
+    # a retry, even where a forget request later in the batch (or more retries than
+    # ``RETRIES_KEPT``) left the stored state without its note.
+    replayed_ids: tuple[str, ...] = ()
 
 
 @dataclass
@@ -292,7 +297,9 @@ class BatchHandler:
             replayed = already_applied(state, message.partition, message.offset, tag)
             duplicate = replayed or is_duplicate(state, event.event_id)
             record = batch.metrics_for(index)
-            counted = _counts(record, message, tag, state, replayed, duplicate)
+            retry = _was_retry(shopper, state, message.offset, event.event_id, replayed,
+                               duplicate)
+            counted = record.counts(message.offset, tag) and not retry
             seen_ms = message.timestamp_ms or int(now_ms)
             attributed, group, position = attribute(
                 state, event, seen_ms, self.config.attribution_window_ms, message.offset,
@@ -316,6 +323,7 @@ class BatchHandler:
                                                  seen_ms)
             record.advance(message.offset, tag)
             # Only now, with nothing left to fail, does the shopper's state change.
+            _note_replayed(shopper, event.event_id, replayed, retry, self.config.limits)
             shopper.state, shopper.owner = state, index
             batch._shoppers[key] = shopper
         batch.counts.valid += 1
@@ -354,7 +362,9 @@ class BatchHandler:
             displayed = impression.item_ids[:IMPRESSION_ITEMS_KEPT]
             category = self.recommender.catalog.category
             figures = _impression_figures(impression.item_ids, [category(i) for i in displayed])
-            if _counts(record, message, tag, state, replayed, duplicate):
+            retry = _was_retry(shopper, state, message.offset, impression.event_id, replayed,
+                               duplicate)
+            if record.counts(message.offset, tag) and not retry:
                 for name, amount in figures.items():
                     record.add(group, name, amount)
             record.impressed(group, impression.item_ids)
@@ -367,6 +377,7 @@ class BatchHandler:
             elif not replayed:  # a storefront's retry
                 state = note_retry(state, message.offset)
             record.advance(message.offset, tag)
+            _note_replayed(shopper, impression.event_id, replayed, retry, self.config.limits)
             shopper.state, shopper.owner = state, index
             batch._shoppers[key] = shopper
         batch.counts.impressions += not duplicate
@@ -484,14 +495,26 @@ class BatchHandler:
                            batch.dead_letters, counts)
 
 
-def _counts(record: PartitionMetrics, message: Message, tag: str, state: UserState,
-            replayed: bool, duplicate: bool) -> bool:
-    """Whether a valid message counts in the online metrics: past the record's offset, and
-    not a retry (a message the state has as applied counts when it was no retry, as after a
-    crash between the state write and the metrics write)."""
-    if not record.counts(message.offset, tag):
+def _was_retry(shopper: _Shopper, state: UserState, offset: int, event_id: str,
+               replayed: bool, duplicate: bool) -> bool:
+    """Whether a valid message was a storefront's retry of an applied event when first
+    handled, so that it does not count in the online metrics. A message the stored state
+    already includes (``replayed``: a successor handles the batch again after a crash between
+    the state write and the metrics write) was one if the state noted it (``note_retry``) or
+    it repeats an id this batch applied before it."""
+    if not duplicate:
         return False
-    return not duplicate or (replayed and message.offset not in state.retries)
+    if not replayed:
+        return True
+    return offset in state.retries or event_id in shopper.replayed_ids
+
+
+def _note_replayed(shopper: _Shopper, event_id: str, replayed: bool, retry: bool,
+                   limits: StateLimits) -> None:
+    """Remember a replayed message that was applied when first handled, as the state's
+    de-duplication window did (the last ``dedup_window`` ids)."""
+    if replayed and not retry:
+        shopper.replayed_ids = (*shopper.replayed_ids, event_id)[-limits.dedup_window:]
 
 
 def _interaction_figures(event: Event) -> dict[str, float]:

@@ -20,6 +20,7 @@ from stream_rec.core.attribution import attribute, group_key, record_impression,
 from stream_rec.core.catalog import parse_catalog_item
 from stream_rec.core.events import Event, ForgetUser, Impression, InvalidEvent, parse_message
 from stream_rec.core.state import (
+    RETRIES_KEPT,
     UserState,
     apply_event,
     is_duplicate,
@@ -521,9 +522,18 @@ def _totals(store: Store) -> dict[str, float]:
     return totals
 
 
+FORGET_U1 = (b"u1", b'{"type": "forget_user", "user_id": "u1"}')
+# Retries of an event, a forget request, the event again, all in one batch: the forget left
+# the stored state without the retries' notes. And more retries than the state notes.
+RETRIES_THEN_FORGET = [(b"u1", _event())] * 4 + [FORGET_U1, (b"u1", _event())]
+MANY_RETRIES = [(b"u1", _event())] * (RETRIES_KEPT + 5) + [(b"u1", _event(event_id="e2"))]
+
+
 @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
 @given(message_values, st.lists(st.integers(1, 15), min_size=1, max_size=6),
        st.integers(0, 50), st.sampled_from(["state", "metrics", "both", "neither"]))
+@example(values=RETRIES_THEN_FORGET, sizes=[6], crash_at=0, written="state")
+@example(values=MANY_RETRIES, sizes=[len(MANY_RETRIES)], crash_at=0, written="state")
 def test_online_figures_are_exact_across_a_crash_at_any_batch(
         values: list[tuple[bytes | None, bytes | None]], sizes: list[int], crash_at: int,
         written: str) -> None:
