@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from stream_rec.config import Settings
 from stream_rec.connection import kafka_python_config
 from stream_rec.core.events import InvalidEvent
 from stream_rec.core.experiments import Experiment, parse_experiment
+from stream_rec.worker.state_guard import WORKER_TABLES, changelog_topic
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -39,20 +41,75 @@ def ensure_topics(settings: Settings) -> list[str]:
     """Create missing topics; return the names created (existing ones are left alone)."""
     admin = KafkaAdminClient(**kafka_python_config(settings))
     try:
-        existing = set(admin.list_topics())
-        missing = [t for t in topic_specs(settings) if t.name not in existing]
-        created: list[str] = []
-        for topic in missing:
-            try:
-                admin.create_topics([topic])
-                created.append(topic.name)
-            except TopicAlreadyExistsError:  # another process won the race
-                pass
-        if created:
-            log.info("created topics: %s", ", ".join(created))
-        return created
+        return _create_missing(admin, topic_specs(settings))
     finally:
         admin.close()
+
+
+def _create_missing(admin: KafkaAdminClient, specs: list[NewTopic],
+                    tolerate: bool = False) -> list[str]:
+    """Create the topics of ``specs`` the cluster lacks; the names created. With
+    ``tolerate``, a topic the broker refuses (no CREATE permission) is logged and skipped."""
+    existing = set(admin.list_topics())
+    created: list[str] = []
+    for topic in (t for t in specs if t.name not in existing):
+        try:
+            admin.create_topics([topic])
+            created.append(topic.name)
+        except TopicAlreadyExistsError:  # another process won the race
+            pass
+        except KafkaError as exc:
+            if not tolerate:
+                raise
+            log.warning("could not create topic %s (%s): leaving it to Faust", topic.name, exc)
+    if created:
+        log.info("created topics: %s", ", ".join(created))
+    return created
+
+
+def changelog_specs(settings: Settings) -> list[NewTopic]:
+    """The changelog topics of the worker's tables, laid out as Faust would create them."""
+    return [NewTopic(changelog_topic(settings.app_id, table), settings.partitions,
+                     settings.replication_factor, topic_configs={"cleanup.policy": "compact"})
+            for table in WORKER_TABLES]
+
+
+def prepare_worker_topics(settings: Settings, timeout_s: float = 120.0) -> list[str]:
+    """Create the topics a worker reads and writes, its tables' changelogs included, and
+    return (the names created) once the broker's metadata lists each one created with all
+    its partitions.
+
+    Why not leave the changelogs to Faust: it creates them while it starts, and on a busy
+    broker the consumer group's first assignment can come before a new topic is in the
+    cluster metadata. The assignment then skips it, the client does not look again for
+    minutes, and every write to that table fails (Faust's ``PartitionsMismatch``: "the
+    changelog topic has 0 partitions"): the worker stays up but makes no list. Created and
+    visible beforehand, Faust finds them and creates nothing.
+    """
+    specs = [*topic_specs(settings), *changelog_specs(settings)]
+    admin = KafkaAdminClient(**kafka_python_config(settings))
+    try:
+        existing = set(admin.list_topics())
+        created = set(_create_missing(admin, specs, tolerate=True))
+        # An existing topic laid out otherwise is `stream-rec topics list`'s to report.
+        wanted = {t.name: t.num_partitions if t.name in created else 1 for t in specs
+                  if t.name in created or t.name in existing}
+        deadline = time.monotonic() + timeout_s
+        while waiting := _not_listed(admin, wanted):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"topics {', '.join(waiting)} are not in the broker's "
+                                   f"metadata {timeout_s:.0f} s after they were created")
+            time.sleep(0.2)
+        return sorted(created)
+    finally:
+        admin.close()
+
+
+def _not_listed(admin: KafkaAdminClient, wanted: dict[str, int]) -> list[str]:
+    """The topics whose metadata shows fewer partitions than ``wanted`` (none: missing)."""
+    found = {t["name"]: len(t.get("partitions") or ())
+             for t in admin.describe_topics(sorted(wanted)) if not t.get("error_code")}
+    return sorted(name for name, n in wanted.items() if found.get(name, 0) < n)
 
 
 def read_latest(settings: Settings, topic: str,

@@ -20,14 +20,12 @@ from typing import TYPE_CHECKING, Any
 from stream_rec.commands import _flags as f
 from stream_rec.config import Settings, load_settings
 from stream_rec.errors import UserError
+from stream_rec.worker.state_guard import WORKER_TABLES
 
 if TYPE_CHECKING:
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
     from kafka.consumer.fetcher import ConsumerRecord
 
-# The tables whose changelogs Faust creates when the worker starts (stream_rec/worker/agents.py):
-# keyed like the events topic, with its partition count, compacted.
-WORKER_TABLES = ("user-state", "latest-recs", "online-metrics")
 # Roles whose partition count must equal the events topic's: a shopper's list, state and
 # latest list are written to the partition of their events.
 CO_PARTITIONED = ("recommendations", *WORKER_TABLES)
@@ -134,8 +132,7 @@ class TopicCheck:
 def expected_topics(settings: Settings) -> list[ExpectedTopic]:
     """Every topic stream-rec needs: those ``ensure_topics`` creates, then the changelogs of
     the worker's tables (Faust creates them with the events topic's partition count)."""
-    from stream_rec.topics import topic_specs
-    from stream_rec.worker.state_guard import changelog_topic
+    from stream_rec.topics import changelog_specs, topic_specs
 
     roles = {getattr(settings, name): name.removesuffix("_topic")
              for name in ("events_topic", "recommendations_topic", "dlq_topic", "items_topic",
@@ -145,9 +142,9 @@ def expected_topics(settings: Settings) -> list[ExpectedTopic]:
                                 (t.topic_configs or {}).get("cleanup.policy", "delete"),
                                 t.replication_factor))
            for t in topic_specs(settings)]
-    out += [ExpectedTopic(changelog_topic(settings.app_id, table), table, "worker",
-                          Layout(settings.partitions, "compact", settings.replication_factor))
-            for table in WORKER_TABLES]
+    out += [ExpectedTopic(t.name, table, "worker",
+                          Layout(t.num_partitions, "compact", t.replication_factor))
+            for table, t in zip(WORKER_TABLES, changelog_specs(settings), strict=True)]
     return out
 
 

@@ -74,6 +74,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"stream-rec worker: {reset_local_state(settings)}", file=sys.stderr, flush=True)
     elif (problem := check_local_state(settings)) is not None:
         raise UserError(problem)
+    # Before Faust starts: it would create its tables' changelogs itself, racing its own
+    # first partition assignment on a busy broker (see prepare_worker_topics).
+    from stream_rec.topics import prepare_worker_topics
+
+    prepare_worker_topics(settings)
     sys.argv = ["stream-rec", "worker", "--loglevel", args.loglevel,
                 "--web-port", str(settings.web_port), "--web-host", settings.web_host]
     app.main()

@@ -48,6 +48,11 @@ def table_partitions(names: Iterable[str]) -> dict[TablePartition, str]:
     return found
 
 
+# The worker's tables (stream_rec/worker/agents.py): keyed like the events topic, each with a
+# compacted changelog of the events topic's partition count (``topics.changelog_specs``).
+WORKER_TABLES = ("user-state", "latest-recs", "online-metrics")
+
+
 def changelog_topic(app_id: str, table: str) -> str:
     """Faust's changelog topic of ``table`` in the app ``app_id``."""
     return f"{app_id}-{table}-changelog"
