@@ -71,14 +71,22 @@ async def process_events(stream: StreamT) -> None:
     if settings.gc_freeze:
         settle("startup")
     tagged_generation: int | None = None
-    async for batch in stream.take_events(settings.batch_max_events,
-                                          within=settings.batch_wait_ms / 1000.0):
-        if tagged_generation != app.consumer_generation_id:
-            # Once per rebalance: the topic may have been deleted and created again since.
-            tagged_generation = app.consumer_generation_id
-            runtime.handler.topic_tags[settings.events_topic] = await asyncio.to_thread(
-                fetch_topic_tag, settings, settings.events_topic)
-        await handle_batch(batch)
+    try:
+        async for batch in stream.take_events(settings.batch_max_events,
+                                              within=settings.batch_wait_ms / 1000.0):
+            if tagged_generation != app.consumer_generation_id:
+                # Once per rebalance: the topic may have been deleted and created again since.
+                tagged_generation = app.consumer_generation_id
+                runtime.handler.topic_tags[settings.events_topic] = await asyncio.to_thread(
+                    fetch_topic_tag, settings, settings.events_topic)
+            await handle_batch(batch)
+            runtime.metrics.agent_failure = ""
+    except Exception as exc:
+        # Faust's supervisor logs it and starts the agent again; until a batch goes through,
+        # /health says so (a worker whose every batch fails must not look healthy).
+        runtime.metrics.agent_crashes += 1
+        runtime.metrics.agent_failure = f"{type(exc).__name__}: {exc}"[:500]
+        raise
 
 
 def as_message(event: EventT) -> Message:

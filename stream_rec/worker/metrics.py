@@ -123,6 +123,9 @@ class WorkerMetrics:
     impressions: int = 0
     experiments_rejected: int = 0
     bandit_steps: int = 0  # new weights this worker published as the group's leader
+    agent_crashes: int = 0
+    # The events agent's last crash ("Type: message"), until a batch is handled again.
+    agent_failure: str = ""
     # model versions served to experiment arms beside the main one -> resident bytes they
     # added when loaded
     arm_model_bytes: dict[str, int] = field(default_factory=dict)
@@ -190,6 +193,8 @@ COUNTERS: tuple[tuple[str, str, str], ...] = (
      "Impressions applied (lists the storefront displayed; duplicates excluded)."),
     ("stream_rec_states_expired_total", "states_expired",
      "Shoppers deleted after state_expiry_days without activity."),
+    ("stream_rec_agent_crashes_total", "agent_crashes",
+     "Times the events agent stopped on an error and was restarted by Faust."),
 )
 
 ONLINE_HELP = {

@@ -9,7 +9,6 @@ front of all of them (``security.py``), so it runs before a request is forwarded
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import orjson
 from faust import web
@@ -28,6 +27,7 @@ from stream_rec.serving.request_lists import (
     stored_pool,
 )
 from stream_rec.worker.agents import latest_recs, runtime, user_state
+from stream_rec.worker.health import health_report
 from stream_rec.worker.security import request_authorized
 
 
@@ -91,23 +91,12 @@ class Health(web.View):
     """``GET /health/``: readiness for probes; with the token, the catalog size and details."""
 
     async def get(self, request: web.Request) -> web.Response:
-        # Ready once catalog and model are checked and no table is being restored. Without a
-        # servable model the worker is ready all the same (it serves fallback lists), so
-        # readiness passes and the body says "degraded" and why.
-        ready = runtime.ready and not app.in_recovery and not app.rebalancing
-        metrics = runtime.metrics
-        body: dict[str, Any] = {"status": "starting" if not ready else
-                                "ok" if metrics.model_version else "degraded",
-                                "model_version": metrics.model_version or None}
-        if body["status"] == "degraded":
-            body["reason"] = metrics.model_unservable or "no_model"
-        # The open probe learns readiness only; anything about the data needs the token.
-        if settings.http_token and not request_authorized(request, settings.http_token):
-            return self.json(body, status=200 if ready else 503)
-        body["catalog_items"] = len(runtime.recommender.catalog.items)
-        if body["status"] == "degraded" and metrics.model_refusal:
-            body["detail"] = metrics.model_refusal
-        return self.json(body, status=200 if ready else 503)
+        # Ready once catalog and model are checked and no table is being restored.
+        body, status = health_report(
+            runtime.ready and not app.in_recovery and not app.rebalancing, runtime.metrics,
+            not settings.http_token or request_authorized(request, settings.http_token),
+            len(runtime.recommender.catalog.items))
+        return self.json(body, status=status)
 
 
 @app.page("/metrics/")
