@@ -8,7 +8,7 @@ import pytest
 
 from stream_rec.rerank import RerankPolicy
 from stream_rec.serving.lists import RecItem, RecList
-from stream_rec.tools.bench.ledger import Ledger, extract_event_id
+from stream_rec.tools.bench.ledger import Ledger, extract_event_id, extract_own_ms
 
 
 def _recommendation(user_id: str, event_id: str) -> bytes:
@@ -63,3 +63,31 @@ def test_ledger_refuses_an_id_sent_twice() -> None:
         ledger.record_send("a", 2.0)
 
 
+
+
+def test_the_workers_own_time_from_a_recommendation_and_none_from_an_event() -> None:
+    assert extract_own_ms(_recommendation("u1", "e1")) == 3.2
+    # an item id that looks like the field does not fool it
+    tricky = _recommendation("u1", "e1").replace(b'"item-0"', b'"latency_ms"')
+    assert extract_own_ms(tricky) == 3.2
+    assert extract_own_ms(b'{"event_id": "e1", "user_id": "u1", "latency_ms": "x"}') is None
+    assert extract_own_ms(None) is None
+
+
+def test_latency_parts_add_up_to_the_latency() -> None:
+    ledger = Ledger()
+    ledger.record_send("a", 10.000)
+    ledger.record_send("b", 10.005)  # passthrough-like: no own time
+    ledger.record_send("c", 10.010)  # never arrives
+    ledger.record_made("a", 10.030, 12.0)
+    ledger.record_arrival("a", 10.038)
+    ledger.record_made("a", 10.040, 1.0)  # a duplicate output changes nothing
+    ledger.record_made("b", 10.020, None)
+    ledger.record_arrival("b", 10.025)
+    ledger.record_made("zzz", 10.0, 1.0)  # never sent: ignored
+    parts = ledger.latency_parts_ms(["a", "b", "c"])
+    assert [round(v, 6) for v in parts["to_worker"]] == [18.0]
+    assert parts["in_worker"] == [12.0]
+    assert [round(v, 6) for v in parts["from_worker"]] == [8.0]
+    total = parts["to_worker"][0] + parts["in_worker"][0] + parts["from_worker"][0]
+    assert total == pytest.approx(ledger.latencies_ms(["a"])[0])

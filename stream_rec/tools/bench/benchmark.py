@@ -92,6 +92,9 @@ class TargetRun:
     # seconds from the process's start to its catalog read, model served, /health ready
     startup: dict[str, float | None] = field(default_factory=dict)
     swap: dict[str, Any] | None = None  # the hot swap under traffic (``plan.hot_swap``)
+    # the latency phase's latencies in parts (``Ledger.latency_parts_ms``), when the outputs
+    # say when and how fast the target made them (the pipeline's lists do)
+    latency_parts: dict[str, list[float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -138,6 +141,7 @@ async def drive(target: Target, bootstrap: str, warmup: Sequence[BenchEvent],
                                  f"{target.name} latency @ {rate:g}/s", target.check_alive)
             probe("end")
             run.latencies_ms = flow.ledger.latencies_ms(e.event_id for e in at_rate)
+            run.latency_parts = flow.ledger.latency_parts_ms(e.event_id for e in at_rate)
         draw = more
         for offered in curve_rates(plan, run.events_per_s) if draw is not None else []:
             assert draw is not None

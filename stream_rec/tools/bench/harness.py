@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from stream_rec.errors import UserError
 from stream_rec.offline.progress import Progress
-from stream_rec.tools.bench.ledger import Ledger, extract_event_id
+from stream_rec.tools.bench.ledger import Ledger, extract_event_id, extract_own_ms
 from stream_rec.tools.bench.workload import BenchEvent
 
 YIELD_EVERY = 256  # sends between yields to the loop, so the collector keeps reading
@@ -66,9 +66,15 @@ class Flow:
         while True:
             batches = await self.consumer.getmany(timeout_ms=50, max_records=10_000)
             now = time.monotonic()
+            # Kafka timestamps are wall-clock ms; the ledger's clock is monotonic.
+            wall_to_monotonic = now - time.time()
             for records in batches.values():
                 for record in records:
-                    ledger.record_arrival(extract_event_id(record.value), now)
+                    event_id = extract_event_id(record.value)
+                    ledger.record_arrival(event_id, now)
+                    if record.timestamp is not None and record.timestamp > 0:
+                        ledger.record_made(event_id, record.timestamp / 1000.0
+                                           + wall_to_monotonic, extract_own_ms(record.value))
                 if self._arrivals is not None:
                     self._arrivals.update(len(records))
 

@@ -59,6 +59,10 @@ def bench_result(plan: BenchPlan, settings: Settings, runs: dict[str, TargetRun]
     assert tuple(result) == RESULT_KEYS
     if run is not None and run.curve:
         result.update(latency_curve_result(run))
+    if run is not None and run.latency_parts.get("in_worker"):
+        # where the latency phase's time went (see Ledger.latency_parts_ms)
+        result["latency_parts_ms"] = {part: latency_summary(values)
+                                      for part, values in run.latency_parts.items()}
     if run is not None and run.swap is not None:
         result["hot_swap"] = run.swap
     return result
