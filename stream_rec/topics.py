@@ -38,10 +38,11 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
 
 
 def ensure_topics(settings: Settings) -> list[str]:
-    """Create missing topics; return the names created (existing ones are left alone)."""
+    """Create missing topics, the worker's tables' changelogs included; return the names
+    created (existing ones are left alone)."""
     admin = KafkaAdminClient(**kafka_python_config(settings))
     try:
-        return _create_missing(admin, topic_specs(settings))
+        return _create_missing(admin, [*topic_specs(settings), *changelog_specs(settings)])
     finally:
         admin.close()
 

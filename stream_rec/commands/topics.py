@@ -36,8 +36,9 @@ def register(sub: Any, settings: Settings) -> None:
     parser = f.add_command(
         sub, "topics", "create or check the Kafka topics stream-rec needs",
         "'create' creates every topic stream-rec reads and writes that the cluster lacks, with "
-        "the layout it needs (events and recommendations with STREAM_REC_PARTITIONS "
-        "partitions, catalog and experiments compacted), and leaves existing ones alone: it is "
+        "the layout it needs (events, recommendations and the worker's table changelogs with "
+        "STREAM_REC_PARTITIONS partitions, catalog, experiments and changelogs compacted), "
+        "and leaves existing ones alone: it is "
         "what the Kubernetes Job deploy/k8s/topics-job.yaml runs. 'list' shows each topic as "
         "stream-rec expects it and as the cluster has it, and exits with 1 when one differs. "
         "SASL and SSL come from the STREAM_REC_SECURITY_PROTOCOL and STREAM_REC_SASL_* "
@@ -54,8 +55,8 @@ def register(sub: Any, settings: Settings) -> None:
     listing = f.add_command(
         actions, "list", "each topic's partitions, cleanup policy and replicas, expected and "
         "found",
-        "Covers the topics 'create' makes and the changelog topics the worker's tables get "
-        "(created by the worker on its first start: missing ones are noted, not failed). "
+        "Covers the topics 'create' makes, the worker's table changelogs among them (which "
+        "the worker also creates when it starts: missing ones are noted, not failed). "
         "Flags a missing topic, a partition count other than STREAM_REC_PARTITIONS (events, "
         "recommendations and the changelogs must all have the same), a cleanup policy other "
         "than expected (a compacted events topic would keep only each shopper's last event) "
@@ -74,7 +75,7 @@ def run_create(args: argparse.Namespace) -> int:
     settings = load_settings(broker=args.broker)
     with kafka_errors(settings):
         created = topics.ensure_topics(settings)
-    specs = topics.topic_specs(settings)
+    specs = [*topics.topic_specs(settings), *topics.changelog_specs(settings)]
     there = [t.name for t in specs if t.name not in created]
     if args.json:
         print(json.dumps({"broker": settings.broker, "created": created, "existing": there}))
@@ -160,7 +161,8 @@ def check_topics(expected: list[ExpectedTopic], found: Mapping[str, Layout]
         want = topic.layout
         if have is None:
             if topic.created_by == "worker":
-                check.note = "not created yet: the worker creates it on its first start"
+                check.note = ("not created yet: the worker creates it when it starts "
+                              "('stream-rec topics create' does too)")
             else:
                 check.problems.append("missing: run 'stream-rec topics create'")
         else:

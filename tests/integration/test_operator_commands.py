@@ -56,11 +56,14 @@ def test_topics_create_makes_the_layout_once_and_list_checks_it(broker: str, new
         recommendations_topic=new_topic("recs"), model_updates_topic=new_topic("models"),
         experiments_topic=new_topic("experiments"), partitions=3)
     first = _json(settings, "topics", "create")
+    changelogs = [f"{settings.app_id}-{table}-changelog"
+                  for table in ("user-state", "latest-recs", "online-metrics")]
     assert sorted(first["created"]) == sorted([
         settings.events_topic, settings.recommendations_topic, settings.dlq_topic,
-        settings.items_topic, settings.model_updates_topic, settings.experiments_topic])
+        settings.items_topic, settings.model_updates_topic, settings.experiments_topic,
+        *changelogs])
     again = _json(settings, "topics", "create")
-    assert again["created"] == [] and len(again["existing"]) == 6
+    assert again["created"] == [] and len(again["existing"]) == 9
     assert "already there" in _ok(settings, "topics", "create")
 
     listed = _json(settings, "topics", "list")
@@ -69,7 +72,10 @@ def test_topics_create_makes_the_layout_once_and_list_checks_it(broker: str, new
     assert by_role["events"]["found"] == {"partitions": 3, "cleanup_policy": "delete",
                                           "replicas": 1}
     assert by_role["items"]["found"]["cleanup_policy"] == "compact"
-    assert by_role["user-state"]["found"] is None and not by_role["user-state"]["problems"]
+    # The tables' changelogs as Faust would make them: the events topic's partitions, compacted.
+    assert by_role["user-state"]["found"] == {"partitions": 3, "cleanup_policy": "compact",
+                                              "replicas": 1}
+    assert not by_role["online-metrics"]["problems"]
 
     # The same cluster, as a deployment that expects 4 partitions sees it: flagged, status 1.
     other = settings.with_overrides(partitions=4)

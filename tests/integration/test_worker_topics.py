@@ -17,7 +17,10 @@ pytestmark = pytest.mark.integration
 
 def test_every_topic_and_changelog_is_there_as_expected_before_the_worker_starts(
         broker: str, new_topic, tmp_path: Path) -> None:
-    settings = isolated_settings(broker, new_topic, tmp_path, partitions=3)
+    # isolated_settings creates the app's topics (``ensure_topics``): another app id's
+    # changelogs are new to the broker.
+    settings = isolated_settings(broker, new_topic, tmp_path, partitions=3).with_overrides(
+        app_id=new_topic("app"))
     changelogs = sorted(t.name for t in changelog_specs(settings))
 
     assert prepare_worker_topics(settings) == changelogs  # the app's topics were there

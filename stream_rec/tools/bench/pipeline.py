@@ -8,6 +8,10 @@ registry; every other setting comes from the caller's environment, so a tuning e
 
 from __future__ import annotations
 
+import json
+import threading
+import time
+import urllib.error
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +54,20 @@ def publish_catalog(settings: Settings, workload: Workload) -> int:
     return len(workload.catalog)
 
 
+HEALTH_EVERY_S = 2.0
+FAILING_FOR_S = 30.0
+
+
+def _error_body(exc: Exception) -> Any:
+    """The JSON body of an HTTP error response (/health/ answers 503 with one), else None."""
+    if isinstance(exc, urllib.error.HTTPError):
+        try:
+            return json.loads(exc.read())
+        except (OSError, ValueError):
+            return None
+    return None
+
+
 class PipelineTarget:
     """The real worker: start it on a published catalog, wait for /health, stop it."""
 
@@ -63,6 +81,11 @@ class PipelineTarget:
         self.partitions = settings.partitions
         self.worker = WorkerProcess(settings, work_dir / "pipeline-worker.log")
         self.health: dict[str, Any] = {}
+        self._failing_since: float | None = None
+        self._failure = ""
+        self._stopping = threading.Event()
+        self._watcher = threading.Thread(target=self._watch_health, daemon=True,
+                                         name="bench-health-watch")
 
     @property
     def pid(self) -> int | None:
@@ -82,12 +105,33 @@ class PipelineTarget:
             self.health = self.worker.wait_healthy(600.0)
         except (RuntimeError, TimeoutError) as exc:
             raise BenchError(f"the worker did not become healthy: {exc}") from exc
+        self._watcher.start()
 
     def check_alive(self) -> None:
+        """Raise when the worker exited, or when its /health/ has said ``failing`` (its
+        events agent crash-looping) for ``FAILING_FOR_S``: its lists would never come."""
         proc = self.worker.proc
         if proc is not None and proc.poll() is not None:
             raise BenchError(f"the worker exited with {proc.returncode}; its log ends:\n"
                              f"{self.worker.log_tail(3000)}")
+        since = self._failing_since
+        if since is not None and time.monotonic() - since >= FAILING_FOR_S:
+            raise BenchError(f"the worker's events agent keeps failing ({self._failure}); "
+                             f"its log ends:\n{self.worker.log_tail(3000)}")
+
+    def _watch_health(self) -> None:
+        """On its own thread, so that a slow answer never holds up the client's clock."""
+        while not self._stopping.wait(HEALTH_EVERY_S):
+            try:
+                body = self.worker.get_json("/health/")
+            except (OSError, ValueError) as exc:  # a 503 comes back as an HTTPError
+                body = _error_body(exc)
+            if isinstance(body, dict) and body.get("status") == "failing":
+                self._failure = str(body.get("detail") or body.get("reason"))
+                self._failing_since = self._failing_since or time.monotonic()
+            else:
+                self._failing_since = None
 
     def stop(self) -> None:
+        self._stopping.set()
         self.worker.stop()
