@@ -131,8 +131,9 @@ class TopicCheck:
 
 
 def expected_topics(settings: Settings) -> list[ExpectedTopic]:
-    """Every topic stream-rec needs: those ``ensure_topics`` creates, then the changelogs of
-    the worker's tables (Faust creates them with the events topic's partition count)."""
+    """Every topic stream-rec needs: the app's topics, then the changelogs of the worker's
+    tables (the events topic's partition count, compacted), all of which ``ensure_topics``
+    and a starting worker create when missing."""
     from stream_rec.topics import changelog_specs, topic_specs
 
     roles = {getattr(settings, name): name.removesuffix("_topic")
