@@ -157,3 +157,17 @@ def test_the_vocabularys_rows_are_what_the_models_features_say(tmp_path: Path) -
                          items=items[::-1])
     mine, theirs = model.artifact.position_map(), other.artifact.position_map()
     assert mine["x299"] == 299 and theirs["x0"] == 299 and mine["x299"] is theirs["x0"]
+
+
+def test_a_large_vocabulary_maps_every_id_to_its_row_across_the_mapping_slices() -> None:
+    from stream_rec.model.artifact import _ID_SLICE, ModelArtifact, row_numbers
+
+    n = 2 * _ID_SLICE + 7  # three slices, the last one short
+    row_numbers(n + 100)  # the shared rows may outnumber a vocabulary's ids
+    ids = [f"item-{k}" for k in range(n)]
+    artifact = ModelArtifact(Path("unused"), {}, ids, np.zeros((n, 2), np.float32),
+                             np.zeros((n, 0), np.int64), [], {}, {})
+    mapped = artifact.position_map()
+    assert len(mapped) == n
+    assert all(mapped[item] == row for row, item in enumerate(ids))
+    assert artifact.positions(["item-0", ids[-1], "unknown"]).tolist()[:2] == [0, n - 1]
