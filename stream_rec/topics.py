@@ -95,15 +95,29 @@ def prepare_worker_topics(settings: Settings, timeout_s: float = 120.0) -> list[
         # An existing topic laid out otherwise is `stream-rec topics list`'s to report.
         wanted = {t.name: t.num_partitions if t.name in created else 1 for t in specs
                   if t.name in created or t.name in existing}
-        deadline = time.monotonic() + timeout_s
-        while waiting := _not_listed(admin, wanted):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"topics {', '.join(waiting)} are not in the broker's "
-                                   f"metadata {timeout_s:.0f} s after they were created")
-            time.sleep(0.2)
+        _wait_until_listed(admin, wanted, timeout_s)
         return sorted(created)
     finally:
         admin.close()
+
+
+def wait_for_topics(settings: Settings, names: list[str], timeout_s: float = 30.0) -> None:
+    """Block until the broker's metadata lists every topic in ``names``."""
+    admin = KafkaAdminClient(**kafka_python_config(settings))
+    try:
+        _wait_until_listed(admin, dict.fromkeys(names, 1), timeout_s)
+    finally:
+        admin.close()
+
+
+def _wait_until_listed(admin: KafkaAdminClient, wanted: dict[str, int],
+                       timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while waiting := _not_listed(admin, wanted):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topics {', '.join(waiting)} are not in the broker's "
+                               f"metadata after {timeout_s:.0f} s")
+        time.sleep(0.2)
 
 
 def _not_listed(admin: KafkaAdminClient, wanted: dict[str, int]) -> list[str]:

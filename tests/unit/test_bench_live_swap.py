@@ -7,7 +7,8 @@ from pathlib import Path
 
 from stream_rec.model.artifact import MANIFEST, REQUIRED_FILES, verify_folder, write_manifest
 from stream_rec.model.registry import FileRegistry
-from stream_rec.tools.bench.live_swap import copy_as_new_version, reset_peak, stage_registry
+from stream_rec.tools.bench.live_swap import copy_as_new_version, stage_registry
+from stream_rec.tools.bench.probes import reset_peak
 
 
 def _registry_with_one_version(root: Path, version: str = "20260101T000000Z") -> Path:

@@ -43,8 +43,9 @@ from stream_rec.tools.bench.startup_log import (
     startup_times,
 )
 from stream_rec.tools.bench.stats import latency_summary, per_second
-from stream_rec.tools.bench.topics import create_topics, run_marker, wait_for_topics
+from stream_rec.tools.bench.topics import create_topics, run_marker
 from stream_rec.tools.bench.workload import DEFAULT_DATA, BenchEvent, ShopperStream, Workload
+from stream_rec.topics import wait_for_topics
 
 log = logging.getLogger(__name__)
 TARGETS = ("pipeline", "faust_passthrough", "aiokafka_passthrough")
@@ -273,7 +274,8 @@ def _measure_pipeline(pipeline: PipelineTarget, bootstrap: str, warmup: Sequence
         moments["started"] = (process_start_wall(pipeline.pid) if pipeline.pid is not None
                               else None)
 
-    swap = (LiveSwap(pipeline.settings, lambda: pipeline.pid, lambda: pipeline.base_url)
+    swap = (LiveSwap(pipeline.settings, lambda: pipeline.pid,
+                     lambda: pipeline.worker.get_json("/health/"))
             if plan.hot_swap else None)
     run = measure(pipeline, bootstrap, warmup, measured, at_rate, plan,
                   base_url=lambda: pipeline.base_url, profiler=profiler, more=more,

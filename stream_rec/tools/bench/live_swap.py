@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import shutil
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from stream_rec.config import Settings
 from stream_rec.model.announce import announce_model
 from stream_rec.model.artifact import MANIFEST, write_json_atomic
 from stream_rec.model.registry import FileRegistry
-from stream_rec.tools.bench.probes import read_memory
+from stream_rec.tools.bench.probes import read_memory, reset_peak
 
 
 def stage_registry(source: Path, work_dir: Path) -> Path:
@@ -54,20 +53,10 @@ def copy_as_new_version(registry: Path, suffix: str) -> str:
     return version
 
 
-def reset_peak(pid: int) -> bool:
-    """Start the process's VmHWM again from its current size; False where Linux refuses."""
+def served_version(health: Callable[[], Any]) -> str | None:
+    """The model version the worker's /health/ names (None while it cannot answer)."""
     try:
-        Path(f"/proc/{pid}/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
-
-def served_version(base_url: str) -> str | None:
-    """The model version the worker's /health names (None while it cannot answer)."""
-    try:
-        with urllib.request.urlopen(base_url + "/health/", timeout=5) as response:
-            body = json.loads(response.read())
+        body = health()
     except (OSError, ValueError):
         return None
     version = body.get("model_version") if isinstance(body, dict) else None
@@ -80,7 +69,7 @@ class LiveSwap:
 
     settings: Settings  # the worker's (broker, model-updates topic, registry)
     pid: Callable[[], int | None]
-    base_url: Callable[[], str]
+    health: Callable[[], Any]  # the worker's /health/ body
     timeout_s: float = 600.0
     poll_s: float = 0.2
 
@@ -98,7 +87,7 @@ class LiveSwap:
         reg = FileRegistry(registry)
         reg.promote(version)
         announce_model(reg.path(version), self.settings)
-        while served_version(self.base_url()) != version:
+        while served_version(self.health) != version:
             if time.monotonic() - started > self.timeout_s:
                 raise TimeoutError(f"the worker did not serve model {version} within "
                                    f"{self.timeout_s:.0f} s of its announcement")

@@ -22,10 +22,9 @@ from stream_rec.connection import kafka_python_config
 from stream_rec.offline.progress import Progress
 from stream_rec.tools.bench.harness import BenchError
 from stream_rec.tools.bench.processes import free_port
-from stream_rec.tools.bench.topics import wait_for_topics
 from stream_rec.tools.bench.workload import Workload, catalog_messages
 from stream_rec.tools.worker_process import WorkerProcess
-from stream_rec.topics import ensure_topics
+from stream_rec.topics import ensure_topics, wait_for_topics
 
 
 def pipeline_settings(settings: Settings, prefix: str, work_dir: Path,

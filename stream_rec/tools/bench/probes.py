@@ -44,6 +44,16 @@ def read_memory(pid: int) -> Memory:
     return parse_proc_status(Path(f"/proc/{pid}/status").read_text())
 
 
+def reset_peak(pid: int) -> bool:
+    """Start the process's peak (VmHWM) again from its current resident size; False where
+    Linux does not allow it (then peaks count from the start of the process)."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
 def parse_cpu_seconds(stat_text: str, ticks_per_s: float) -> float:
     """User + system CPU seconds from the text of ``/proc/<pid>/stat``."""
     # The command name (field 2) may hold spaces and parentheses: split after its last ")".

@@ -26,7 +26,7 @@ from stream_rec.core.catalog import parse_catalog_item
 from stream_rec.errors import UserError
 from stream_rec.model import ServedModel
 from stream_rec.serving.recommender import Recommender
-from stream_rec.tools.bench.probes import Memory, read_memory
+from stream_rec.tools.bench.probes import Memory, read_memory, reset_peak
 
 MB = 2**20
 
@@ -37,13 +37,8 @@ def memory_now() -> Memory:
 
 
 def reset_peak_memory() -> bool:
-    """Start the peak (VmHWM) again from the current resident size; False where Linux
-    does not allow it (then peaks count from the start of the process)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
+    """Start this process's peak (VmHWM) again; see ``probes.reset_peak``."""
+    return reset_peak(os.getpid())
 
 
 def read_catalog(recommender: Recommender, messages: Iterable[tuple[bytes, bytes]]) -> float:

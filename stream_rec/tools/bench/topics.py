@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
@@ -57,18 +56,5 @@ def delete_topics_containing(settings: Settings, marker: str) -> list[str]:
     except KafkaError as exc:
         log.warning("could not delete the run's topics %s*: %s", marker, exc)
         return []
-    finally:
-        admin.close()
-
-
-def wait_for_topics(settings: Settings, names: list[str], timeout_s: float = 30.0) -> None:
-    """Block until the broker's metadata lists every topic in ``names``."""
-    admin = KafkaAdminClient(**kafka_python_config(settings))
-    try:
-        deadline = time.monotonic() + timeout_s
-        while not set(names) <= set(admin.list_topics()):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"topics {names} not visible after {timeout_s:.0f} s")
-            time.sleep(0.2)
     finally:
         admin.close()
