@@ -295,6 +295,12 @@ class Settings:
         "graph when it ships one (see retrieval_index_min_items; needs faiss: pip install "
         "'stream-rec[ann]'); false retrieves by the exact product over the whole catalog.",
         _BOOLEAN)
+    retrieval_scan: str = _setting(
+        "int8", "How retrieval scores the model's vocabulary when no graph is used: int8 "
+        "(its rows as 8-bit codes in onnxruntime, the best candidate_pool + a quarter scored "
+        "again from the float rows: a quarter of the bytes read a batch, the exact top 200 "
+        "kept on diginetica) or float32 (the exact product in numpy).",
+        _one_of("int8", "float32"))
     retrieval_ef_search: int = _setting(
         256, "Beam width of the approximate-retrieval graph search (at least candidate_pool "
         "is used): wider finds more of the exact candidates and costs more CPU.",

@@ -30,6 +30,9 @@ def register(sub: Any, settings: Settings) -> None:
     parser.add_argument("--k", metavar=f.N, type=f.count(1), default=200,
                         help="items retrieved per query (default %(default)s, the worker's "
                              "candidate_pool)")
+    parser.add_argument("--batch", metavar=f.N, type=f.count(1), default=256,
+                        help="queries per search call (default %(default)s; the worker's "
+                             "batches are as small as 1-4 shoppers at low rates)")
     parser.add_argument("--seed", metavar=f.N, type=f.count(), default=0,
                         help="seed of the prefixes drawn (default %(default)s)")
     parser.add_argument("--shipped-only", action="store_true",
@@ -80,11 +83,11 @@ def run(args: argparse.Namespace) -> int:
     elif args.shipped_only:
         notes.append("the model's artifact ships no approximate-retrieval index")
     print(f"bench-retrieval: {len(vectors)} items x {vectors.shape[1]}, {len(queries)} queries, "
-          f"k={args.k}", file=sys.stderr, flush=True)
-    rows = compare(vectors, queries, args.k, indexes)
+          f"k={args.k}, batches of {args.batch}", file=sys.stderr, flush=True)
+    rows = compare(vectors, queries, args.k, indexes, batch=args.batch)
     out = {"items": len(vectors), "dim": int(vectors.shape[1]), "queries": len(queries),
-           "k": args.k, "model_version": version, "data": data, "results": rows,
-           "notes": notes}
+           "k": args.k, "batch": args.batch, "model_version": version, "data": data,
+           "results": rows, "notes": notes}
     if args.json:
         print(json.dumps(out), flush=True)
         return 0

@@ -33,9 +33,10 @@ def register(sub: Any, settings: Settings) -> None:
     parser.add_argument(
         "--retrieval", choices=("all", "worker"), default="all",
         help="all: score every catalog item (the model's own ranking); worker: retrieve the "
-             "pool as the worker does, exactly and through the approximate-retrieval index "
-             "(the artifact's, or one built for the run), score only the pool, and print "
-             "both with the index's recall@pool (default %(default)s)")
+             "pool as the worker does, exactly and through the worker's search (the "
+             "artifact's graph; else the 8-bit scan of retrieval_scan int8; else a graph "
+             "built for the run), score only the pool, and print both with the search's "
+             "recall@pool (default %(default)s)")
     parser.add_argument("--ef-search", metavar=f.N, type=f.setting("retrieval_ef_search"),
                         help="--retrieval worker: the index search's beam width "
                              f"({f.shown(settings, 'retrieval_ef_search')})")
@@ -102,7 +103,8 @@ def _through_retrieval(artifact: Any, dataset: Any, settings: Settings,
     found = retrieval_pools(artifact, dataset, pool=pool, k=k,
                             batch_size=settings.eval_batch_size,
                             ef_search=args.ef_search or settings.retrieval_ef_search,
-                            threads=args.threads, kind=settings.retrieval_index_kind)
+                            threads=args.threads, kind=settings.retrieval_index_kind,
+                            scan=settings.retrieval_scan)
     weight = settings.rerank_category_weight
     metrics = summarise(found.index, policy, k, category_weight=weight)
     metrics["exact_retrieval"] = summarise(found.exact, policy, k, category_weight=weight)

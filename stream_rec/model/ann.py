@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -108,12 +108,31 @@ def add_index(folder: Path, manifest: dict[str, Any], kind: str = DEFAULT_KIND,
                           files=[*manifest.get("files", {}), ANN_INDEX_FILE])
 
 
+class VocabSearch(Protocol):
+    """What retrieval asks of a search over the model's vocabulary: the shipped graph
+    (``AnnIndex``) or the 8-bit scan (``model/scan.Int8Scan``)."""
+
+    @property
+    def n_items(self) -> int: ...
+
+    def describe(self) -> str: ...
+
+    def search(self, queries: NDArray[np.float32], k: int,
+               allowed: NDArray[np.uint8] | None = None
+               ) -> tuple[NDArray[np.float32], NDArray[np.int64]]: ...
+
+
 @dataclass
 class AnnIndex:
     """A loaded graph: ``search`` returns the best rows of the model's vocabulary."""
 
     index: Any
     ef_search: int
+    kind: str = "hnsw"
+
+    def describe(self) -> str:
+        """How retrieval searches, for the log."""
+        return f"through its {self.kind} graph of {self.n_items:,} items"
 
     @property
     def n_items(self) -> int:
@@ -167,4 +186,5 @@ def load_index(folder: Path, manifest: dict[str, Any], n_items: int, width: int,
                          f"the model's item vectors are {n_items} x {width}")
     # The worker's CPU budget is one core per process (the BLAS threads setting likewise).
     faiss.omp_set_num_threads(1)
-    return AnnIndex(index, ef_search)
+    return AnnIndex(index, ef_search, str(manifest.get("model", {}).get("ann", {})
+                                          .get("kind", "hnsw")))

@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from stream_rec.model.ann import AnnIndex, load_index
+from stream_rec.model.ann import VocabSearch, load_index
 from stream_rec.model.artifact import ModelArtifact, load_artifact
 from stream_rec.model.features import Catalog, FeatureBuilder, HistoryEvent
+from stream_rec.model.scan import Int8Scan
 from stream_rec.model.scorer import OnnxScorer
 
 
@@ -25,18 +26,22 @@ class ServedModel:
     """One model version, ready to score. Build it with ``load_served_model``."""
 
     def __init__(self, artifact: ModelArtifact, threads: int = 1,
-                 retrieval_index: bool = True, ef_search: int = 256) -> None:
+                 retrieval_index: bool = True, ef_search: int = 256,
+                 retrieval_scan: str = "float32") -> None:
         self.artifact = artifact
         self.version = artifact.version
         self.item_ids: list[str] = artifact.item_ids  # the artifact's own list, not a copy
         self.item_vectors = artifact.item_embeddings
         self.features = FeatureBuilder(artifact)
         self.scorer = OnnxScorer(artifact.model_path, threads=threads)
-        # The approximate-retrieval graph the trainer shipped (``model/ann.py``), if any and
-        # wanted; None: retrieval is exact.
-        self.ann: AnnIndex | None = load_index(
+        # How retrieval searches the vocabulary: the approximate-retrieval graph the trainer
+        # shipped (``model/ann.py``), if any and wanted; else the 8-bit scan
+        # (``model/scan.py``) when asked for; None: the exact float product.
+        self.ann: VocabSearch | None = load_index(
             artifact.path, artifact.manifest, len(artifact.item_ids),
             artifact.item_embeddings.shape[1], ef_search) if retrieval_index else None
+        if self.ann is None and retrieval_scan == "int8" and len(self.item_ids):
+            self.ann = Int8Scan(artifact.item_embeddings)
         if self.scorer.split and len(self.item_ids):
             self._check_split()
 
@@ -54,6 +59,8 @@ class ServedModel:
         art.item_embeddings = _own(art.item_embeddings)
         art.item_attributes = _own(art.item_attributes)
         self.item_vectors = art.item_embeddings
+        if isinstance(self.ann, Int8Scan):  # its exact second look reads the same rows
+            self.ann.vectors = art.item_embeddings
 
     def _check_split(self) -> None:
         """Compare the split graph with the whole one on real ids (dropped if they differ)."""
@@ -118,9 +125,12 @@ def _own(array: NDArray[Any]) -> NDArray[Any]:
 
 def load_served_model(folder: str | Path, threads: int = 1, retrieval_index: bool = True,
                       ef_search: int = 256,
-                      same_ids: Callable[[str], str] | None = None) -> ServedModel:
+                      same_ids: Callable[[str], str] | None = None,
+                      retrieval_scan: str = "float32") -> ServedModel:
     """Verify the artifact in ``folder`` and open it for scoring (raises ArtifactError);
     ``retrieval_index``: use its approximate-retrieval graph if it has one (``ef_search``, the
-    graph search's beam width); ``same_ids``: as ``load_artifact``'s."""
+    graph search's beam width); ``same_ids``: as ``load_artifact``'s; ``retrieval_scan``:
+    ``int8`` searches the vocabulary through 8-bit codes when no graph is used."""
     return ServedModel(load_artifact(folder, same_ids), threads=threads,
-                       retrieval_index=retrieval_index, ef_search=ef_search)
+                       retrieval_index=retrieval_index, ef_search=ef_search,
+                       retrieval_scan=retrieval_scan)

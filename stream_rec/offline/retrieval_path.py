@@ -26,6 +26,7 @@ from stream_rec.datasets import Dataset, TestCase
 from stream_rec.model.ann import DEFAULT_KIND, AnnIndex, build_index
 from stream_rec.model.artifact import ModelArtifact
 from stream_rec.model.runtime import ServedModel
+from stream_rec.model.scan import Int8Scan
 from stream_rec.offline.evaluate import Pools, candidate_universe, history_of, pools_of
 from stream_rec.offline.replay import catalog_messages
 from stream_rec.serving.candidates import ExactRetrieval, IndexRetrieval
@@ -51,17 +52,20 @@ def dataset_catalog(dataset: Dataset) -> dict[str, CatalogItem]:
 
 def retrieval_pools(artifact: ModelArtifact, dataset: Dataset, pool: int = 200, k: int = 20,
                     batch_size: int = 256, ef_search: int = 256, threads: int = 2,
-                    kind: str = DEFAULT_KIND,
+                    kind: str = DEFAULT_KIND, scan: str = "float32",
                     cases: Sequence[TestCase] | None = None,
                     progress: Callable[[str], None] | None = None) -> RetrievalPools:
-    """Per test case, ``pool`` candidates retrieved exactly and through the approximate
-    graph (the artifact's, or one of ``kind`` built now when it ships none), each pool scored
-    by the model and sorted, best first."""
+    """Per test case, ``pool`` candidates retrieved exactly and as the worker retrieves them
+    (the artifact's graph; else the 8-bit scan when ``scan`` is ``int8``; else a graph of
+    ``kind`` built now), each pool scored by the model and sorted, best first."""
     say = progress or (lambda line: print(line, file=sys.stderr, flush=True))
     cases = dataset.test_cases() if cases is None else list(cases)
-    model = ServedModel(artifact, threads=threads, retrieval_index=True, ef_search=ef_search)
+    model = ServedModel(artifact, threads=threads, retrieval_index=True, ef_search=ef_search,
+                        retrieval_scan=scan)
     info: dict[str, Any] = dict(artifact.manifest.get("model", {}).get("ann") or {})
-    if model.ann is None:
+    if isinstance(model.ann, Int8Scan):
+        info = {"kind": model.ann.kind}
+    elif model.ann is None:
         say(f"the artifact ships no approximate-retrieval index: building one over "
             f"{len(artifact.item_ids):,} items ...")
         started = time.perf_counter()
@@ -69,7 +73,8 @@ def retrieval_pools(artifact: ModelArtifact, dataset: Dataset, pool: int = 200, 
                              ef_search)
         info = {"built_for_this_evaluation": True, "kind": kind,
                 "build_s": round(time.perf_counter() - started, 1)}
-    info["ef_search"] = ef_search
+    if isinstance(model.ann, AnnIndex):
+        info["ef_search"] = ef_search
     catalog = dataset_catalog(dataset)
     table = ItemTable(model, catalog)
     universe = candidate_universe(artifact.item_ids, dataset)

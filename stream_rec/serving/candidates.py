@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from stream_rec.core.trending import Trending
-from stream_rec.model.ann import AnnIndex
+from stream_rec.model.ann import VocabSearch
 from stream_rec.serving.item_table import ItemTable
 from stream_rec.serving.lists import REASON_NEW, REASON_SIMILAR, REASON_TRENDING
 from stream_rec.serving.retrieval import masked_top_n
@@ -98,7 +98,7 @@ class IndexRetrieval:
         return index_top_n(index, queries, table, n)[1]
 
 
-def index_top_n(index: AnnIndex, queries: NDArray[np.float32], table: ItemTable, n: int,
+def index_top_n(index: VocabSearch, queries: NDArray[np.float32], table: ItemTable, n: int,
                 available_only: bool = True
                 ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
     """(B, <= n) inner products and positions, best first: the vocabulary through the

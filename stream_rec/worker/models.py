@@ -65,7 +65,8 @@ def load_checked(settings: Settings, version: str | None,
             raise RegistryError(f"registry {settings.registry_dir} has no version {version!r}")
         model = load_served_model(registry.path(version), threads=settings.onnx_threads,
                                   retrieval_index=settings.retrieval_index,
-                                  ef_search=settings.retrieval_ef_search, same_ids=same_ids)
+                                  ef_search=settings.retrieval_ef_search, same_ids=same_ids,
+                                  retrieval_scan=settings.retrieval_scan)
         if model.version != version:
             raise ArtifactError(f"folder {version} holds a manifest of version {model.version}")
         smoke_test(model)
@@ -127,9 +128,7 @@ async def swap_to(runtime: WorkerRuntime, version: str | None) -> bool:
     metrics.model_version = model.version
     metrics.model_unservable = metrics.model_refusal = ""
     log.info("now serving model version %s (retrieval: %s)", model.version,
-             "exact" if model.ann is None else
-             f"through its {model.artifact.manifest['model']['ann'].get('kind', 'hnsw')} graph "
-             f"of {model.ann.n_items:,} items")
+             "exact" if model.ann is None else model.ann.describe())
     if runtime.settings.gc_freeze and runtime.ready:  # at startup the agent settles once
         settle(f"swap to model {model.version}")
     return True

@@ -52,7 +52,8 @@ def exact_search(vectors: NDArray[np.float32]) -> Search:
 def candidates() -> tuple[list[Candidate], list[str]]:
     """The index configurations whose libraries are installed, and notes on those that are
     not."""
-    found: list[Candidate] = []
+    found: list[Candidate] = [
+        Candidate("int8-scan", {"margin": margin}, _int8_scan(margin)) for margin in SCAN_MARGINS]
     notes: list[str] = []
     try:
         import faiss
@@ -78,6 +79,7 @@ def candidates() -> tuple[list[Candidate], list[str]]:
     return found, notes
 
 
+SCAN_MARGINS = (0, 50, 100)  # the 8-bit scan's rows scored again beyond k (``model/scan``)
 SHIPPED_EF_SEARCH = (200, 256, 400)  # the shipped graph's search beam widths measured
 
 
@@ -120,6 +122,15 @@ def compare(vectors: NDArray[np.float32], queries: NDArray[np.float32], k: int,
 
 def _per_query(cpu_start: float, n: int) -> float:
     return round((time.process_time() - cpu_start) / max(n, 1) * 1e6, 1)
+
+
+def _int8_scan(margin: int) -> Callable[[NDArray[np.float32]], Search]:
+    def build(vectors: NDArray[np.float32]) -> Search:
+        from stream_rec.model.scan import Int8Scan
+
+        scan = Int8Scan(vectors, margin)
+        return lambda queries, k: scan.search(queries, k)[1]
+    return build
 
 
 def _faiss_hnsw(faiss: Any, m: int, ef: int) -> Callable[[NDArray[np.float32]], Search]:
