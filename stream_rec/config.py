@@ -293,7 +293,7 @@ class Settings:
     retrieval_index: bool = _setting(
         True, "Retrieve candidates through the model artifact's approximate-nearest-neighbour "
         "graph when it ships one (see retrieval_index_min_items; needs faiss: pip install "
-        "'stream-rec[ann]'); false retrieves by the exact product over the whole catalog.",
+        "'stream-rec[ann]'); false retrieves over the whole catalog (see retrieval_scan).",
         _BOOLEAN)
     retrieval_scan: str = _setting(
         "int8", "How retrieval scores the model's vocabulary when no graph is used: int8 "
@@ -415,7 +415,8 @@ class Settings:
     retrieval_index_min_items: int = _setting(
         200_000, "A trained model of at least this many items ships an approximate-retrieval "
         "graph (faiss HNSW, built by the trainer; needs faiss) that the worker retrieves "
-        "through (retrieval_index); below it the exact product is faster. 0 = never.",
+        "through (retrieval_index); below it a full product (retrieval_scan) is faster. "
+        "0 = never.",
         _integer(at_least=0))
     promotion_metric: str = _setting(
         "MRR@20", "Metric the trainer's promotion gate compares.", _METRIC)
