@@ -31,6 +31,7 @@ from stream_rec.serving.error_log import OncePerInterval
 from stream_rec.serving.lists import RecList, RecRequest
 from stream_rec.serving.recommender import Recommender, RecommenderConfig
 from stream_rec.serving.stage_clock import StageClock
+from stream_rec.worker.heap import GrowthFreezer
 from stream_rec.worker.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ class WorkerRuntime:
         self._holds = 0  # catalog_held scopes open now
         self._deferred: list[ConsumerRecord] = []  # catalog records that arrived meanwhile
         self._catalog_faults = OncePerInterval(60.0)  # one traceback per exception type
+        self._catalog_growth = GrowthFreezer() if settings.gc_freeze else None
 
     async def recommend(self, requests: Sequence[RecRequest], clock: StageClock
                         ) -> list[RecList | None]:
@@ -175,6 +177,8 @@ class WorkerRuntime:
             return
         try:
             self._apply_catalog_record(record)
+            if self._catalog_growth is not None and not self.catalog_ready.is_set():
+                self._catalog_growth.grew()  # the first read: settled when the agent starts
         except InvalidEvent as exc:
             self.metrics.catalog_rejected += 1
             log.warning("catalog message %s rejected: %s", _where(record), exc.reason)

@@ -151,7 +151,7 @@ def _load(recommender: Recommender, messages: list[tuple[bytes, bytes]], setting
     """Read the catalog into ``recommender``, then load and swap in the model, if any."""
     gc.collect()
     start = memory_now()
-    catalog_s = read_catalog(recommender, messages)
+    catalog_s = read_catalog(recommender, messages, freeze=settings.gc_freeze)
     gc.collect()
     # Read while the messages are still alive, so the catalog cannot have reused their memory.
     with_catalog = memory_now()

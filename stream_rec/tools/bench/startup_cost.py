@@ -41,11 +41,18 @@ def reset_peak_memory() -> bool:
     return reset_peak(os.getpid())
 
 
-def read_catalog(recommender: Recommender, messages: Iterable[tuple[bytes, bytes]]) -> float:
-    """Apply every catalog message as the worker's catalog feed does; wall seconds."""
+def read_catalog(recommender: Recommender, messages: Iterable[tuple[bytes, bytes]],
+                 freeze: bool = True) -> float:
+    """Apply every catalog message as the worker's catalog feed does (``freeze``: freezing
+    the heap as it grows, as the worker does with ``gc_freeze``); wall seconds."""
+    from stream_rec.worker.heap import GrowthFreezer
+
+    growth = GrowthFreezer() if freeze else None
     started = time.perf_counter()
     for key, value in messages:
         recommender.upsert_item(parse_catalog_item(key.decode(), value))
+        if growth is not None:
+            growth.grew()
     return time.perf_counter() - started
 
 
