@@ -14,7 +14,12 @@ from stream_rec.model import load_served_model
 from stream_rec.model.ann import ANN_INDEX_FILE, add_index, allowed_bitmap, load_index
 from stream_rec.serving.candidates import ExactRetrieval, IndexRetrieval
 from stream_rec.serving.item_table import ItemTable
-from tests.unit.test_pools import random_vectors, served_model
+from tests.unit.test_pools import (
+    in_stock_catalog,
+    random_vectors,
+    retrieved_both_ways,
+    served_model,
+)
 
 pytest.importorskip("faiss")
 ITEMS = tuple(f"i{n}" for n in range(300))
@@ -28,12 +33,6 @@ def _indexed_model(folder: Path, seed: int = 1):
     return load_served_model(folder, ef_search=512)
 
 
-def _catalog(in_stock: set[str] | None = None) -> dict:
-    return {i: parse_catalog_item(i, json.dumps(
-        {"category": "c", "in_stock": in_stock is None or i in in_stock}).encode())
-        for i in ITEMS}
-
-
 def test_the_bitmap_allows_every_row_but_the_blocked_ones() -> None:
     bitmap = allowed_bitmap(np.array([0, 9, 17, 400]), 20)
     bits = np.unpackbits(bitmap, bitorder="little")[:20].astype(bool)
@@ -44,12 +43,8 @@ def test_index_retrieval_finds_what_exact_retrieval_finds_and_skips_unavailable_
         tmp_path: Path) -> None:
     model = _indexed_model(tmp_path / "m")
     assert model.ann is not None and model.ann.n_items == len(ITEMS)
-    out_of_stock = {f"i{n}" for n in range(0, 300, 7)}
-    catalog = _catalog(set(ITEMS) - out_of_stock)
-    table = ItemTable(model, catalog)
-    queries = random_vectors(5, 16) * 3.0
-    exact = ExactRetrieval().propose(queries, table, 50)
-    found = IndexRetrieval().propose(queries, table, 50)
+    table, queries, exact, found, out_of_stock = retrieved_both_ways(model, ITEMS)
+    catalog = in_stock_catalog(ITEMS, set(ITEMS) - out_of_stock)
     assert found.shape == exact.shape
     for query, want, got in zip(queries, exact, found, strict=True):
         assert set(got.tolist()) == set(want.tolist())  # a graph this small is searched whole
@@ -71,7 +66,7 @@ def test_a_model_without_an_index_or_without_faiss_retrieves_exactly(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     plain = served_model(tmp_path / "plain", random_vectors(2, len(ITEMS)), items=ITEMS)
     assert plain.ann is None
-    table = ItemTable(plain, _catalog())
+    table = ItemTable(plain, in_stock_catalog(ITEMS))
     queries = random_vectors(3, 4)
     np.testing.assert_array_equal(IndexRetrieval().propose(queries, table, 20),
                                   ExactRetrieval().propose(queries, table, 20))
@@ -124,7 +119,7 @@ def test_the_quantised_graph_loads_and_finds_nearly_all_of_the_exact_pool(
     written = add_index(folder, json.loads((folder / "manifest.json").read_text()), "hnsw-sq8")
     assert written["model"]["ann"]["kind"] == "hnsw-sq8" and written["model"]["ann"]["M"] == 16
     model = load_served_model(folder, ef_search=512)
-    table = ItemTable(model, _catalog(set(ITEMS) - {"i3"}))
+    table = ItemTable(model, in_stock_catalog(ITEMS, set(ITEMS) - {"i3"}))
     queries = random_vectors(7, 16) * 3.0
     exact = ExactRetrieval().propose(queries, table, 30)
     found = IndexRetrieval().propose(queries, table, 30)

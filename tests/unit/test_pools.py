@@ -75,6 +75,28 @@ def random_vectors(seed: int, n: int = len(MODEL_ITEMS)) -> np.ndarray:
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
+def in_stock_catalog(items: tuple[str, ...], in_stock: set[str] | None = None) -> dict:
+    """A catalog of ``items`` in one category; all in stock, or only ``in_stock``."""
+    return {i: parse_catalog_item(i, json.dumps(
+        {"category": "c", "in_stock": in_stock is None or i in in_stock}).encode())
+        for i in items}
+
+
+def retrieved_both_ways(model: ServedModel, items: tuple[str, ...], n: int = 50
+                        ) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, set[str]]:
+    """Every seventh item out of stock, then 16 queries retrieved exactly and through the
+    model's search (``IndexRetrieval``): the item table, queries, both (16, n) position
+    arrays and the out-of-stock ids."""
+    from stream_rec.serving.candidates import ExactRetrieval, IndexRetrieval
+    from stream_rec.serving.item_table import ItemTable
+
+    out_of_stock = set(items[::7])
+    table = ItemTable(model, in_stock_catalog(items, set(items) - out_of_stock))
+    queries = random_vectors(5, 16) * 3.0
+    return (table, queries, ExactRetrieval().propose(queries, table, n),
+            IndexRetrieval().propose(queries, table, n), out_of_stock)
+
+
 def state_of(*events: tuple[str, str]) -> UserState:
     """A shopper's state after (item, type) events, oldest first."""
     state = UserState()

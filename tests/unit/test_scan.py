@@ -12,9 +12,14 @@ import pytest
 from stream_rec.core.catalog import parse_catalog_item
 from stream_rec.model.ann import allowed_bitmap
 from stream_rec.model.scan import Int8Scan, quantise_rows
-from stream_rec.serving.candidates import ExactRetrieval, IndexRetrieval
+from stream_rec.serving.candidates import IndexRetrieval
 from stream_rec.serving.item_table import ItemTable
-from tests.unit.test_pools import random_vectors, served_model
+from tests.unit.test_pools import (
+    in_stock_catalog,
+    random_vectors,
+    retrieved_both_ways,
+    served_model,
+)
 
 pytest.importorskip("onnxruntime")
 ITEMS = tuple(f"i{n}" for n in range(300))
@@ -75,12 +80,6 @@ def test_blocked_rows_are_never_returned_and_a_short_catalog_pads() -> None:
     assert (rows == -1).all()
 
 
-def _catalog(in_stock: set[str] | None = None) -> dict:
-    return {i: parse_catalog_item(i, json.dumps(
-        {"category": "c", "in_stock": in_stock is None or i in in_stock}).encode())
-        for i in ITEMS}
-
-
 def test_the_worker_retrieves_through_the_scan_what_it_retrieves_exactly(
         tmp_path: Path) -> None:
     from stream_rec.model import load_served_model
@@ -89,17 +88,12 @@ def test_the_worker_retrieves_through_the_scan_what_it_retrieves_exactly(
     assert load_served_model(tmp_path / "m").ann is None  # float32 unless asked
     model = load_served_model(tmp_path / "m", retrieval_scan="int8")
     assert isinstance(model.ann, Int8Scan) and "8-bit" in model.ann.describe()
-    out_of_stock = {f"i{n}" for n in range(0, 300, 7)}
-    catalog = _catalog(set(ITEMS) - out_of_stock)
-    table = ItemTable(model, catalog)
-    queries = random_vectors(5, 16) * 3.0
-    exact = ExactRetrieval().propose(queries, table, 50)
-    found = IndexRetrieval().propose(queries, table, 50)
+    table, queries, exact, found, out_of_stock = retrieved_both_ways(model, ITEMS)
     for want, got in zip(exact, found, strict=True):
         assert set(got.tolist()) == set(want.tolist())
         assert not {ITEMS[p] for p in got} & out_of_stock
     # The scan reads the model's own rows: no transposed copy of the vocabulary is built.
-    fresh = ItemTable(model, catalog)
+    fresh = ItemTable(model, in_stock_catalog(ITEMS))
     IndexRetrieval().propose(queries, fresh, 50)
     assert fresh._all.buffer is None
     # Once the worker keeps the rows in its own memory, the scan's second look reads those.
