@@ -7,6 +7,7 @@ through their catalog attributes).
 
 from __future__ import annotations
 
+import logging
 import mmap
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -20,6 +21,8 @@ from stream_rec.model.artifact import ModelArtifact, load_artifact
 from stream_rec.model.features import Catalog, FeatureBuilder, HistoryEvent
 from stream_rec.model.scan import Int8Scan
 from stream_rec.model.scorer import OnnxScorer
+
+log = logging.getLogger(__name__)
 
 
 class ServedModel:
@@ -41,7 +44,7 @@ class ServedModel:
             artifact.path, artifact.manifest, len(artifact.item_ids),
             artifact.item_embeddings.shape[1], ef_search) if retrieval_index else None
         if self.ann is None and retrieval_scan == "int8" and len(self.item_ids):
-            self.ann = Int8Scan(artifact.item_embeddings)
+            self.ann = _int8_scan(artifact.item_embeddings)
         if self.scorer.split and len(self.item_ids):
             self._check_split()
 
@@ -121,6 +124,17 @@ def _own(array: NDArray[Any]) -> NDArray[Any]:
     own = np.array(array)
     own.flags.writeable = False
     return own
+
+
+def _int8_scan(vectors: NDArray[np.float32]) -> Int8Scan | None:
+    """The 8-bit scan over ``vectors``; None (logged: retrieval is then the float product)
+    when this onnxruntime cannot build it: a model must never be refused for its speed-up."""
+    try:
+        return Int8Scan(vectors)
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises types of its own
+        log.warning("the 8-bit retrieval scan could not be built (%s: %s): retrieving with "
+                    "the float32 product", type(exc).__name__, exc)
+        return None
 
 
 def load_served_model(folder: str | Path, threads: int = 1, retrieval_index: bool = True,

@@ -131,3 +131,18 @@ def test_a_catalog_in_several_column_slices_gives_the_same_answer_as_in_one() ->
     np.testing.assert_array_equal(sliced[1], whole[1])
     np.testing.assert_allclose(sliced[0], whole[0], rtol=1e-6)
     assert not set(sliced[1].ravel()) & set(blocked.tolist())
+
+
+def test_an_onnxruntime_without_the_fused_product_serves_with_the_float_product(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+        ) -> None:
+    from stream_rec.model import load_served_model
+
+    def refuse(*_: object) -> None:
+        raise RuntimeError("Could not find an implementation for MatMulIntegerToFloat")
+
+    served_model(tmp_path / "m", random_vectors(1, len(ITEMS)), items=ITEMS)
+    monkeypatch.setattr("stream_rec.model.scan._product_session", refuse)
+    model = load_served_model(tmp_path / "m", retrieval_scan="int8")
+    assert model.ann is None  # served, retrieving exactly
+    assert "float32 product" in caplog.text
