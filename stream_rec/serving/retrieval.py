@@ -14,11 +14,15 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-SAMPLE_PER_PICK = 16  # sample size, in multiples of n: larger = tighter threshold, more work
+# Sample size, in multiples of n: larger = a tighter threshold but a longer partition of the
+# sample. At 43,097 columns and n = 250, 8 cost 4.2 ms for 64 rows against 4.9 with 16 (the
+# sample's partition halves; the ~2n that pass barely change).
+SAMPLE_PER_PICK = 8
 
 
-def top_n(scores: NDArray[np.floating], n: int) -> NDArray[np.int64]:
-    """(B, n) column indices of each row's n largest scores, best first.
+def top_n(scores: NDArray[np.floating], n: int, ordered: bool = True) -> NDArray[np.int64]:
+    """(B, n) column indices of each row's n largest scores, best first (in no particular
+    order with ``ordered=False``, for callers that rank them again anyway).
 
     Scores must be finite or -inf (a masked column), with at least n finite ones per row.
     Ties at the n-th place are broken arbitrarily (as by ``argpartition``).
@@ -26,8 +30,9 @@ def top_n(scores: NDArray[np.floating], n: int) -> NDArray[np.int64]:
     n_rows, n_cols = scores.shape
     if not 0 < n <= n_cols:
         raise ValueError(f"n must be in 1..{n_cols}, got {n}")
+    arrange = _sorted_top if ordered else _as_picked
     if n_cols <= 4 * SAMPLE_PER_PICK * n or n_rows == 0:
-        return _sorted_top(scores, np.argpartition(scores, n_cols - n, axis=1)[:, n_cols - n:])
+        return arrange(scores, np.argpartition(scores, n_cols - n, axis=1)[:, n_cols - n:])
     step = n_cols // (SAMPLE_PER_PICK * n)
     sample = scores[:, ::step]
     width = sample.shape[1]
@@ -51,17 +56,21 @@ def top_n(scores: NDArray[np.floating], n: int) -> NDArray[np.int64]:
         packed[rows, rank] = scores.ravel()[flat]
         packed_cols = np.zeros((n_rows, most), dtype=np.int64)
         packed_cols[rows, rank] = cols
-        best = _sorted_top(packed, np.argpartition(packed, most - n, axis=1)[:, most - n:])
+        best = arrange(packed, np.argpartition(packed, most - n, axis=1)[:, most - n:])
         out[:] = np.take_along_axis(packed_cols, best, axis=1)
     for row in np.flatnonzero(~full):  # rare: the sample put the threshold too high
         part = np.argpartition(scores[row], n_cols - n)[n_cols - n:]
-        out[row] = part[np.argsort(-scores[row, part], kind="stable")]
+        out[row] = part[np.argsort(-scores[row, part], kind="stable")] if ordered else part
     return out
 
 
 def _sorted_top(scores: NDArray[np.floating], top: NDArray[np.int64]) -> NDArray[np.int64]:
     order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
     return np.take_along_axis(top, order, axis=1).astype(np.int64)
+
+
+def _as_picked(scores: NDArray[np.floating], top: NDArray[np.int64]) -> NDArray[np.int64]:
+    return top.astype(np.int64, copy=False)
 
 
 CHUNK_COLUMNS = 131_072  # columns scored at once: (B, 131,072) floats is 32 MB at B = 64
@@ -90,7 +99,7 @@ def masked_top_n(queries: NDArray[np.float32], vectors_t: NDArray[np.float32],
         inside = blocked[np.searchsorted(blocked, lo):np.searchsorted(blocked, hi)]
         if len(inside):
             sims[:, inside - lo] = -np.inf
-        top = top_n(sims, min(n, hi - lo))
+        top = top_n(sims, min(n, hi - lo), ordered=False)  # the last top_n ranks them
         kept_scores.append(np.take_along_axis(sims, top, axis=1))
         kept_cols.append(top + lo)
     scores, cols = np.concatenate(kept_scores, axis=1), np.concatenate(kept_cols, axis=1)

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream_rec.serving.retrieval import masked_top_n, top_n
+from stream_rec.serving.retrieval import SAMPLE_PER_PICK, masked_top_n, top_n
 
 
 def assert_exact_top(scores: np.ndarray, got: np.ndarray, n: int) -> None:
@@ -31,14 +31,35 @@ def test_returns_the_n_largest_scores_of_every_row(rows: int, cols: int, n: int,
     assert_exact_top(scores, top_n(scores, n), n)
 
 
-def test_a_row_whose_sample_misleads_falls_back_to_an_exact_pick() -> None:
-    n, cols = 20, 5120  # the sample takes every 16th column
+@pytest.mark.parametrize("ordered", [True, False])
+def test_a_row_whose_sample_misleads_falls_back_to_an_exact_pick(ordered: bool) -> None:
+    n, cols = 20, 5120
+    step = cols // (SAMPLE_PER_PICK * n)  # the sample takes every step-th column
     scores = np.zeros((3, cols), dtype=np.float32)
-    # The row's best scores are all sampled: the threshold lets only a dozen of them pass.
-    scores[1, ::16] = np.arange(cols // 16) + 100.0
-    scores[1, 5::16][:40] = np.arange(40) + 50.0
+    # The row's best scores are all sampled: the threshold lets only about ten of them pass.
+    scores[1, ::step] = np.arange(len(scores[1, ::step])) + 100.0
+    scores[1, 1::step][:40] = np.arange(40) + 50.0
     scores[2] = np.random.default_rng(1).standard_normal(cols)
-    assert_exact_top(scores, top_n(scores, n), n)
+    got = top_n(scores, n, ordered=ordered)
+    assert_exact_top(scores, got if ordered else best_first(scores, got), n)
+
+
+def best_first(scores: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    order = np.argsort(-np.take_along_axis(scores, cols, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(cols, order, axis=1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=st.integers(1, 6), cols=st.integers(1, 9000), n=st.integers(1, 60),
+       seed=st.integers(0, 2**32 - 1), levels=st.sampled_from([3, 0]))
+def test_unordered_returns_the_same_columns_in_any_order(rows: int, cols: int, n: int,
+                                                          seed: int, levels: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = min(n, cols)
+    scores = (rng.integers(0, levels, (rows, cols)) if levels
+              else rng.standard_normal((rows, cols))).astype(np.float32)
+    got = top_n(scores, n, ordered=False)
+    assert_exact_top(scores, best_first(scores, got), n)
 
 
 def test_rejects_an_impossible_n() -> None:
