@@ -116,10 +116,11 @@ def index_top_n(index: VocabSearch, queries: NDArray[np.float32], table: ItemTab
         picked_scores = np.einsum("bd,dbm->bm", queries, extra[:, picked])
         scores = np.concatenate([scores, picked_scores], axis=1)
         positions = np.concatenate([positions, picked + n_vocab], axis=1)
-    best = np.argsort(-scores, axis=1, kind="stable")[:, :n]
-    scores = np.take_along_axis(scores, best, axis=1)
-    out = np.take_along_axis(positions, best, axis=1)
-    out[~np.isfinite(scores)] = -1
+        best = np.argsort(-scores, axis=1, kind="stable")[:, :n]
+        scores = np.take_along_axis(scores, best, axis=1)
+        positions = np.take_along_axis(positions, best, axis=1)
+    # (the vocabulary's answer alone is already best first)
+    out = np.where(np.isfinite(scores), positions, -1)
     return scores, out
 
 
