@@ -44,8 +44,8 @@ def create_app(settings: Settings, *, discover: Sequence[str] = ()) -> faust.App
         # A partition the group never committed is read from its first offset (and rewound
         # there after a rebalance, see faust_compat.RewindingConsumer): no event is skipped.
         consumer_auto_offset_reset="earliest",
-        # One produce request per list is the largest per-event cost after scoring; a
-        # millisecond of linger lets a batch's lists, state and changelog writes share requests.
+        # One produce request per list is the largest per-event cost after scoring; a few ms
+        # of linger lets a batch's lists, state and changelog writes share requests.
         producer_linger=settings.producer_linger_ms / 1000.0,
         # A list is ~2 KB and a state record ~3 KB: aiokafka's default 16 KB batch fills after a
         # handful and goes out in a request of its own. 256 KB batches cut the produce requests
