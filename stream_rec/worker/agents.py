@@ -29,7 +29,12 @@ from stream_rec.serving.dead_letter import Message
 from stream_rec.serving.online_metrics import add_up, decode_partition_metrics
 from stream_rec.worker.bandit import step_bandits
 from stream_rec.worker.commit_watch import CommitWatch, commit_problem
-from stream_rec.worker.expiry import PartitionEvent, Sweeper, active_partition_dbs
+from stream_rec.worker.expiry import (
+    SWEEP_INTERVAL_S,
+    PartitionEvent,
+    Sweeper,
+    active_partition_dbs,
+)
 from stream_rec.worker.faust_compat import RewindingConsumer, acting_for
 from stream_rec.worker.feeds import tail_topic
 from stream_rec.worker.heap import settle
@@ -350,7 +355,7 @@ async def step_thompson_experiments() -> None:
 sweeper = Sweeper(keep_ms=settings.state_expiry_days * 86_400_000)
 
 
-@app.timer(interval=1.0)
+@app.timer(interval=SWEEP_INTERVAL_S)
 async def expire_inactive_shoppers() -> None:
     """One step of the expiry sweep (``stream_rec.worker.expiry``): tombstones, like a forget."""
     if sweeper.keep_ms <= 0 or not runtime.ready or app.rebalancing or app.in_recovery:
