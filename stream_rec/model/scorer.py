@@ -207,8 +207,9 @@ class OnnxScorer:
             return list(shopper.run(names, history))
         width = events.shape[1]
         groups = merge_buckets(length_buckets(history_spans(events)))
-        if len(groups) < 2 or any(np.ndim(v) < 2 or np.shape(v)[1] != width
-                                  for v in history.values()):  # not all (B, L, ...): whole
+        if (not groups or (len(groups) == 1 and groups[0][1] >= width)
+                or any(np.ndim(v) < 2 or np.shape(v)[1] != width
+                       for v in history.values())):  # one group as wide, or not all (B, L, ...)
             return list(shopper.run(names, history))
         parts = [(rows, shopper.run(names, {name: value[rows, width - need:]
                                            for name, value in history.items()}))

@@ -152,6 +152,15 @@ def test_graph_cut_at_the_candidates_scores_like_the_whole_graph(shop, trained):
     np.testing.assert_allclose(served_scores, whole, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(model.query_vectors(histories, shop.items), users,
                                rtol=1e-5, atol=1e-6)
+    # Histories padded wider than their longest span (one group, narrower than the inputs):
+    # the leading padding is cut, and the vectors are the same.
+    short = {name: value[:3] for name, value in inputs.items()}
+    padded = {name: (np.concatenate([np.zeros_like(value[:, :5]), value], axis=1)
+                     if name.startswith("history_") else value)
+              for name, value in short.items()}
+    assert len(merge_buckets(length_buckets(history_spans(padded["history_events"])))) == 1
+    np.testing.assert_allclose(model.scorer.shopper_tower(padded).embedding, users[:3],
+                               rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("weights_out_of_the_graph", [True, False])
