@@ -9,13 +9,14 @@ state read back from a changelog is data, never code.
 from __future__ import annotations
 
 import base64
+import re
 from itertools import repeat
 from typing import Any
 
 import orjson
 
 from stream_rec.core.events import EVENT_TYPES
-from stream_rec.core.state import DIGEST_CHARS, HistoryEntry, UserState
+from stream_rec.core.state import DIGEST_CHARS, HistoryEntry, UserState, inactive_since
 
 FORMAT_VERSION = 2
 # Version 1 kept ``shown`` as [item, count] pairs under "s"; it is still read (a worker
@@ -113,6 +114,40 @@ def decode_state(raw: bytes | None) -> UserState:
         raise
     except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
         raise StateDecodeError(f"unreadable user state: {exc}") from exc
+
+
+def stored_activity_ms(raw: bytes) -> int:
+    """``inactive_since(decode_state(raw))`` read from the keys "a" (active_ms) and "t"
+    (last_ts_ms) alone, for the expiry sweep, which looks at every stored shopper in turn:
+    about a microsecond a record against 12-40 us for a full decode. A match cannot come from
+    inside a string (a quote there is escaped) nor from a nested object (the record has none),
+    so the last one is the key; both keys follow the long lists, so the search runs from the
+    end. A record this encoder did not write, or without them as plain integers, is decoded
+    in full (and raises ``StateDecodeError`` when unreadable); the rest of a record is not
+    checked here."""
+    if raw.startswith(b'{"v":'):
+        at = raw.rfind(b',"a":')
+        if at < 0:
+            last = _integer_at(raw, raw.rfind(b',"t":'))
+            if last is not None:
+                return last
+        else:
+            active = _integer_at(raw, at)
+            if active:
+                return active
+    return inactive_since(decode_state(raw))
+
+
+_KEYED_INTEGER = re.compile(rb',"[a-z]":(-?[0-9]+)[,}]')
+
+
+def _integer_at(raw: bytes, at: int) -> int | None:
+    """The plain integer of the one-letter key found at ``at`` (None: -1, or not a plain
+    integer there)."""
+    if at < 0:
+        return None
+    match = _KEYED_INTEGER.match(raw, at)
+    return int(match.group(1)) if match is not None else None
 
 
 def state_summary(state: UserState) -> dict[str, Any]:

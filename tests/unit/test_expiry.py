@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rocksdict import Rdict
 
-from stream_rec.core.state import UserState, is_expired
-from stream_rec.core.state_codec import encode_state
+from stream_rec.core.events import EVENT_TYPES, Event
+from stream_rec.core.state import (
+    StateLimits,
+    UserState,
+    apply_event,
+    inactive_since,
+    is_expired,
+    record_shown,
+)
+from stream_rec.core.state_codec import (
+    StateDecodeError,
+    decode_state,
+    encode_state,
+    stored_activity_ms,
+)
 from stream_rec.worker.expiry import FAUST_OFFSET_KEY, Sweeper
 
 DAY_MS = 86_400_000
@@ -61,3 +78,32 @@ def test_partitions_handed_away_are_forgotten(tmp_path: Path) -> None:
     sweeper = Sweeper(keep_ms=DAY_MS, records_per_step=1)
     assert sweeper.step(dbs, NOW_MS) == [(0, b"a")]
     assert sweeper.step({1: dbs[1]}, NOW_MS) == [(1, b"b")]
+
+
+# Item ids, categories and event ids that spell the keys the fast reader looks for.
+tricky = st.sampled_from(['i1', ',"a":5,', '{"t":7}', '"a":1}', '\\",\\"a\\":9,', 'a', 't',
+                          ',"t":0,"a":3}'])
+
+
+@settings(max_examples=300, deadline=None)
+@given(items=st.lists(st.tuples(tricky, st.sampled_from(EVENT_TYPES), tricky,
+                                st.integers(0, 2**41)), max_size=8),
+       shown=st.lists(tricky, max_size=6), active_ms=st.integers(0, 2**41))
+def test_the_activity_time_read_alone_is_the_decoded_ones(items: list, shown: list[str],
+                                                          active_ms: int) -> None:
+    state = UserState()
+    for item, kind, category, ts in items:
+        event = Event(f"e{ts}{item}", "u", item, kind, ts)
+        state = apply_event(state, event, category, StateLimits())
+    state = record_shown(state, shown, StateLimits())
+    state = replace(state, active_ms=active_ms)
+    raw = encode_state(state)
+    assert stored_activity_ms(raw) == inactive_since(decode_state(raw))
+
+
+def test_a_record_the_fast_reader_cannot_read_is_decoded_in_full() -> None:
+    with pytest.raises(StateDecodeError):
+        stored_activity_ms(b"\x00not state")
+    # "t" as a float: not read alone, and the full decode gives the answer
+    raw = encode_state(UserState(n_events=1, last_ts_ms=5)).replace(b'"t":5', b'"t":5.0')
+    assert stored_activity_ms(raw) == 5
