@@ -244,4 +244,10 @@ def inactive_since(state: UserState) -> int:
 
 def is_expired(state: UserState, now_ms: float, keep_ms: float) -> bool:
     """True when the shopper has been inactive for longer than ``keep_ms`` (0 keeps all)."""
-    return keep_ms > 0 and inactive_since(state) < now_ms - keep_ms
+    return past_expiry(inactive_since(state), now_ms, keep_ms)
+
+
+def past_expiry(activity_ms: float, now_ms: float, keep_ms: float) -> bool:
+    """``is_expired`` from the last activity's epoch ms alone (the expiry sweep reads only
+    that from a stored record)."""
+    return keep_ms > 0 and activity_ms < now_ms - keep_ms

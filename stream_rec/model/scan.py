@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from stream_rec.serving.retrieval import top_n
+
 CODE_MAX = 127  # int8 codes in -127..127: symmetric, so a row's zero is the code 0
 QUERY_ZERO = 128  # queries as uint8 around 128 (onnxruntime's fast kernels take u8 x s8)
 # Rows scored again from the float rows beyond k: at k = 200 on diginetica, 0 kept 99.3 % of
@@ -96,8 +98,6 @@ class Int8Scan:
     def _choose(self, queries: NDArray[np.float32], n: int, blocked: NDArray[np.int64]
                 ) -> NDArray[np.int64]:
         """(B, <= n * parts) rows: each column slice's best n by the 8-bit scores."""
-        from stream_rec.serving.retrieval import top_n
-
         coded, _ = quantise_rows(queries)
         coded_u8 = (coded.astype(np.int16) + QUERY_ZERO).astype(np.uint8)
         picked = []

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from stream_rec.core.state import past_expiry
 from stream_rec.core.state_codec import StateDecodeError, stored_activity_ms
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ class Sweeper:
 
     def _expired(self, key: bytes, value: bytes, now_ms: float) -> bool:
         try:
-            return self.keep_ms > 0 and stored_activity_ms(value) < now_ms - self.keep_ms
+            return past_expiry(stored_activity_ms(value), now_ms, self.keep_ms)
         except StateDecodeError:
             return False  # left alone: the shopper's next event replaces it (and says so)
 
