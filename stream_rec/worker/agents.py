@@ -5,7 +5,9 @@ the ``user-state`` table (RocksDB, changelog-backed) is co-partitioned with them
 that decides what happens to an event lives in ``stream_rec.serving.batch`` (no Faust there);
 this module only moves bytes between it and Faust. Tables are read and written with each
 event's own message as Faust's "current event", because Faust picks the RocksDB partition and
-the changelog partition of a table operation from the current event (a batch mixes partitions).
+the changelog partition of a table operation from the current event (a batch mixes partitions),
+so table reads and writes go to the partition of each shopper's own message, a whole batch at a
+time (``stream_rec.worker.table_io``).
 """
 
 from __future__ import annotations
@@ -24,18 +26,13 @@ from faust.types import TP, EventT
 
 from stream_rec.app import app, app_settings, rocksdb_options
 from stream_rec.errors import UNDELIVERED_EXIT_STATUS
-from stream_rec.serving.batch import BatchCounts, BatchResult
+from stream_rec.serving.batch import BatchCounts, BatchResult, TableWrite
 from stream_rec.serving.dead_letter import Message
 from stream_rec.serving.online_metrics import add_up, decode_partition_metrics
 from stream_rec.worker.bandit import step_bandits
 from stream_rec.worker.commit_watch import CommitWatch, commit_problem
-from stream_rec.worker.expiry import (
-    SWEEP_INTERVAL_S,
-    PartitionEvent,
-    Sweeper,
-    active_partition_dbs,
-)
-from stream_rec.worker.faust_compat import RewindingConsumer, acting_for
+from stream_rec.worker.expiry import SWEEP_INTERVAL_S, Sweeper, active_partition_dbs
+from stream_rec.worker.faust_compat import RewindingConsumer
 from stream_rec.worker.feeds import tail_topic
 from stream_rec.worker.heap import settle
 from stream_rec.worker.metrics import WorkerMetrics, partition_lag
@@ -46,6 +43,7 @@ from stream_rec.worker.models import (
     swap_to,
 )
 from stream_rec.worker.runtime import WorkerRuntime
+from stream_rec.worker.table_io import Change, TableWriter, read
 from stream_rec.worker.topic_ids import fetch_topic_tag
 
 log = logging.getLogger(__name__)
@@ -112,12 +110,10 @@ async def handle_batch(batch: Sequence[EventT]) -> None:
     handler = runtime.handler
 
     def read_state(key: bytes, index: int) -> bytes | None:
-        with acting_for(batch[index]):
-            return cast(bytes | None, user_state.get(key))
+        return read(user_state, batch[index].message.partition, key)
 
     def read_metrics(key: bytes, index: int) -> bytes | None:
-        with acting_for(batch[index]):
-            return cast(bytes | None, online_metrics.get(key))
+        return read(online_metrics, batch[index].message.partition, key)
 
     now_ms = time.time() * 1000
     taken = handler.take([as_message(e) for e in batch], read_state, now_ms,
@@ -126,23 +122,23 @@ async def handle_batch(batch: Sequence[EventT]) -> None:
     lists = await runtime.recommend(taken.requests, clock)
     with clock.stage("state"):
         result = handler.finish(taken, lists)
-        write_tables(batch, result)
+        await write_tables(batch, result)
     with clock.stage("encode_produce"):
         await publish(batch, result)
     clock.count(len(taken.requests))
     count(runtime.metrics, result)
 
 
-def write_tables(batch: Sequence[EventT], result: BatchResult) -> None:
-    """State and latest lists, each on the partition of the shopper's last message."""
-    for table, writes in ((user_state, result.state), (latest_recs, result.latest),
-                          (online_metrics, result.metrics)):
-        for write in writes:
-            with acting_for(batch[write.owner]):
-                if write.value is None:
-                    table.pop(write.key, None)  # a tombstone on the changelog
-                else:
-                    table[write.key] = write.value
+async def write_tables(batch: Sequence[EventT], result: BatchResult) -> None:
+    """State, latest lists and online metrics, each on the partition of the shopper's last
+    message (the metrics on their own partition's)."""
+
+    def changes(writes: Sequence[TableWrite]) -> list[Change]:
+        return [(batch[w.owner].message.partition, w.key, w.value) for w in writes]
+
+    await table_writer.write([(user_state, changes(result.state)),
+                              (latest_recs, changes(result.latest)),
+                              (online_metrics, changes(result.metrics))])
 
 
 async def publish(batch: Sequence[EventT], result: BatchResult) -> None:
@@ -187,8 +183,8 @@ def count(metrics: WorkerMetrics, result: BatchResult) -> None:
 
 
 def _on_delivery(delivery: asyncio.Future) -> None:
-    """Stop the process at once when a list or dead letter is lost, before its event's offset
-    is committed.
+    """Stop the process at once when a list, dead letter or table change is lost, before its
+    event's offset is committed.
 
     The event was acked when its batch ended, so Faust's next commit would cover it. That
     commit first flushes the producer, and the flush ends only after this callback has run (both
@@ -198,11 +194,15 @@ def _on_delivery(delivery: asyncio.Future) -> None:
     if delivery.cancelled() or delivery.exception() is None:
         return
     runtime.metrics.produce_failed += 1
-    log.critical("a recommendation or dead letter could not be delivered (%r); stopping before "
-                 "its event's offset is committed: restart the worker to serve it again",
+    log.critical("a recommendation, dead letter or table change could not be delivered (%r); "
+                 "stopping before its event's offset is committed: restart the worker to serve "
+                 "it again",
                  delivery.exception())
     logging.shutdown()  # flush the log handlers: os._exit skips them
     os._exit(UNDELIVERED_EXIT_STATUS)
+
+
+table_writer = TableWriter(app, settings.events_topic, _on_delivery)
 
 
 @app.task
@@ -362,10 +362,9 @@ async def expire_inactive_shoppers() -> None:
         return
     try:
         expired = sweeper.step(active_partition_dbs(user_state), time.time() * 1000)
-        for partition, key in expired:
-            with acting_for(PartitionEvent(settings.events_topic, partition)):
-                user_state.pop(key, None)
-                latest_recs.pop(key, None)
+        if expired:
+            tombstones: list[Change] = [(partition, key, None) for partition, key in expired]
+            await table_writer.write([(user_state, tombstones), (latest_recs, tombstones)])
     except Exception as exc:  # expiry must never take the worker down; it retries next tick
         runtime.handler.errors.report(exc, "the expiry sweep")
         return

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from stream_rec.core.state import past_expiry
@@ -40,23 +39,6 @@ class PartitionDB(Protocol):
 
     def items(self, backwards: bool = ..., from_key: Any = ..., read_opt: Any = ...
               ) -> Iterable[tuple[bytes, bytes]]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class _Message:
-    topic: str
-    partition: int
-
-
-class PartitionEvent:
-    """Stands in for Faust's current event where a table change has no message of its own:
-    Faust reads the partition from it (for the store and the changelog) and checks that the
-    source topic has as many partitions as the table."""
-
-    __slots__ = ("message", "__weakref__")
-
-    def __init__(self, topic: str, partition: int) -> None:
-        self.message = _Message(topic, partition)
 
 
 class Sweeper:
