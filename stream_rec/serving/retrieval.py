@@ -3,10 +3,11 @@
 Retrieval scores every catalog item for every shopper in a batch and keeps the best few hundred
 of tens of thousands. ``np.argpartition`` over each full row was the single most expensive step
 of the worker's hot path. Here a strided sample of each row gives a threshold that, in
-expectation, about twice ``n`` scores pass; one vectorised comparison over the matrix keeps
-only those, and the exact top ``n`` is picked among them. A row where fewer than ``n`` scores
-pass (a sample can be unlucky) falls back to ``argpartition`` for that row, so the result is
-always exact: every returned column holds one of the row's ``n`` largest scores.
+expectation, about twice ``n`` scores pass; one compiled pass over each row keeps only those
+(``retrieval_kernels.above``), and the exact top ``n`` is picked among them. A row where fewer
+than ``n`` scores pass, or far more than expected (a sample can be unlucky), falls back to
+``argpartition`` for that row, so the result is always exact: every returned column holds one
+of the row's ``n`` largest scores.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from numpy.typing import NDArray
 # sample. At 43,097 columns and n = 250, 8 cost 4.2 ms for 64 rows against 4.9 with 16 (the
 # sample's partition halves; the ~2n that pass barely change).
 SAMPLE_PER_PICK = 8
+# Room for survivors, in multiples of n: ~2n pass in expectation, and a row where more than
+# this pass falls back to ``argpartition`` like one where fewer than n do.
+SURVIVORS_PER_PICK = 6
 
 
 def top_n(scores: NDArray[np.floating], n: int, ordered: bool = True) -> NDArray[np.int64]:
@@ -33,32 +37,24 @@ def top_n(scores: NDArray[np.floating], n: int, ordered: bool = True) -> NDArray
     arrange = _sorted_top if ordered else _as_picked
     if n_cols <= 4 * SAMPLE_PER_PICK * n or n_rows == 0:
         return arrange(scores, np.argpartition(scores, n_cols - n, axis=1)[:, n_cols - n:])
+    from stream_rec.serving.retrieval_kernels import above
+
     step = n_cols // (SAMPLE_PER_PICK * n)
     sample = scores[:, ::step]
     width = sample.shape[1]
     keep = min(width, 2 * -(-n * width // n_cols) + 8)  # ~2n of the row pass
     threshold = np.partition(sample, width - keep, axis=1)[:, width - keep]
-    flat = np.flatnonzero(scores >= threshold[:, None])  # row-major: grouped by row
-    # Per-row counts from the sorted flat indices: a search per row, not another pass over
-    # the (B, N) mask (count_nonzero along rows cost as much as the comparison itself).
-    counts = np.diff(np.searchsorted(flat, np.arange(n_rows + 1) * n_cols))
-    rows, cols = np.divmod(flat, n_cols)
-    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    rank = np.arange(len(flat)) - np.repeat(starts, counts)
     # The passing scores of each row side by side, padded: the best n of a row of ~2n take one
-    # partition and a sort of n. Sorting all of the batch's survivors at once, then regrouping
-    # them by row, took ~1.6x as long (80 rows of 43,097 scores, n = 200).
-    most = int(counts.max())
+    # partition (and a sort of n when ordered).
+    packed, packed_cols, counts = above(scores, threshold, SURVIVORS_PER_PICK * n)
     out = np.empty((n_rows, n), dtype=np.int64)
-    full = counts >= n
-    if most >= n:
-        packed = np.full((n_rows, most), -np.inf, dtype=scores.dtype)
-        packed[rows, rank] = scores.ravel()[flat]
-        packed_cols = np.zeros((n_rows, most), dtype=np.int64)
-        packed_cols[rows, rank] = cols
-        best = arrange(packed, np.argpartition(packed, most - n, axis=1)[:, most - n:])
+    full = (counts >= n) & (counts <= packed.shape[1])
+    most = int(counts[full].max()) if full.any() else 0
+    if most:
+        best = arrange(packed[:, :most], np.argpartition(packed[:, :most], most - n,
+                                                          axis=1)[:, most - n:])
         out[:] = np.take_along_axis(packed_cols, best, axis=1)
-    for row in np.flatnonzero(~full):  # rare: the sample put the threshold too high
+    for row in np.flatnonzero(~full):  # rare: the sample put the threshold far off
         part = np.argpartition(scores[row], n_cols - n)[n_cols - n:]
         out[row] = part[np.argsort(-scores[row, part], kind="stable")] if ordered else part
     return out

@@ -30,6 +30,7 @@ from stream_rec.serving.batch import BatchConfig, BatchHandler, recommend_isolat
 from stream_rec.serving.error_log import OncePerInterval
 from stream_rec.serving.lists import RecList, RecRequest
 from stream_rec.serving.recommender import Recommender, RecommenderConfig
+from stream_rec.serving.retrieval_kernels import warm_up as warm_up_retrieval
 from stream_rec.serving.stage_clock import StageClock
 from stream_rec.worker.heap import GrowthFreezer
 from stream_rec.worker.metrics import WorkerMetrics
@@ -72,6 +73,7 @@ class WorkerRuntime:
         # Compile the re-rankers' loops now (seconds; a disk cache makes later starts quick),
         # not inside the first batch's latency.
         warm_up()
+        warm_up_retrieval()
         self.settings = settings
         self.metrics = WorkerMetrics()
         self.recommender = Recommender(recommender_config(settings),

@@ -44,6 +44,20 @@ def test_a_row_whose_sample_misleads_falls_back_to_an_exact_pick(ordered: bool) 
     assert_exact_top(scores, got if ordered else best_first(scores, got), n)
 
 
+@pytest.mark.parametrize("ordered", [True, False])
+def test_a_row_where_far_more_pass_than_there_is_room_for_is_picked_exactly(ordered: bool
+                                                                             ) -> None:
+    n, cols = 20, 5120
+    step = cols // (SAMPLE_PER_PICK * n)
+    rng = np.random.default_rng(2)
+    scores = rng.standard_normal((3, cols)).astype(np.float32) + 10.0
+    # Row 1's sampled columns are its worst: every score passes their threshold.
+    scores[1, ::step] = -10.0 - rng.random(len(scores[1, ::step]))
+    scores[2, : cols // 2] = -np.inf  # a masked half
+    got = top_n(scores, n, ordered=ordered)
+    assert_exact_top(scores, got if ordered else best_first(scores, got), n)
+
+
 def best_first(scores: np.ndarray, cols: np.ndarray) -> np.ndarray:
     order = np.argsort(-np.take_along_axis(scores, cols, axis=1), axis=1, kind="stable")
     return np.take_along_axis(cols, order, axis=1)
