@@ -1,4 +1,6 @@
-"""The one place stream-rec reaches into Faust internals, and why.
+"""Where stream-rec reaches into Faust internals, and why (the tables' RocksDB partitions and
+changelog offsets are written beneath Faust's per-key API in ``table_io``, for the reasons
+given there).
 
 1. Current event. Faust decides which RocksDB partition a table read/write uses, and which
 changelog partition a write goes to, from the "current event" (a context variable).
