@@ -15,7 +15,6 @@ so attribution is a pure function of the state and the event:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 
 from stream_rec.core.events import TYPE_CODE, Event, Impression
 from stream_rec.core.experiments import ExperimentTag
@@ -45,7 +44,7 @@ def split_group(key: str) -> dict[str, str]:
 
 def record_sent(state: UserState, list_id: str, group: str) -> UserState:
     """Remember a list sent to the shopper, so impressions and clicks can name it."""
-    return replace(state, sent_lists=sent_after(state.sent_lists, [(list_id, group)]))
+    return state.evolve(sent_lists=sent_after(state.sent_lists, [(list_id, group)]))
 
 
 def sent_after(sent: tuple[tuple[str, str], ...], new: Sequence[tuple[str, str]]
@@ -70,7 +69,7 @@ def record_impression(state: UserState, impression: Impression, ts_ms: int, offs
     group = group_of(state, impression.list_id)
     entry = (impression.list_id, group, ts_ms, impression.item_ids[:IMPRESSION_ITEMS_KEPT],
              offset)
-    return replace(state, impressed=(*state.impressed, entry)[-IMPRESSIONS_KEPT:]), group
+    return state.evolve(impressed=(*state.impressed, entry)[-IMPRESSIONS_KEPT:]), group
 
 
 def attribute(state: UserState, event: Event, ts_ms: int, window_ms: int, offset: int = -1,
@@ -105,5 +104,5 @@ def attribute(state: UserState, event: Event, ts_ms: int, window_ms: int, offset
                 break
     if group is not None and event.type_code in CLICK_TYPES:
         clicks = (*state.clicks, (event.item_id, group, ts_ms, offset))[-CLICKS_KEPT:]
-        state = replace(state, clicks=clicks)
+        state = state.evolve(clicks=clicks)
     return state, group, position

@@ -14,7 +14,6 @@ A forgotten or expired shopper takes their tally with them (docs/operations.md s
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -57,7 +56,7 @@ def add_to_tally(state: UserState, group: str, amounts: dict[str, float]) -> Use
     for name, amount in amounts.items():
         figures[FIGURE_INDEX[name]] += amount
     kept[key] = tuple(figures)  # re-inserted: the arm used last is kept longest
-    return replace(state, tallies=tuple(kept.items())[-TALLIES_KEPT:])
+    return state.evolve(tallies=tuple(kept.items())[-TALLIES_KEPT:])
 
 
 def tally_of(state: UserState, experiment: str, arm: str) -> dict[str, float] | None:

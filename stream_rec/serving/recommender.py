@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
@@ -177,7 +177,7 @@ class Recommender:
         """
         history = state.history
         state = apply_event(state, event, self.catalog.category(event.item_id), limits)
-        state = replace(state, source=source, source_topic=source_topic,
+        state = state.evolve(source=source, source_topic=source_topic,
                         active_ms=active_ms or state.active_ms)
         model = self.model
         if model is not None:

@@ -157,3 +157,19 @@ def test_state_written_in_format_1_is_still_read() -> None:
 def test_malformed_state_is_refused(raw: bytes) -> None:
     with pytest.raises(StateDecodeError):
         decode_state(raw)
+
+
+def test_evolve_is_replace() -> None:
+    from dataclasses import fields
+
+    from stream_rec.core.state import HistoryEntry
+
+    state = UserState(history=(HistoryEntry("a", 0, 1),), n_events=1, source=(2, 3))
+    names = [f.name for f in fields(UserState)]
+    for i, name in enumerate(names):
+        # each field alone, and with its neighbour, against dataclasses.replace
+        changes = {name: getattr(UserState(), name), names[i - 1]: getattr(state, names[i - 1])}
+        assert state.evolve(**changes) == replace(state, **changes)
+    assert state.evolve() == state and state.evolve() is not state
+    with pytest.raises(TypeError, match="no field 'nope'"):
+        state.evolve(nope=1)
