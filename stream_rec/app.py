@@ -72,6 +72,8 @@ def create_app(settings: Settings, *, discover: Sequence[str] = ()) -> faust.App
         Worker=Worker,
     )
     app.stop_timeout_s = settings.stop_timeout_s
+    app.fetch_min_bytes = settings.fetch_min_bytes
+    app.fetch_max_wait_ms = settings.fetch_max_wait_ms
     _made_with[app] = settings  # what its agents, tables and views are built from
     return app
 

@@ -258,6 +258,14 @@ class Settings:
     producer_linger_ms: int = _setting(
         5, "How long the worker's producer gathers messages into one request, in ms.",
         _integer(at_least=0))
+    fetch_min_bytes: int = _setting(
+        1, "Bytes the broker gathers for one fetch of the worker's consumer before it answers "
+        "(or until fetch_max_wait_ms). A worker near its capacity queues less with 65536 and "
+        "a wait of 3 ms, at the price of those ms at low rates (docs/performance.md).",
+        _integer(at_least=1))
+    fetch_max_wait_ms: int = _setting(
+        1500, "Longest the broker holds a fetch of the worker's consumer that has fewer than "
+        "fetch_min_bytes, in ms.", _integer(at_least=0))
     standby_replicas: int = _setting(
         1, "Standby copies of each state partition on other workers.", _integer(at_least=0))
     rocksdb_write_buffer_mb: int = _setting(

@@ -39,6 +39,10 @@ after a rebalance, tells the lag timer where a partition's acked offsets start (
 cannot advance, see ``commit_watch``), rejoins the group on request, and keeps Faust's
 livelock check from crashing the consumer on a partition whose position aiokafka is still
 resetting.
+
+6. Fetch sizes. Faust builds its aiokafka consumer with fixed fetch bounds (1 byte, 1.5 s).
+``FetchingThread`` sets the app's ``fetch_min_bytes`` and ``fetch_max_wait_ms`` on it before
+it starts, so that an operator can trade a few ms at low rates for fewer, fuller fetches.
 """
 
 from __future__ import annotations
@@ -125,6 +129,9 @@ class RewindingConsumer(aiokafka_driver.Consumer):
 
         await self._thread.call_thread(request)
 
+    def _new_consumer_thread(self) -> FetchingThread:
+        return FetchingThread(self, loop=self.loop, beacon=self.beacon)
+
     def committed_offset(self, tp: TP) -> int | None:
         """The offset this worker last committed for ``tp`` (or found committed when assigned)."""
         return self._committed_offset.get(tp)
@@ -137,6 +144,19 @@ class RewindingConsumer(aiokafka_driver.Consumer):
         """
         acked = self._acked.get(tp)
         return min(acked) if acked else None
+
+
+class FetchingThread(aiokafka_driver.AIOKafkaConsumerThread):
+    """Faust's consumer thread whose fetches wait for the app's ``fetch_min_bytes`` (or
+    ``fetch_max_wait_ms``) instead of Faust's fixed 1 byte and 1.5 s."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        app = self.app
+        # aiokafka keeps both as given and hands them to its fetcher when it starts.
+        consumer._fetch_min_bytes = getattr(app, "fetch_min_bytes", 1)
+        consumer._fetch_max_wait_ms = getattr(app, "fetch_max_wait_ms", 1500)
+        return consumer
 
 
 class FlowControl(FlowControlEvent):
@@ -158,6 +178,8 @@ class App(faust.App):
     """A Faust app whose consumer is a ``RewindingConsumer`` and whose flow control keeps events."""
 
     stop_timeout_s: float | None = None  # read by ``Worker``: None waits for a clean stop
+    fetch_min_bytes = 1  # read by ``FetchingThread``
+    fetch_max_wait_ms = 1500
 
     @cached_property
     def flow_control(self) -> FlowControlEvent:
