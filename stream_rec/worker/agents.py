@@ -3,11 +3,10 @@
 Events arrive keyed by user_id, so one shopper's events stay on one partition, in order, and
 the ``user-state`` table (RocksDB, changelog-backed) is co-partitioned with them. Everything
 that decides what happens to an event lives in ``stream_rec.serving.batch`` (no Faust there);
-this module only moves bytes between it and Faust. Tables are read and written with each
-event's own message as Faust's "current event", because Faust picks the RocksDB partition and
-the changelog partition of a table operation from the current event (a batch mixes partitions),
-so table reads and writes go to the partition of each shopper's own message, a whole batch at a
-time (``stream_rec.worker.table_io``).
+this module only moves bytes between it and Faust. Faust's table API picks the RocksDB and
+changelog partition of each operation from its "current event", and a batch mixes partitions:
+the tables are read and written beneath that API instead, on the partition of each shopper's
+own message, a whole batch at a time (``stream_rec.worker.table_io``).
 """
 
 from __future__ import annotations
