@@ -15,9 +15,8 @@ from typing import Any
 import pytest
 from rocksdict import Options, Rdict
 
+from stream_rec.worker.state_folder import OFFSET_KEY
 from stream_rec.worker.table_io import TableWriter, read
-
-OFFSET_KEY = b"__faust\0offset__"
 
 
 class Store:
