@@ -71,16 +71,21 @@ def test_repeated_sigkill_loses_nothing(broker: str, new_topic, tmp_path: Path) 
     produce(broker, settings.items_topic,
             [(f"item-{i}".encode(), f'{{"category": "{_category(f"item-{i}")}"}}'.encode())
              for i in range(N_ITEMS)])
-    produce(broker, settings.events_topic, [event_bytes(e.to_dict()) for e in events])
     recs = TopicReader(broker, settings.recommendations_topic)
+    # The events go out in KILLS + 1 slices, one more before each worker: a worker killed once
+    # it is half-way through its slice cannot run past the end of it before the kill lands (a
+    # fast worker given every event at once had answered all of them by then).
+    size = N_EVENTS // (KILLS + 1)
+    slices = [events[i * size:(i + 1) * size] for i in range(KILLS)] + [events[KILLS * size:]]
     wanted = {e.event_id for e in events}
 
     def covered() -> set[str]:
         return {r["event_id"] for r in recs.values} & wanted
 
     for kill in range(KILLS):
+        produce(broker, settings.events_topic, [event_bytes(e.to_dict()) for e in slices[kill]])
         worker = WorkerProcess(settings, tmp_path / f"worker-{kill}.log").start()
-        target = len(covered()) + N_EVENTS // (KILLS + 2)
+        target = kill * size + size // 2
         try:
             recs.wait_for(lambda _, t=target: len(covered()) >= t, 180)
         finally:
@@ -89,6 +94,7 @@ def test_repeated_sigkill_loses_nothing(broker: str, new_topic, tmp_path: Path) 
     # The machine is lost with its disk: only the changelog topics hold the state now.
     shutil.rmtree(settings.state_dir)
 
+    produce(broker, settings.events_topic, [event_bytes(e.to_dict()) for e in slices[KILLS]])
     worker = WorkerProcess(settings, tmp_path / "worker-final.log").start()
     try:
         recs.wait_for(lambda _: covered() == wanted, 480)
