@@ -229,8 +229,11 @@ class Settings:
         60.0, "How often the group leader re-weights running thompson experiments, in s.",
         _number(above=0.0))
     batch_max_events: int = _setting(
-        256, "Events scored together in one stream.take batch.", _integer(at_least=1))
-    batch_wait_ms: int = _setting(10, "Longest wait to fill a batch, in ms.", _integer(at_least=0))
+        256, "Most events scored together in one batch.", _integer(at_least=1))
+    batch_wait_ms: int = _setting(
+        0, "0: a batch is the events that arrived while the previous batch ran (none wait for "
+        "a window); above 0, Faust's take_events, which waits up to this long, in ms, for a "
+        "batch to fill.", _integer(at_least=0))
     stop_timeout_s: float = _setting(
         30.0, "Longest a worker's stop (SIGTERM) may take before it exits anyway; keep it under "
         "the orchestrator's grace period. Events not yet committed are processed again.",

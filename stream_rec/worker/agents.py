@@ -16,12 +16,12 @@ import logging
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import cast
 
 from aiokafka import ConsumerRecord
 from faust import Stream, StreamT
-from faust.types import TP, EventT
+from faust.types import TP, ChannelT, EventT
 
 from stream_rec.app import app, app_settings, rocksdb_options
 from stream_rec.errors import UNDELIVERED_EXIT_STATUS
@@ -29,6 +29,7 @@ from stream_rec.serving.batch import BatchCounts, BatchResult, TableWrite
 from stream_rec.serving.dead_letter import Message
 from stream_rec.serving.online_metrics import add_up, decode_partition_metrics
 from stream_rec.worker.bandit import step_bandits
+from stream_rec.worker.batching import batches
 from stream_rec.worker.commit_watch import CommitWatch, commit_problem
 from stream_rec.worker.expiry import SWEEP_INTERVAL_S, Sweeper, active_partition_dbs
 from stream_rec.worker.faust_compat import RewindingConsumer
@@ -74,8 +75,7 @@ async def process_events(stream: StreamT) -> None:
         settle("startup")
     tagged_generation: int | None = None
     try:
-        async for batch in stream.take_events(settings.batch_max_events,
-                                              within=settings.batch_wait_ms / 1000.0):
+        async for batch in event_batches(stream):
             if tagged_generation != app.consumer_generation_id:
                 # Once per rebalance: the topic may have been deleted and created again since.
                 tagged_generation = app.consumer_generation_id
@@ -89,6 +89,24 @@ async def process_events(stream: StreamT) -> None:
         runtime.metrics.agent_crashes += 1
         runtime.metrics.agent_failure = f"{type(exc).__name__}: {exc}"[:500]
         raise
+
+
+def event_batches(stream: Stream) -> AsyncIterator[Sequence[EventT]]:
+    """The agent's batches: with ``batch_wait_ms`` 0 whatever arrived while the previous batch
+    ran (``worker.batching``), otherwise Faust's ``take_events`` with that window."""
+    if settings.batch_wait_ms:
+        return stream.take_events(settings.batch_max_events,
+                                  within=settings.batch_wait_ms / 1000.0)
+    # Acked by ``batches`` once a batch is handled, not by the stream as it yields each event.
+    stream.enable_acks = False
+    queue = cast(ChannelT, stream.channel).queue
+
+    async def ack(batch: list[EventT]) -> None:
+        for event in batch:
+            await stream.ack(event)
+
+    return batches(stream.events(), settings.batch_max_events,
+                   waiting=lambda: not queue.empty(), done=ack)
 
 
 def as_message(event: EventT) -> Message:

@@ -44,6 +44,7 @@ def sessions_spec(tmp_path: Path) -> str:
 
 def test_every_event_is_matched_once_and_the_numbers_are_consistent(
         broker: str, sessions_spec: str, tmp_path: Path) -> None:
+    # A batch window: Faust's take_events path end to end (the other tests run the default).
     settings = load_settings({}, broker=broker, partitions=2, batch_wait_ms=5)
     workload = load_workload(sessions_spec, settings)
     plan = BenchPlan(events=300, rate=200.0, latency_events=150, warmup_events=30,

@@ -24,7 +24,7 @@ def isolated_settings(broker: str, new_topic: Callable[[str], str], tmp_path: Pa
         recommendations_topic=new_topic("recs"), model_updates_topic=new_topic("models"),
         experiments_topic=new_topic("experiments"),
         partitions=2, state_dir=str(tmp_path / "state"), registry_dir=str(tmp_path / "registry"),
-        web_port=free_port(), batch_wait_ms=5,
+        web_port=free_port(),
         # A killed worker's partitions move on after this, not after the default 30 s.
         session_timeout_s=8.0)
     settings = load_settings({}, **{**defaults, **overrides})

@@ -107,7 +107,7 @@ def run_settings(settings: Settings, run_id: str, registry: Path, work: Path,
                  bandit_interval_s: float) -> Settings:
     """Settings whose topics, consumer group and state belong to this run alone."""
     return isolated_settings(settings, run_id, work).with_overrides(
-        registry_dir=str(registry), bandit_interval_s=bandit_interval_s, batch_wait_ms=5)
+        registry_dir=str(registry), bandit_interval_s=bandit_interval_s)
 
 
 def publish_catalog(settings: Settings) -> None:
