@@ -4,11 +4,11 @@ given there).
 
 1. Current event. Faust decides which RocksDB partition a table read/write uses, and which
 changelog partition a write goes to, from the "current event" (a context variable).
-``stream.take_events`` hands over a batch that mixes partitions while the current event stays
-at the last message, so a table write for an earlier shopper would land in the wrong partition.
-``acting_for`` makes one message current for this task only. It deliberately leaves
-``Stream.current_event`` alone: the take buffer, filling concurrently, reads that attribute to
-collect new messages.
+A batch mixes partitions while the current event stays at the last message, so a table write
+for an earlier shopper would land in the wrong partition. ``acting_for`` makes one message
+current for this task only. It deliberately leaves ``Stream.current_event`` alone: Faust's take
+buffer (``batch_wait_ms`` above 0), filling concurrently, reads that attribute to collect new
+messages.
 
 2. Rewinding partitions nobody has committed yet. Faust drops records it fetched while its
 flow was stopped (a rebalance began during the fetch) and counts on "seek to the committed
