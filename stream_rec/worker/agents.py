@@ -12,16 +12,17 @@ own message, a whole batch at a time (``stream_rec.worker.table_io``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import cast
 
 from aiokafka import ConsumerRecord
 from faust import Stream, StreamT
-from faust.types import TP, ChannelT, EventT
+from faust.types import TP, EventT
 
 from stream_rec.app import app, app_settings, rocksdb_options
 from stream_rec.errors import UNDELIVERED_EXIT_STATUS
@@ -75,14 +76,16 @@ async def process_events(stream: StreamT) -> None:
         settle("startup")
     tagged_generation: int | None = None
     try:
-        async for batch in event_batches(stream):
-            if tagged_generation != app.consumer_generation_id:
-                # Once per rebalance: the topic may have been deleted and created again since.
-                tagged_generation = app.consumer_generation_id
-                runtime.handler.topic_tags[settings.events_topic] = await asyncio.to_thread(
-                    fetch_topic_tag, settings, settings.events_topic)
-            await handle_batch(batch)
-            runtime.metrics.agent_failure = ""
+        # Closed at once when a batch fails, so that nothing more is taken off the stream.
+        async with contextlib.aclosing(event_batches(stream)) as batches_of_events:
+            async for batch in batches_of_events:
+                if tagged_generation != app.consumer_generation_id:
+                    # Once per rebalance: the topic may have been deleted and created again.
+                    tagged_generation = app.consumer_generation_id
+                    runtime.handler.topic_tags[settings.events_topic] = await asyncio.to_thread(
+                        fetch_topic_tag, settings, settings.events_topic)
+                await handle_batch(batch)
+                runtime.metrics.agent_failure = ""
     except Exception as exc:
         # Faust's supervisor logs it and starts the agent again; until a batch goes through,
         # /health says so (a worker whose every batch fails must not look healthy).
@@ -91,7 +94,7 @@ async def process_events(stream: StreamT) -> None:
         raise
 
 
-def event_batches(stream: Stream) -> AsyncIterator[Sequence[EventT]]:
+def event_batches(stream: Stream) -> AsyncGenerator[Sequence[EventT], None]:
     """The agent's batches: with ``batch_wait_ms`` 0 whatever arrived while the previous batch
     ran (``worker.batching``), otherwise Faust's ``take_events`` with that window."""
     if settings.batch_wait_ms:
@@ -99,14 +102,12 @@ def event_batches(stream: Stream) -> AsyncIterator[Sequence[EventT]]:
                                   within=settings.batch_wait_ms / 1000.0)
     # Acked by ``batches`` once a batch is handled, not by the stream as it yields each event.
     stream.enable_acks = False
-    queue = cast(ChannelT, stream.channel).queue
 
     async def ack(batch: list[EventT]) -> None:
         for event in batch:
             await stream.ack(event)
 
-    return batches(stream.events(), settings.batch_max_events,
-                   waiting=lambda: not queue.empty(), done=ack)
+    return batches(stream.events(), settings.batch_max_events, done=ack)
 
 
 def as_message(event: EventT) -> Message:
