@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from stream_rec.core.record import record
+
 EVENT_TYPES: tuple[str, ...] = ("view", "click", "add_to_cart", "purchase")
 TYPE_CODE: dict[str, int] = {name: code for code, name in enumerate(EVENT_TYPES)}
 MAX_ID_CHARS = 256
@@ -36,7 +38,7 @@ class InvalidEvent(ValueError):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Event:
     """One valid shopper action. Ids are strings; ``ts_ms`` is epoch milliseconds (UTC)."""
 
@@ -88,7 +90,7 @@ MAX_POSITION = 9999
 MAX_PLACEMENT_CHARS = 64
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Impression:
     """The storefront displayed items of a recommendation list to the shopper.
 

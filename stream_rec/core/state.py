@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from stream_rec.core.events import TYPE_CODE, Event
+from stream_rec.core.record import record
 from stream_rec.core.rounding import round6
 
 
@@ -46,7 +47,7 @@ class HistoryEntry(NamedTuple):
     ts_ms: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class UserState:
     """Everything stream-rec remembers about one shopper."""
 

@@ -40,6 +40,7 @@ from stream_rec.core.attribution import (
 )
 from stream_rec.core.events import Event, ForgetUser, Impression, InvalidEvent, parse_message
 from stream_rec.core.experiments import Experiment, assign
+from stream_rec.core.record import record
 from stream_rec.core.state import (
     Shown,
     StateLimits,
@@ -175,7 +176,7 @@ class TakenBatch:
         self.counts.dead_letters += 1
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TableWrite:
     """One table entry to write or delete, on the partition of the message ``owner``."""
 
@@ -184,7 +185,7 @@ class TableWrite:
     owner: int  # index of the batch message whose partition the write belongs to
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Outgoing:
     """One recommendation message: key, encoded value, and the list it encodes."""
 

@@ -6,7 +6,7 @@ import base64
 import binascii
 import hashlib
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -15,6 +15,7 @@ import orjson
 from numpy.typing import NDArray
 
 from stream_rec.core.experiments import ExperimentTag
+from stream_rec.core.record import record
 from stream_rec.core.rounding import round6
 from stream_rec.core.state import UserState
 from stream_rec.rerank import RerankPolicy
@@ -30,7 +31,7 @@ REASONS: tuple[str, ...] = (REASON_SIMILAR, REASON_TRENDING, REASON_NEW, REASON_
 REASON_CODE = {reason: str(k) for k, reason in enumerate(REASONS)}
 
 
-@dataclass(frozen=True)
+@record
 class RecRequest:
     """One list to make: for this shopper, in this state, after this event."""
 
@@ -55,7 +56,7 @@ def list_id_for(topic: str, partition: int, offset: int) -> str:
     return hashlib.blake2b(key, digest_size=16).hexdigest()
 
 
-@dataclass(frozen=True)
+@record
 class Pool:
     """The candidates a list was picked from, best score first (eligible ones only, bounded):
     kept with the shopper's latest list so a request can re-rank them with other filters, a
@@ -112,7 +113,7 @@ class RecItem(NamedTuple):
     reason: str
 
 
-@dataclass(frozen=True)
+@record
 class RecList:
     """A re-ranked list for one event, as published."""
 
