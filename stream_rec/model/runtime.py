@@ -81,6 +81,11 @@ class ServedModel:
         """Row of each raw id in ``item_ids``/``item_vectors``, -1 when unknown."""
         return self.artifact.positions(list(item_ids))
 
+    def row_of(self, item_id: str) -> int:
+        """Row of one raw id in ``item_vectors``, -1 when unknown (a dict lookup: the worker
+        asks once per event, where building an array for one id cost ~4 us)."""
+        return self.artifact.position_map().get(item_id, -1)
+
     def query_vectors(self, histories: Sequence[Sequence[HistoryEvent]],
                       catalog: Catalog | None = None) -> NDArray[np.float32]:
         """(B, D): ``query @ item_vectors.T`` ranks every vocabulary item as the model's

@@ -23,7 +23,7 @@ Parameters, both dimensionless and in [0, 1]:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 METHODS = ("none", "dpp", "mmr")
@@ -40,6 +40,8 @@ class RerankPolicy:
 
     method: str
     param: float
+    # The policy as text, made once: every list's group key names it (two calls an event).
+    _text: str = field(init=False, repr=False, compare=False, default="")
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -48,6 +50,8 @@ class RerankPolicy:
         if not math.isfinite(param) or not 0.0 <= param <= 1.0:
             raise ValueError(f"{self.method} parameter must be in [0, 1], got {self.param!r}")
         object.__setattr__(self, "param", 0.0 if self.method == "none" else param)
+        object.__setattr__(self, "_text", "none" if self.method == "none"
+                           else f"{self.method}:{self.param:g}")
 
     @property
     def is_identity(self) -> bool:
@@ -88,4 +92,4 @@ class RerankPolicy:
         return {"method": self.method, "param": self.param}
 
     def __str__(self) -> str:
-        return "none" if self.method == "none" else f"{self.method}:{self.param:g}"
+        return self._text

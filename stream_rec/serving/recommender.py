@@ -181,7 +181,7 @@ class Recommender:
                         active_ms=active_ms or state.active_ms)
         model = self.model
         if model is not None:
-            index = int(model.index_of([event.item_id])[0])
+            index = model.row_of(event.item_id)
             vector = model.item_vectors[index] if index >= 0 else None
             state = update_profile(state, vector, event.type_code, model.version, limits)
         self.trending.add(event.item_id, event.ts_ms, event.type_code)

@@ -98,6 +98,7 @@ def test_tables_of_one_model_share_its_vocabulary_map_but_not_their_own_items(
     assert len(first.position) == len(second.position) == n + 1
     # The model still sees only its vocabulary: a table's item is no model row.
     assert model.index_of(["only-first", MODEL_ITEMS[3]]).tolist() == [-1, 3]
+    assert (model.row_of("only-first"), model.row_of(MODEL_ITEMS[3])) == (-1, 3)
     with pytest.raises(KeyError):
         first.position["never-listed"]
     with pytest.raises(ValueError):
@@ -117,6 +118,7 @@ def test_a_model_loaded_with_the_catalogs_ids_holds_no_copy_of_them(tmp_path: Pa
     assert ids == list(MODEL_ITEMS)
     assert all(ids[n] is view.items[i].item_id for n, i in enumerate(MODEL_ITEMS[:7]))
     assert model.index_of(list(MODEL_ITEMS)).tolist() == list(range(len(MODEL_ITEMS)))
+    assert [model.row_of(i) for i in MODEL_ITEMS] == list(range(len(MODEL_ITEMS)))
 
 
 def test_a_served_model_moves_its_mapped_arrays_into_memory_unchanged(tmp_path: Path) -> None:
