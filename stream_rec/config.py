@@ -233,7 +233,9 @@ class Settings:
     batch_wait_ms: int = _setting(
         0, "0: a batch is the events that arrived while the previous batch ran (none wait for "
         "a window); above 0, Faust's take_events, which waits up to this long, in ms, for a "
-        "batch to fill.", _integer(at_least=0))
+        "batch to fill. 0 gives the lowest latency, but a worker with events arriving is never "
+        "idle and pays each batch's fixed costs on batches of one or two: at 200 events/s ~0.95 "
+        "of a core against ~0.73 with 10.", _integer(at_least=0))
     stop_timeout_s: float = _setting(
         30.0, "Longest a worker's stop (SIGTERM) may take before it exits anyway; keep it under "
         "the orchestrator's grace period. Events not yet committed are processed again.",
